@@ -1,0 +1,394 @@
+"""In-memory repositories and unit of work with real transactional semantics."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+
+from booking_core.errors import ConcurrentUpdate, PractitionerNotFound, SlotUnavailable
+from booking_core.model import Booking, Interval, Practitioner, RefundStatus, User
+from booking_core.ports import BookingFilter, Job, JobStatus
+
+
+class InMemoryStore:
+    """Committed state shared by every unit of work built on it (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.practitioners: dict[int, Practitioner] = {}
+        self.bookings: dict[int, Booking] = {}
+        self.users: dict[str, User] = {}
+        self.events: dict[str, tuple[str, datetime]] = {}
+        self.jobs: dict[int, Job] = {}
+        # Uncommitted occupying bookings and event ids per open unit, seen by the others' checks.
+        self.inflight_bookings: dict[int, dict[int, Booking]] = {}
+        self.inflight_events: dict[int, set[str]] = {}
+        self._ids = {name: itertools.count(1) for name in ("p", "s", "b", "u", "j", "uow")}
+
+    def next_id(self, kind: str) -> int:
+        with self.lock:
+            return next(self._ids[kind])
+
+    def unit_of_work(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self)
+
+
+def _clashes(candidate: Booking, others: Mapping[int, Booking]) -> Booking | None:
+    if not candidate.occupies_calendar:
+        return None
+    span = candidate.occupied
+    for other in others.values():
+        if (
+            other.id != candidate.id
+            and other.practitioner_id == candidate.practitioner_id
+            and other.occupies_calendar
+            and other.occupied.overlaps(span)
+        ):
+            return other
+    return None
+
+
+class InMemoryUnitOfWork:
+    """See the module docstring; one per request or job, never shared between threads."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self.store = store
+        self._open = False
+        self.practitioners = _Practitioners(self)
+        self.bookings = _Bookings(self)
+        self.users = _Users(self)
+        self.payment_events = _Events(self)
+        self.outbox = _Outbox(self)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.token = self.store.next_id("uow")
+        self.staged_practitioners: dict[int, Practitioner] = {}
+        self.staged_bookings: dict[int, Booking] = {}
+        self.base_versions: dict[int, int | None] = {}
+        self.staged_users: dict[str, User] = {}
+        self.staged_events: dict[str, tuple[str, datetime]] = {}
+        self.staged_jobs: dict[int, Job] = {}
+
+    def __enter__(self) -> Self:
+        if self._open:
+            raise RuntimeError("unit of work is already open; build one per use")
+        self._reset()
+        self._open = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+        self._open = False
+
+    def _require_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("use the unit of work inside a 'with' block")
+
+    def commit(self) -> None:
+        self._require_open()
+        store = self.store
+        with store.lock:
+            for booking_id, base in self.base_versions.items():
+                committed = store.bookings.get(booking_id)
+                if base is not None and (committed is None or committed.version != base):
+                    raise ConcurrentUpdate(f"booking {booking_id} was changed concurrently")
+            merged = {**store.bookings, **self.staged_bookings}
+            for booking in self.staged_bookings.values():
+                if _clashes(booking, merged) is not None:
+                    raise SlotUnavailable("the time overlaps another booking")
+            for event_id in self.staged_events:
+                if event_id in store.events:
+                    raise ConcurrentUpdate(f"event {event_id} was processed concurrently")
+            store.practitioners.update(self.staged_practitioners)
+            store.bookings.update(self.staged_bookings)
+            store.users.update(self.staged_users)
+            store.events.update(self.staged_events)
+            store.jobs.update(self.staged_jobs)
+            self._drop_inflight()
+            self._reset_staged()
+
+    def _reset_staged(self) -> None:
+        self.staged_practitioners = {}
+        self.staged_bookings = {}
+        self.base_versions = {}
+        self.staged_users = {}
+        self.staged_events = {}
+        self.staged_jobs = {}
+
+    def _drop_inflight(self) -> None:
+        self.store.inflight_bookings.pop(self.token, None)
+        self.store.inflight_events.pop(self.token, None)
+
+    def rollback(self) -> None:
+        with self.store.lock:
+            self._drop_inflight()
+        self._reset_staged()
+
+
+class _Practitioners:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def _current(self) -> dict[int, Practitioner]:
+        with self._uow.store.lock:
+            return {**self._uow.store.practitioners, **self._uow.staged_practitioners}
+
+    def get(self, practitioner_id: int) -> Practitioner | None:
+        self._uow._require_open()
+        found = self._current().get(practitioner_id)
+        return copy.deepcopy(found)
+
+    def list(self, *, active_only: bool = True) -> list[Practitioner]:
+        self._uow._require_open()
+        rows = sorted(self._current().values(), key=lambda p: p.id or 0)
+        return [copy.deepcopy(p) for p in rows if p.active or not active_only]
+
+    def add(self, practitioner: Practitioner) -> Practitioner:
+        self._uow._require_open()
+        stored = copy.deepcopy(practitioner)
+        store = self._uow.store
+        stored.id = stored.id or store.next_id("p")
+        for service in stored.services:
+            service.id = service.id or store.next_id("s")
+        self._uow.staged_practitioners[stored.id] = stored
+        return copy.deepcopy(stored)
+
+    def save(self, practitioner: Practitioner) -> None:
+        self._uow._require_open()
+        if practitioner.id is None or practitioner.id not in self._current():
+            raise PractitionerNotFound(f"no practitioner with id {practitioner.id}")
+        stored = copy.deepcopy(practitioner)
+        for service in stored.services:
+            service.id = service.id or self._uow.store.next_id("s")
+        self._uow.staged_practitioners[practitioner.id] = stored
+
+
+class _Bookings:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def _visible(self) -> dict[int, Booking]:
+        with self._uow.store.lock:
+            return {**self._uow.store.bookings, **self._uow.staged_bookings}
+
+    def _check_no_overlap(self, booking: Booking) -> None:
+        """Against committed bookings, our staged ones, and other units' uncommitted inserts."""
+        store = self._uow.store
+        others: dict[int, Booking] = dict(self._visible())
+        for token, pending in store.inflight_bookings.items():
+            if token != self._uow.token:
+                others.update({k: v for k, v in pending.items() if k not in others})
+        if _clashes(booking, others) is not None:
+            raise SlotUnavailable("the time overlaps another booking")
+
+    def add(self, booking: Booking) -> Booking:
+        self._uow._require_open()
+        store = self._uow.store
+        with store.lock:
+            stored = booking.copy()
+            stored.id = store.next_id("b")  # like a sequence: used even if rolled back
+            stored.version = 1
+            self._check_no_overlap(stored)
+            self._uow.staged_bookings[stored.id] = stored
+            self._uow.base_versions[stored.id] = None
+            store.inflight_bookings.setdefault(self._uow.token, {})[stored.id] = stored
+        return stored.copy()
+
+    def get(self, booking_id: int) -> Booking | None:
+        self._uow._require_open()
+        found = self._visible().get(booking_id)
+        return found.copy() if found is not None else None
+
+    def _find(self, predicate: Any) -> Booking | None:
+        self._uow._require_open()
+        for booking in self._visible().values():
+            if predicate(booking):
+                return booking.copy()
+        return None
+
+    def get_by_checkout_session(self, session_id: str) -> Booking | None:
+        return self._find(lambda b: b.checkout_session_id == session_id)
+
+    def get_by_payment_intent(self, payment_intent_id: str) -> Booking | None:
+        return self._find(lambda b: b.payment_intent_id == payment_intent_id)
+
+    def get_by_calendar_uid(self, uid: str) -> Booking | None:
+        return self._find(lambda b: b.calendar_uid == uid)
+
+    def save(self, booking: Booking) -> None:
+        self._uow._require_open()
+        if booking.id is None:
+            raise ValueError("save() needs a booking that was added")
+        store = self._uow.store
+        with store.lock:
+            current = self._visible().get(booking.id)
+            if current is None or current.version != booking.version:
+                raise ConcurrentUpdate(f"booking {booking.id} was changed concurrently")
+            stored = booking.copy()
+            stored.version = booking.version + 1
+            self._check_no_overlap(stored)
+            if booking.id not in self._uow.base_versions:
+                self._uow.base_versions[booking.id] = booking.version
+            self._uow.staged_bookings[booking.id] = stored
+            if stored.occupies_calendar:
+                store.inflight_bookings.setdefault(self._uow.token, {})[booking.id] = stored
+        booking.version = stored.version  # as SQLAlchemy bumps version_id_col on flush
+
+    def list_occupying(self, practitioner_id: int, window: Interval) -> list[Booking]:
+        self._uow._require_open()
+        found = [
+            b.copy()
+            for b in self._visible().values()
+            if b.practitioner_id == practitioner_id
+            and b.occupies_calendar
+            and b.occupied.overlaps(window)
+        ]
+        return sorted(found, key=lambda b: b.start)
+
+    def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
+        self._uow._require_open()
+        found = [
+            b.copy()
+            for b in self._visible().values()
+            if b.status.value == "pending" and b.hold_expires_at is not None
+            and b.hold_expires_at < now
+        ]
+        return sorted(found, key=lambda b: b.hold_expires_at or now)[:limit]
+
+    def list_refunds_due(self, limit: int = 100) -> list[Booking]:
+        self._uow._require_open()
+        found = [
+            b.copy()
+            for b in self._visible().values()
+            if b.refund is not None and b.refund.status is RefundStatus.PENDING
+        ]
+        return sorted(found, key=lambda b: b.updated_at)[:limit]
+
+    def list(self, filters: BookingFilter) -> list[Booking]:
+        self._uow._require_open()
+        f = filters
+        email = f.client_email.lower() if f.client_email else None
+        found = [
+            b.copy()
+            for b in self._visible().values()
+            if (f.practitioner_id is None or b.practitioner_id == f.practitioner_id)
+            and (f.status is None or b.status is f.status)
+            and (f.start_from is None or b.start >= f.start_from)
+            and (f.start_to is None or b.start < f.start_to)
+            and (email is None or b.client.email.lower() == email)
+        ]
+        found.sort(key=lambda b: (b.start, b.id or 0), reverse=True)
+        return found[f.offset : f.offset + f.limit]
+
+
+class _Users:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def upsert(self, user: User) -> User:
+        self._uow._require_open()
+        existing = self.get_by_open_id(user.open_id)
+        stored = attrs.evolve(user, id=existing.id if existing else self._uow.store.next_id("u"))
+        self._uow.staged_users[user.open_id] = stored
+        return attrs.evolve(stored)
+
+    def get_by_open_id(self, open_id: str) -> User | None:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            found = self._uow.staged_users.get(open_id) or self._uow.store.users.get(open_id)
+        return attrs.evolve(found) if found is not None else None
+
+
+class _Events:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def record(self, event_id: str, event_type: str, received_at: datetime) -> bool:
+        self._uow._require_open()
+        store = self._uow.store
+        with store.lock:
+            if event_id in store.events or event_id in self._uow.staged_events:
+                return False
+            if any(
+                event_id in ids
+                for token, ids in store.inflight_events.items()
+                if token != self._uow.token
+            ):
+                return False  # another delivery of the same event is being processed
+            self._uow.staged_events[event_id] = (event_type, received_at)
+            store.inflight_events.setdefault(self._uow.token, set()).add(event_id)
+        return True
+
+
+class _Outbox:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def _job(self, job_id: int) -> Job:
+        with self._uow.store.lock:
+            job = self._uow.staged_jobs.get(job_id) or self._uow.store.jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id}")
+        return job
+
+    def add(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
+        self._uow._require_open()
+        job_id = self._uow.store.next_id("j")
+        self._uow.staged_jobs[job_id] = Job(
+            id=job_id, kind=kind, payload=dict(payload), run_at=run_at, created_at=run_at
+        )
+
+    def claim_due(self, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Job]:
+        self._uow._require_open()
+        store = self._uow.store
+        with store.lock:
+            due = sorted(
+                (
+                    j
+                    for j in {**store.jobs, **self._uow.staged_jobs}.values()
+                    if j.status is JobStatus.PENDING and j.run_at <= now
+                ),
+                key=lambda j: (j.run_at, j.id or 0),
+            )[:limit]
+            lease = now + timedelta(seconds=lease_seconds)
+            for job in due:
+                leased = attrs.evolve(job, run_at=lease)
+                self._uow.staged_jobs[job.id or 0] = leased
+                # Claims take effect at once for everybody, as row locks do in PostgreSQL.
+                store.jobs[job.id or 0] = leased
+        return due
+
+    def complete(self, job_id: int) -> None:
+        self._uow.staged_jobs[job_id] = attrs.evolve(self._job(job_id), status=JobStatus.DONE)
+
+    def retry(self, job_id: int, *, error: str, run_at: datetime) -> None:
+        job = self._job(job_id)
+        self._uow.staged_jobs[job_id] = attrs.evolve(
+            job, attempts=job.attempts + 1, last_error=error, run_at=run_at
+        )
+
+    def park(self, job_id: int, *, error: str) -> None:
+        job = self._job(job_id)
+        self._uow.staged_jobs[job_id] = attrs.evolve(
+            job, attempts=job.attempts + 1, last_error=error, status=JobStatus.PARKED
+        )
+
+    def list(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            jobs = {**self._uow.store.jobs, **self._uow.staged_jobs}.values()
+            found = [j for j in jobs if status is None or j.status is status]
+        return sorted(found, key=lambda j: j.id or 0)[:limit]

@@ -1,0 +1,257 @@
+"""Background jobs from the outbox: emails, calendar sync, refunds, checkout expiry, retried.
+
+The worker entrypoint calls ``run_due_jobs`` in a loop; several workers on several machines can
+run it at once because claiming a job locks it (SKIP LOCKED in PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from attrs import frozen
+
+from booking_core.errors import BookingError, CalendarSlotTaken
+from booking_core.model import Booking, BookingStatus, Practitioner
+from booking_core.policy import BookingRules
+from booking_core.ports import (
+    CalendarBookingRequest,
+    CalendarGateway,
+    Clock,
+    Job,
+    Message,
+    Notifier,
+    PaymentGateway,
+    UnitOfWork,
+)
+from booking_core.usecases import (
+    JOB_CALENDAR_CANCEL,
+    JOB_CALENDAR_CREATE,
+    JOB_CALENDAR_RESCHEDULE,
+    JOB_EMAIL,
+    JOB_EXPIRE_CHECKOUT,
+    JOB_REFUND,
+    issue_refund,
+)
+
+log = logging.getLogger(__name__)
+
+
+@frozen
+class RetryPolicy:
+    """Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2**attempt)]."""
+
+    base: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(hours=1)
+    max_attempts: int = 8
+
+    def next_run(self, now: datetime, attempts: int, rng: random.Random | None = None) -> datetime:
+        ceiling = min(self.cap, self.base * (2 ** max(attempts - 1, 0)))
+        jitter = (rng or random).uniform(0, ceiling.total_seconds())
+        # Never sooner than a second: a job that fails at once must not spin.
+        return now + timedelta(seconds=max(1.0, jitter))
+
+
+@frozen
+class JobContext:
+    uow: UnitOfWork
+    payments: PaymentGateway
+    calendar: CalendarGateway
+    notifier: Notifier
+    clock: Clock
+    rules: BookingRules
+
+
+class PermanentJobError(BookingError):
+    """Retrying will not help (e.g. the calendar slot is taken): park the job at once."""
+
+    code = "job_failed_permanently"
+    title = "Background job failed permanently"
+
+
+def run_due_jobs(
+    ctx: JobContext, *, retry: RetryPolicy | None = None, limit: int = 10
+) -> dict[str, int]:
+    """Claim and run due jobs once; returns counts of done, retried and parked jobs.
+
+    A failing job is retried with backoff and parked after ``max_attempts``; a parked job keeps
+    its last error for admins and is never dropped.
+    """
+    retry = retry or RetryPolicy()
+    counts = {"done": 0, "retried": 0, "parked": 0}
+    now = ctx.clock.now()
+    with ctx.uow:
+        jobs = ctx.uow.outbox.claim_due(now, limit)
+        ctx.uow.commit()
+    for job in jobs:
+        job_id = job.id or 0
+        try:
+            run_job(job, ctx)
+        except Exception as exc:  # any failure is recorded on the job, never lost
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            attempts = job.attempts + 1
+            with ctx.uow:
+                if isinstance(exc, PermanentJobError) or attempts >= retry.max_attempts:
+                    ctx.uow.outbox.park(job_id, error=error)
+                    counts["parked"] += 1
+                    log.error("job %s (%s) parked: %s", job_id, job.kind, error)
+                else:
+                    ctx.uow.outbox.retry(
+                        job_id, error=error, run_at=retry.next_run(ctx.clock.now(), attempts)
+                    )
+                    counts["retried"] += 1
+                    log.warning("job %s (%s) failed, will retry: %s", job_id, job.kind, error)
+                ctx.uow.commit()
+            continue
+        with ctx.uow:
+            ctx.uow.outbox.complete(job_id)
+            ctx.uow.commit()
+        counts["done"] += 1
+    return counts
+
+
+def run_job(job: Job, ctx: JobContext) -> None:
+    """Run one job; raises on failure (the caller decides between retry and park)."""
+    handler = _HANDLERS.get(job.kind)
+    if handler is None:
+        raise PermanentJobError(f"unknown job kind {job.kind!r}")
+    handler(job.payload, ctx)
+
+
+def _load(ctx: JobContext, booking_id: int) -> tuple[Booking, Practitioner] | None:
+    with ctx.uow:
+        booking = ctx.uow.bookings.get(booking_id)
+        practitioner = (
+            ctx.uow.practitioners.get(booking.practitioner_id) if booking is not None else None
+        )
+    if booking is None or practitioner is None:
+        return None
+    return booking, practitioner
+
+
+def _refund(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    issue_refund(int(payload["booking_id"]), uow=ctx.uow, payments=ctx.payments, clock=ctx.clock)
+
+
+def _expire_checkout(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    ctx.payments.expire_checkout(str(payload["session_id"]))
+
+
+def _calendar_create(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    loaded = _load(ctx, int(payload["booking_id"]))
+    if loaded is None:
+        return
+    booking, practitioner = loaded
+    if booking.status is not BookingStatus.CONFIRMED or booking.calendar_uid:
+        return  # cancelled meanwhile, or already synced by an earlier attempt
+    link = ctx.calendar.link_for(practitioner)
+    if link is None:
+        return
+    try:
+        uid = ctx.calendar.create_booking(
+            CalendarBookingRequest(
+                link=link,
+                booking_id=booking.id or 0,
+                start=booking.start,
+                end=booking.end,
+                client=booking.client,
+                timezone=practitioner.timezone,
+            )
+        )
+    except CalendarSlotTaken as exc:
+        raise PermanentJobError(
+            f"Cal.com refused paid booking {booking.id} at {booking.start.isoformat()}: "
+            f"the time is taken there ({exc}); an admin must resolve it"
+        ) from exc
+    _store_uid(ctx, booking.id or 0, uid)
+
+
+def _store_uid(ctx: JobContext, booking_id: int, uid: str) -> None:
+    with ctx.uow:
+        stored = ctx.uow.bookings.get(booking_id)
+        if stored is None:
+            return
+        stored.calendar_uid = uid
+        stored.touch(ctx.clock.now())
+        ctx.uow.bookings.save(stored)
+        ctx.uow.commit()
+    ctx.calendar.invalidate(stored.practitioner_id)
+
+
+def _calendar_cancel(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    ctx.calendar.cancel_booking(str(payload["uid"]), "Cancelled through the booking service")
+
+
+def _calendar_reschedule(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    loaded = _load(ctx, int(payload["booking_id"]))
+    if loaded is None:
+        return
+    booking, _ = loaded
+    if not booking.occupies_calendar or booking.calendar_uid != payload["uid"]:
+        return
+    try:
+        uid = ctx.calendar.reschedule_booking(
+            str(payload["uid"]), booking.start, str(payload.get("reason") or "Rescheduled")
+        )
+    except CalendarSlotTaken as exc:
+        raise PermanentJobError(
+            f"Cal.com refused to move booking {booking.id} to {booking.start.isoformat()}: {exc}"
+        ) from exc
+    _store_uid(ctx, booking.id or 0, uid)
+
+
+_SUBJECTS = {
+    "confirmed": "Your appointment is confirmed",
+    "cancelled": "Your appointment is cancelled",
+    "rescheduled": "Your appointment has moved",
+    "reminder": "Reminder: your appointment is coming up",
+}
+
+
+def compose_email(template: str, booking: Booking, practitioner: Practitioner) -> Message:
+    """The client-facing email for ``template`` (confirmed, cancelled, rescheduled, reminder)."""
+    local = booking.start.astimezone(practitioner.zone)
+    when = f"{local:%A %d %B %Y at %H:%M} ({practitioner.timezone})"
+    service = practitioner.service(booking.service_id)
+    what = service.name if service is not None else "your appointment"
+    lines = [f"Hello {booking.client.name},", ""]
+    if template == "confirmed":
+        lines.append(f"Your {what} with {practitioner.name} on {when} is confirmed.")
+    elif template == "cancelled":
+        lines.append(f"Your {what} with {practitioner.name} on {when} has been cancelled.")
+        if booking.refund is not None and booking.refund.amount.amount > 0:
+            money = booking.refund.amount
+            lines.append(f"A refund of {money.amount / 100:.2f} {money.currency.upper()} is on its way.")
+    elif template == "rescheduled":
+        lines.append(f"Your {what} with {practitioner.name} now takes place on {when}.")
+    elif template == "reminder":
+        lines.append(f"A reminder: your {what} with {practitioner.name} is on {when}.")
+    else:
+        raise PermanentJobError(f"unknown email template {template!r}")
+    lines += ["", f"Booking reference: {booking.id}"]
+    return Message(to=booking.client.email, subject=_SUBJECTS[template], body="\n".join(lines))
+
+
+def _email(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    loaded = _load(ctx, int(payload["booking_id"]))
+    if loaded is None:
+        return
+    booking, practitioner = loaded
+    template = str(payload["template"])
+    if template in ("confirmed", "reminder") and booking.status is not BookingStatus.CONFIRMED:
+        return  # cancelled before the mail went out: say nothing stale
+    ctx.notifier.send(compose_email(template, booking, practitioner))
+
+
+_HANDLERS: dict[str, Callable[[Mapping[str, Any], JobContext], None]] = {
+    JOB_REFUND: _refund,
+    JOB_EXPIRE_CHECKOUT: _expire_checkout,
+    JOB_CALENDAR_CREATE: _calendar_create,
+    JOB_CALENDAR_CANCEL: _calendar_cancel,
+    JOB_CALENDAR_RESCHEDULE: _calendar_reschedule,
+    JOB_EMAIL: _email,
+}
+

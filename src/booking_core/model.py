@@ -1,0 +1,419 @@
+"""Domain model: money, intervals, practitioners and their services, bookings and their states."""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+from attrs import define, field, frozen
+
+from booking_core.errors import InvalidTransition, ValidationFailed
+
+_CURRENCY = re.compile(r"^[a-z]{3}$")
+
+
+def _require_aware(_inst: object, attribute: attrs.Attribute[datetime], value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{attribute.name} must be timezone-aware, got {value!r}")
+
+
+def _optional_aware(
+    inst: object, attribute: attrs.Attribute[datetime | None], value: datetime | None
+) -> None:
+    if value is not None:
+        _require_aware(inst, attribute, value)  # type: ignore[arg-type]
+
+
+# -- values --------------------------------------------------------------------------------------
+
+
+@frozen
+class Money:
+    """An amount in integer minor units (cents) of an ISO 4217 currency, as Stripe counts it."""
+
+    amount: int = field(validator=attrs.validators.instance_of(int))
+    currency: str = field(converter=str.lower)
+
+    @amount.validator
+    def _non_negative(self, _attribute: object, value: int) -> None:
+        if value < 0:
+            raise ValueError("amount must not be negative")
+
+    @currency.validator
+    def _iso(self, _attribute: object, value: str) -> None:
+        if not _CURRENCY.match(value):
+            raise ValueError(f"currency must be a three-letter ISO code, got {value!r}")
+
+    def zero(self) -> Money:
+        return Money(0, self.currency)
+
+
+@frozen
+class Interval:
+    """A half-open span of time [start, end) between two aware datetimes."""
+
+    start: datetime = field(validator=_require_aware)
+    end: datetime = field(validator=_require_aware)
+
+    def __attrs_post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"interval must end after it starts: {self.start} .. {self.end}")
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def contains(self, other: Interval) -> bool:
+        return self.start <= other.start and other.end <= self.end
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+
+@frozen
+class TimeRange:
+    """Local wall-clock hours within one day, as minutes from midnight: [start, end), end ≤ 1440."""
+
+    start_minute: int
+    end_minute: int
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.start_minute < self.end_minute <= 24 * 60:
+            raise ValueError(
+                f"time range must satisfy 0 <= start < end <= 1440, got "
+                f"{self.start_minute}..{self.end_minute}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> TimeRange:
+        """Parse ``"09:00-17:30"`` (``24:00`` allowed as an end)."""
+        try:
+            start_text, end_text = text.split("-")
+            return cls(_minutes(start_text), _minutes(end_text))
+        except ValueError as exc:
+            raise ValueError(f"not a time range like 09:00-17:00: {text!r}") from exc
+
+    def __str__(self) -> str:
+        return f"{_hhmm(self.start_minute)}-{_hhmm(self.end_minute)}"
+
+
+def _minutes(text: str) -> int:
+    hours, minutes = text.strip().split(":")
+    value = int(hours) * 60 + int(minutes)
+    if not (0 <= int(minutes) < 60 and 0 <= value <= 24 * 60):
+        raise ValueError(text)
+    return value
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@frozen
+class WeeklyHours:
+    """Working hours per ISO weekday (0 = Monday … 6 = Sunday), several ranges a day allowed."""
+
+    days: tuple[tuple[TimeRange, ...], ...] = field(default=((),) * 7)
+
+    @days.validator
+    def _seven_sorted_disjoint(self, _attribute: object, value: tuple[tuple[TimeRange, ...], ...]) -> None:
+        if len(value) != 7:
+            raise ValueError("weekly hours need exactly seven days")
+        for ranges in value:
+            _check_disjoint(ranges)
+
+    @classmethod
+    def from_mapping(cls, mapping: dict[int, list[str]]) -> WeeklyHours:
+        """Build from ``{0: ["09:00-12:00", "13:00-17:00"], ...}``."""
+        days: list[tuple[TimeRange, ...]] = [() for _ in range(7)]
+        for weekday, texts in mapping.items():
+            days[weekday] = tuple(sorted((TimeRange.parse(t) for t in texts), key=_range_key))
+        return cls(tuple(days))
+
+    def for_weekday(self, weekday: int) -> tuple[TimeRange, ...]:
+        return self.days[weekday]
+
+
+def _range_key(r: TimeRange) -> int:
+    return r.start_minute
+
+
+def _check_disjoint(ranges: tuple[TimeRange, ...]) -> None:
+    for before, after in zip(ranges, ranges[1:], strict=False):
+        if after.start_minute < before.end_minute:
+            raise ValueError(f"working-hour ranges must be sorted and disjoint: {before}, {after}")
+
+
+@frozen
+class DateOverride:
+    """Hours for one local date that replace the weekly hours; no ranges means a day off."""
+
+    day: date
+    ranges: tuple[TimeRange, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        _check_disjoint(self.ranges)
+
+
+@frozen
+class TimeOff:
+    """An absolute span (holiday, sick leave) during which nothing can be booked."""
+
+    period: Interval
+    reason: str = ""
+
+
+@frozen
+class CalendarLink:
+    """Where a practitioner's availability lives in Cal.com.
+
+    ``event_type`` is the numeric event type id as text, or a slug (then ``username`` is needed).
+    """
+
+    event_type: str
+    user: str | None = None
+    username: str | None = None
+
+    @property
+    def event_type_id(self) -> int | None:
+        return int(self.event_type) if self.event_type.isdigit() else None
+
+
+@frozen
+class Client:
+    """The person who books: name and email are required, phone is optional."""
+
+    name: str
+    email: str
+    phone: str | None = None
+
+
+def _zone(_inst: object, _attribute: object, value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+
+
+# -- entities ------------------------------------------------------------------------------------
+
+
+@define(eq=False, kw_only=True)
+class Service:
+    """Something a practitioner offers: how long it takes, what it costs, when it may be booked."""
+
+    id: int | None = None
+    name: str
+    duration_minutes: int
+    price: Money
+    buffer_before_minutes: int = 0
+    buffer_after_minutes: int = 0
+    min_notice_minutes: int = 0
+    max_advance_days: int = 60
+    slot_interval_minutes: int | None = None
+    active: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        problems: dict[str, list[str]] = {}
+        if not 5 <= self.duration_minutes <= 24 * 60:
+            problems["duration_minutes"] = ["must be between 5 and 1440"]
+        for name in ("buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes"):
+            if getattr(self, name) < 0:
+                problems[name] = ["must not be negative"]
+        if not 1 <= self.max_advance_days <= 730:
+            problems["max_advance_days"] = ["must be between 1 and 730"]
+        if self.slot_interval_minutes is not None and not 5 <= self.slot_interval_minutes <= 1440:
+            problems["slot_interval_minutes"] = ["must be between 5 and 1440"]
+        if problems:
+            raise ValidationFailed("invalid service", errors=problems)
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(minutes=self.duration_minutes)
+
+    @property
+    def interval(self) -> timedelta:
+        """Step between offered starts; defaults to the duration, like Cal.com does."""
+        return timedelta(minutes=self.slot_interval_minutes or self.duration_minutes)
+
+    @property
+    def buffer_before(self) -> timedelta:
+        return timedelta(minutes=self.buffer_before_minutes)
+
+    @property
+    def buffer_after(self) -> timedelta:
+        return timedelta(minutes=self.buffer_after_minutes)
+
+
+@define(eq=False, kw_only=True)
+class Practitioner:
+    """A therapist, coach or clinician: whom clients book, in which time zone, and when."""
+
+    id: int | None = None
+    name: str
+    title: str = ""
+    bio: str = ""
+    email: str = ""
+    timezone: str = field(default="UTC", validator=_zone)
+    active: bool = True
+    services: list[Service] = field(factory=list)
+    weekly_hours: WeeklyHours = field(factory=WeeklyHours)
+    overrides: list[DateOverride] = field(factory=list)
+    time_off: list[TimeOff] = field(factory=list)
+    calendar_link: CalendarLink | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def service(self, service_id: int) -> Service | None:
+        return next((s for s in self.services if s.id == service_id), None)
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+@define(eq=False, kw_only=True)
+class User:
+    """Someone who signed in through the OAuth/OIDC provider; upserted on every login."""
+
+    id: int | None = None
+    open_id: str
+    name: str | None = None
+    email: str | None = None
+    role: Role = Role.USER
+    last_signed_in: datetime | None = field(default=None, validator=_optional_aware)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+class BookingStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def occupies_calendar(self) -> bool:
+        return self in OCCUPYING
+
+
+OCCUPYING = frozenset({BookingStatus.PENDING, BookingStatus.CONFIRMED})
+
+ALLOWED_TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
+    BookingStatus.PENDING: frozenset(
+        {BookingStatus.CONFIRMED, BookingStatus.EXPIRED, BookingStatus.CANCELLED}
+    ),
+    BookingStatus.CONFIRMED: frozenset({BookingStatus.COMPLETED, BookingStatus.CANCELLED}),
+    BookingStatus.COMPLETED: frozenset(),
+    BookingStatus.EXPIRED: frozenset(),
+    BookingStatus.CANCELLED: frozenset(),
+}
+
+
+class RefundStatus(enum.StrEnum):
+    NONE = "none"
+    PENDING = "pending"  # asked for (or about to be); the worker retries until Stripe answers
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # Stripe reported the refund failed; needs an admin
+
+
+@frozen
+class Refund:
+    """What was (or is to be) refunded on a booking."""
+
+    amount: Money
+    status: RefundStatus
+    provider_id: str | None = None
+    attempts: int = 0
+    reason: str = ""
+
+
+@define(eq=False, kw_only=True)
+class Booking:
+    """A client's appointment with a practitioner for one service, and its payment state.
+
+    The buffer minutes are copied from the service at booking time, so later edits to the service
+    never move an existing booking's footprint on the calendar.
+    """
+
+    id: int | None = None
+    practitioner_id: int
+    service_id: int
+    client: Client
+    start: datetime = field(validator=_require_aware)
+    end: datetime = field(validator=_require_aware)
+    buffer_before_minutes: int = 0
+    buffer_after_minutes: int = 0
+    price: Money
+    status: BookingStatus = BookingStatus.PENDING
+    hold_expires_at: datetime | None = field(default=None, validator=_optional_aware)
+    checkout_session_id: str | None = None
+    payment_intent_id: str | None = None
+    refund: Refund | None = None
+    calendar_uid: str | None = None
+    notes: str = ""
+    manage_token_hash: str = ""
+    cancel_reason: str = ""
+    created_at: datetime = field(validator=_require_aware)
+    updated_at: datetime = field(validator=_require_aware)
+    version: int = 1
+
+    def __attrs_post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError("booking must end after it starts")
+
+    @property
+    def period(self) -> Interval:
+        return Interval(self.start, self.end)
+
+    @property
+    def occupied(self) -> Interval:
+        """The span the booking blocks on the practitioner's calendar, buffers included."""
+        return Interval(
+            self.start - timedelta(minutes=self.buffer_before_minutes),
+            self.end + timedelta(minutes=self.buffer_after_minutes),
+        )
+
+    @property
+    def occupies_calendar(self) -> bool:
+        return self.status.occupies_calendar
+
+    def transition_to(self, new_status: BookingStatus, *, at: datetime) -> None:
+        """Move to ``new_status``; raises InvalidTransition for anything the state machine forbids."""
+        if new_status not in ALLOWED_TRANSITIONS[self.status]:
+            raise InvalidTransition(
+                f"booking {self.id} cannot go from {self.status.value} to {new_status.value}"
+            )
+        self.status = new_status
+        if new_status is not BookingStatus.PENDING:
+            self.hold_expires_at = None
+        self.touch(at)
+
+    def confirm_late_payment(self, *, at: datetime) -> None:
+        """The one way out of EXPIRED: a payment that arrived after the hold ran out.
+
+        The caller saves the booking, and the no-overlap rule decides: if the slot was taken in the
+        meantime the save raises SlotUnavailable and the payment is refunded instead.
+        """
+        if self.status is not BookingStatus.EXPIRED:
+            raise InvalidTransition(f"booking {self.id} is {self.status.value}, not expired")
+        self.status = BookingStatus.CONFIRMED
+        self.hold_expires_at = None
+        self.touch(at)
+
+    def touch(self, at: datetime) -> None:
+        """Record a change: PostgreSQL has no ON UPDATE, so the application sets updated_at."""
+        self.updated_at = at
+
+    def copy(self) -> Booking:
+        """A detached copy (the memory adapter hands these out, like a fresh load from a DB)."""
+        return attrs.evolve(self)

@@ -1,0 +1,342 @@
+"""Ports: what the core needs from the outside world, as typing.Protocols.
+
+Adapters implement them (memory fakes, PostgreSQL, Stripe, Cal.com, SMTP). Every method documents
+what it returns and which core errors it raises; no vendor exception may cross a port.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from attrs import frozen
+
+from booking_core.model import (
+    Booking,
+    BookingStatus,
+    CalendarLink,
+    Client,
+    Interval,
+    Money,
+    Practitioner,
+    Service,
+    User,
+)
+
+# -- repositories --------------------------------------------------------------------------------
+
+
+class PractitionerRepository(Protocol):
+    def get(self, practitioner_id: int) -> Practitioner | None:
+        """The practitioner with its services, hours and time off, or None."""
+
+    def list(self, *, active_only: bool = True) -> list[Practitioner]:
+        """All (active) practitioners, ordered by id."""
+
+    def add(self, practitioner: Practitioner) -> Practitioner:
+        """Insert; returns the stored practitioner with ids assigned (services too)."""
+
+    def save(self, practitioner: Practitioner) -> None:
+        """Replace the stored practitioner (services, hours, overrides, time off).
+
+        Raises PractitionerNotFound if it does not exist.
+        """
+
+
+@frozen
+class BookingFilter:
+    """Filters for the admin list; None means no filter on that field."""
+
+    practitioner_id: int | None = None
+    status: BookingStatus | None = None
+    start_from: datetime | None = None
+    start_to: datetime | None = None
+    client_email: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+class BookingRepository(Protocol):
+    def add(self, booking: Booking) -> Booking:
+        """Insert a new booking; returns it with its id set.
+
+        Raises SlotUnavailable if it occupies the calendar and overlaps (buffers included) another
+        occupying booking of the same practitioner, whether or not that one is committed yet.
+        """
+
+    def get(self, booking_id: int) -> Booking | None:
+        """A detached copy of the booking, or None."""
+
+    def get_by_checkout_session(self, session_id: str) -> Booking | None:
+        """The booking whose Checkout Session this is, or None."""
+
+    def get_by_payment_intent(self, payment_intent_id: str) -> Booking | None:
+        """The booking paid by this payment intent, or None."""
+
+    def get_by_calendar_uid(self, uid: str) -> Booking | None:
+        """The booking synced to this external calendar booking uid, or None."""
+
+    def save(self, booking: Booking) -> None:
+        """Write back a booking read in this unit of work; bumps its version.
+
+        Raises ConcurrentUpdate if someone else saved it since it was read, SlotUnavailable if it
+        now occupies a span another occupying booking holds (a late payment, a reschedule). After
+        either error the unit of work is still usable (PostgreSQL: the save runs in a savepoint).
+        """
+
+    def list_occupying(self, practitioner_id: int, window: Interval) -> list[Booking]:
+        """Pending and confirmed bookings whose buffered span overlaps ``window``, by start."""
+
+    def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
+        """Pending bookings whose hold ran out before ``now``, oldest first."""
+
+    def list_refunds_due(self, limit: int = 100) -> list[Booking]:
+        """Bookings with a refund still PENDING (to be asked of the payment provider)."""
+
+    def list(self, filters: BookingFilter) -> list[Booking]:
+        """Bookings matching ``filters``, newest start first."""
+
+
+class UserRepository(Protocol):
+    def upsert(self, user: User) -> User:
+        """Insert or update by ``open_id`` (name, email, role, last_signed_in); returns the row."""
+
+    def get_by_open_id(self, open_id: str) -> User | None: ...
+
+
+class PaymentEventLog(Protocol):
+    def record(self, event_id: str, event_type: str, received_at: datetime) -> bool:
+        """Remember that ``event_id`` is processed in this unit of work.
+
+        True the first time; False if it was already recorded (committed by someone else): the
+        caller then changes nothing. The record commits or rolls back with the state change.
+        """
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    PARKED = "parked"  # failed too often; kept and shown to admins, never dropped
+
+
+@frozen
+class Job:
+    """A background job from the transactional outbox."""
+
+    id: int | None
+    kind: str
+    payload: Mapping[str, Any]
+    run_at: datetime
+    attempts: int = 0
+    status: JobStatus = JobStatus.PENDING
+    last_error: str = ""
+    created_at: datetime | None = None
+
+
+class Outbox(Protocol):
+    def add(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
+        """Enqueue a job; it becomes visible to workers when this unit of work commits."""
+
+    def claim_due(self, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Job]:
+        """Take up to ``limit`` due pending jobs: their run_at moves ``lease_seconds`` ahead.
+
+        Once this unit of work commits, other workers skip them until the lease ends, so a job
+        runs once even with many workers, and again only if its worker died mid-job.
+        (PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE run_at.)
+        """
+
+    def complete(self, job_id: int) -> None: ...
+
+    def retry(self, job_id: int, *, error: str, run_at: datetime) -> None:
+        """Count a failed attempt and schedule the next one."""
+
+    def park(self, job_id: int, *, error: str) -> None:
+        """Give up retrying; the job stays visible with its last error."""
+
+    def list(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. ``with uow:`` begins; leaving without ``commit()`` rolls back.
+
+    A UnitOfWork object may be entered again after it exits: each ``with`` is a new transaction.
+    Never share one between threads or requests; build one per use from the factory.
+    """
+
+    practitioners: PractitionerRepository
+    bookings: BookingRepository
+    users: UserRepository
+    payment_events: PaymentEventLog
+    outbox: Outbox
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None:
+        """Make the writes durable; translates constraint violations to core errors."""
+
+    def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+# -- payments ------------------------------------------------------------------------------------
+
+
+@frozen
+class CheckoutRequest:
+    booking_id: int
+    amount: Money
+    description: str
+    customer_email: str
+    expires_at: datetime
+    idempotency_key: str
+
+
+@frozen
+class CheckoutSession:
+    id: str
+    url: str
+    expires_at: datetime
+
+
+class CheckoutState(enum.StrEnum):
+    OPEN = "open"
+    COMPLETE = "complete"
+    EXPIRED = "expired"
+
+
+@frozen
+class RefundRequest:
+    booking_id: int
+    payment_intent_id: str
+    amount: Money
+    idempotency_key: str
+    reason: str = "requested_by_customer"
+
+
+@frozen
+class RefundResult:
+    id: str
+    amount: Money
+    status: str  # pending | succeeded | failed | canceled | requires_action, as Stripe says
+
+
+class PaymentEventType(enum.StrEnum):
+    CHECKOUT_COMPLETED = "checkout.session.completed"
+    ASYNC_PAYMENT_SUCCEEDED = "checkout.session.async_payment_succeeded"
+    CHECKOUT_EXPIRED = "checkout.session.expired"
+    ASYNC_PAYMENT_FAILED = "checkout.session.async_payment_failed"
+    REFUND_UPDATED = "refund.updated"
+    REFUND_CREATED = "refund.created"
+    REFUND_FAILED = "refund.failed"
+    CHARGE_REFUNDED = "charge.refunded"
+
+
+@frozen
+class PaymentEvent:
+    """A verified provider event, reduced to what the core needs.
+
+    ``type`` is the provider's type string (unknown types are kept and ignored by the use case).
+    """
+
+    id: str
+    type: str
+    created: datetime
+    session_id: str | None = None
+    booking_id: int | None = None
+    payment_status: str | None = None  # paid | unpaid | no_payment_required
+    amount: Money | None = None
+    payment_intent_id: str | None = None
+    refund_id: str | None = None
+    refund_status: str | None = None
+    livemode: bool = False
+
+
+class PaymentGateway(Protocol):
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """Create a hosted checkout; the same idempotency key returns the same session.
+
+        Raises PaymentUnavailable when the provider fails or times out.
+        """
+
+    def expire_checkout(self, session_id: str) -> CheckoutState:
+        """End an open checkout so it can no longer be paid; returns its final state.
+
+        An already complete session is not an error: returns COMPLETE (the caller confirms
+        instead). Raises PaymentUnavailable on provider failure.
+        """
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund (part of) a payment; idempotent per key. Raises RefundFailed / PaymentUnavailable."""
+
+    def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
+        """Verify and parse a webhook body. Raises InvalidSignature or InvalidPayload."""
+
+
+# -- calendar ------------------------------------------------------------------------------------
+
+
+@frozen
+class CalendarBookingRequest:
+    link: CalendarLink
+    booking_id: int
+    start: datetime
+    end: datetime
+    client: Client
+    timezone: str
+
+
+class CalendarGateway(Protocol):
+    """An external calendar (Cal.com) holding a practitioner's availability and bookings."""
+
+    def link_for(self, practitioner: Practitioner) -> CalendarLink | None:
+        """The practitioner's link (stored link first, then configuration), or None if unlinked."""
+
+    def free_slots(
+        self, link: CalendarLink, service: Service, window: Interval, timezone: str
+    ) -> list[Interval]:
+        """Bookable starts in ``window``, each one service long. Raises CalendarUnavailable."""
+
+    def create_booking(self, request: CalendarBookingRequest) -> str:
+        """Create the booking there; returns its uid. Raises CalendarSlotTaken / CalendarUnavailable."""
+
+    def cancel_booking(self, uid: str, reason: str) -> None:
+        """Cancel there; an already cancelled booking is not an error. Raises CalendarUnavailable."""
+
+    def reschedule_booking(self, uid: str, new_start: datetime, reason: str) -> str:
+        """Move it there; returns the new uid (Cal.com makes a new booking). Raises as create."""
+
+    def invalidate(self, practitioner_id: int) -> None:
+        """Forget cached slots of this practitioner (we booked or cancelled)."""
+
+
+# -- notifications, time -------------------------------------------------------------------------
+
+
+@frozen
+class Message:
+    to: str
+    subject: str
+    body: str
+
+
+class Notifier(Protocol):
+    def send(self, message: Message) -> None:
+        """Deliver or raise ExternalServiceError (the outbox retries)."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+

@@ -1,0 +1,192 @@
+"""The composition root: the only code that reads settings and builds engines, clients, adapters.
+
+Web, CLI and worker all call ``bootstrap(settings)``; tests pass overrides (memory adapters, a
+fixed clock). Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from attrs import define, field
+
+from booking_core.policy import BookingRules
+from booking_core.ports import (
+    CalendarGateway,
+    Clock,
+    Notifier,
+    PaymentGateway,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from entrypoints.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+
+class SystemClock:
+    """The real clock, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def _nothing() -> None:
+    return None
+
+
+@define(kw_only=True)
+class Deps:
+    """Everything entrypoints need, built once per process."""
+
+    settings: Settings
+    uow_factory: UnitOfWorkFactory
+    payments: PaymentGateway
+    calendar: CalendarGateway
+    notifier: Notifier
+    clock: Clock
+    rules: BookingRules
+    check_database: Callable[[], None] = _nothing  # raises when the database does not answer
+    close: Callable[[], None] = _nothing
+    live: dict[str, str] = field(factory=dict)  # adapter role -> what is live, for the start line
+    extras: dict[str, Any] = field(factory=dict)
+
+    def uow(self) -> UnitOfWork:
+        return self.uow_factory()
+
+
+def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
+    """Build the process's dependencies; ``overrides`` replace any of Deps' fields.
+
+    Raises SettingsError when production settings are incomplete (fake adapters are refused).
+    """
+    settings = settings or Settings.from_env()
+    if settings.is_production:
+        problems = settings.production_problems()
+        if problems:
+            raise SettingsError("refusing to start in production: " + "; ".join(problems))
+    clock: Clock = overrides.pop("clock", None) or SystemClock()
+    live: dict[str, str] = {}
+    closers: list[Callable[[], None]] = []
+
+    uow_factory = overrides.pop("uow_factory", None)
+    check_database = overrides.pop("check_database", None)
+    if uow_factory is None:
+        uow_factory, check_database, close_db, live["database"] = _database(settings)
+        closers.append(close_db)
+    else:
+        live["database"] = "provided"
+
+    payments = overrides.pop("payments", None)
+    if payments is None:
+        payments, live["payments"] = _payments(settings)
+    else:
+        live["payments"] = type(payments).__name__
+
+    calendar = overrides.pop("calendar", None)
+    if calendar is None:
+        calendar, live["calendar"] = _calendar(settings, uow_factory, clock)
+    else:
+        live["calendar"] = type(calendar).__name__
+
+    notifier = overrides.pop("notifier", None)
+    if notifier is None:
+        notifier, live["email"] = _notifier(settings)
+    else:
+        live["email"] = type(notifier).__name__
+
+    rules = overrides.pop("rules", None) or BookingRules(
+        hold_minutes=settings.hold_minutes,
+        cancellation_window_hours=settings.cancellation_window_hours,
+    )
+
+    def close() -> None:
+        for closer in reversed(closers):
+            closer()
+
+    return Deps(
+        settings=settings,
+        uow_factory=uow_factory,
+        payments=payments,
+        calendar=calendar,
+        notifier=notifier,
+        clock=clock,
+        rules=rules,
+        check_database=check_database or _nothing,
+        close=overrides.pop("close", close),
+        live=live,
+        **overrides,
+    )
+
+
+def _database(
+    settings: Settings,
+) -> tuple[UnitOfWorkFactory, Callable[[], None], Callable[[], None], str]:
+    from adapters.postgres import Database
+    from adapters.postgres.embedded import start_embedded
+
+    url = settings.database_url
+    server = None
+    if url is None:
+        server = start_embedded(settings.data_dir)
+        url = server.url
+    database = Database.connect(url, pool_size=settings.db_pool_size)
+
+    def close() -> None:
+        database.dispose()
+        if server is not None:
+            server.stop()
+
+    where = "embedded PostgreSQL" if server is not None else database.describe()
+    return database.unit_of_work, database.ping, close, where
+
+
+def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
+    if settings.stripe_secret_key:
+        from adapters.stripe import StripePaymentGateway
+
+        gateway = StripePaymentGateway(
+            api_key=settings.stripe_secret_key,
+            webhook_secret=settings.stripe_webhook_secret or "",
+            base_url=settings.base_url,
+            api_base=settings.stripe_api_base,
+        )
+        where = "Stripe" + (f" at {settings.stripe_api_base}" if settings.stripe_api_base else "")
+        return gateway, where
+    from adapters.memory import FakePaymentGateway
+
+    fake = FakePaymentGateway(
+        checkout_base_url=settings.base_url,
+        webhook_secret=settings.stripe_webhook_secret or "whsec_offline_development",
+    )
+    return fake, "fake (offline checkout at /dev/checkout)"
+
+
+def _calendar(
+    settings: Settings, uow_factory: UnitOfWorkFactory, clock: Clock
+) -> tuple[CalendarGateway, str]:
+    if settings.calcom_api_key:
+        from adapters.calcom import CalComCalendarGateway
+
+        gateway = CalComCalendarGateway(
+            api_key=settings.calcom_api_key,
+            api_url=settings.calcom_api_url,
+            links=settings.calcom_links,
+            cache_seconds=settings.calcom_cache_seconds,
+        )
+        return gateway, f"Cal.com at {settings.calcom_api_url}"
+    from adapters.schedule import ScheduleCalendarGateway
+
+    return ScheduleCalendarGateway(), "working hours (no CALCOM_API_KEY)"
+
+
+def _notifier(settings: Settings) -> tuple[Notifier, str]:
+    from adapters.email import LoggingNotifier, SmtpNotifier
+
+    if settings.smtp_url:
+        notifier = SmtpNotifier.from_url(settings.smtp_url, mail_from=settings.mail_from)
+        return notifier, f"SMTP at {notifier.host}"
+    return LoggingNotifier(), "log only (no SMTP_URL)"

@@ -1,0 +1,173 @@
+"""Settings from the environment and ``.env`` / ``.env.local`` files; read only by bootstrap."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from attrs import field, frozen
+from dotenv import dotenv_values
+
+from booking_core.model import CalendarLink
+
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable, never its value."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0, high: int = 10**9) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a whole number") from exc
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _calendar_links(env: Mapping[str, str]) -> dict[int, CalendarLink]:
+    """The seed's CALCOM_USER_ID_<n> / CALCOM_EVENT_TYPE_<n> mapping for practitioner <n>."""
+    links: dict[int, CalendarLink] = {}
+    for key, value in env.items():
+        match = re.fullmatch(r"CALCOM_EVENT_TYPE_(\d+)", key)
+        if match and value.strip():
+            n = int(match.group(1))
+            user = env.get(f"CALCOM_USER_ID_{n}", "").strip() or None
+            username = env.get(f"CALCOM_USERNAME_{n}", "").strip() or user
+            links[n] = CalendarLink(event_type=value.strip(), user=user, username=username)
+    return dict(sorted(links.items()))
+
+
+@frozen(kw_only=True)
+class Settings:
+    """Every setting of DESIGN.md section 7; ``.env.example`` documents each one."""
+
+    database_url: str | None = None
+    data_dir: str | None = None
+    db_pool_size: int = 5
+    base_url: str = "http://localhost:3000"
+    port: int = 3000
+    env: str = "development"
+    secret_key: str | None = field(default=None, repr=False)
+    stripe_secret_key: str | None = field(default=None, repr=False)
+    stripe_webhook_secret: str | None = field(default=None, repr=False)
+    stripe_api_base: str | None = None
+    calcom_api_key: str | None = field(default=None, repr=False)
+    calcom_api_url: str = "https://api.cal.com/v2"
+    calcom_webhook_secret: str | None = field(default=None, repr=False)
+    calcom_cache_seconds: int = 300
+    calcom_links: dict[int, CalendarLink] = field(factory=dict)
+    oauth_issuer: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = field(default=None, repr=False)
+    owner_open_id: str | None = None
+    admin_api_token: str | None = field(default=None, repr=False)
+    hold_minutes: int = 30
+    cancellation_window_hours: int = 24
+    smtp_url: str | None = field(default=None, repr=False)
+    mail_from: str = "bookings@localhost"
+    ratelimit_storage_uri: str = "memory://"
+    ratelimit_bookings_per_ip: str = "30 per minute"
+    ratelimit_bookings_per_email: str = "5 per hour"
+    redis_url: str | None = None
+    sentry_dsn: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, env_dir: str | Path | None = None
+    ) -> Settings:
+        """Read the process environment, falling back to ``.env.local`` then ``.env``.
+
+        Real environment variables win over the files. Raises SettingsError on bad values.
+        """
+        env = dict(read_env_files(Path(env_dir) if env_dir else Path.cwd()))
+        env.update(os.environ if environ is None else environ)
+        return cls.from_mapping(env)
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str, *aliases: str) -> str | None:
+            for key in (name, *aliases):
+                value = env.get(key, "").strip()
+                if value:
+                    return value
+            return None
+
+        booking_env = (get("BOOKING_ENV") or "development").lower()
+        if booking_env not in ("development", "production", "test"):
+            raise SettingsError("BOOKING_ENV must be development, production or test")
+        calcom_url = (get("CALCOM_API_URL") or "https://api.cal.com/v2").rstrip("/")
+        if re.search(r"/v1(/|$)", calcom_url):
+            raise SettingsError(
+                "CALCOM_API_URL points at Cal.com API v1, which was shut down in 2026; "
+                "use https://api.cal.com/v2"
+            )
+        return cls(
+            database_url=get("DATABASE_URL"),
+            data_dir=get("BOOKING_DATA_DIR"),
+            db_pool_size=_int(env, "DB_POOL_SIZE", 5, low=1, high=100),
+            base_url=(get("BASE_URL") or "http://localhost:3000").rstrip("/"),
+            port=_int(env, "PORT", 3000, low=1, high=65535),
+            env=booking_env,
+            secret_key=get("SECRET_KEY"),
+            stripe_secret_key=get("STRIPE_SECRET_KEY"),
+            stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
+            stripe_api_base=get("STRIPE_API_BASE"),
+            calcom_api_key=get("CALCOM_API_KEY"),
+            calcom_api_url=calcom_url,
+            calcom_webhook_secret=get("CALCOM_WEBHOOK_SECRET"),
+            calcom_cache_seconds=_int(env, "CALCOM_CACHE_SECONDS", 300, low=0, high=86400),
+            calcom_links=_calendar_links(env),
+            oauth_issuer=get("OAUTH_ISSUER", "MANUS_OAUTH_ISSUER"),
+            oauth_client_id=get("OAUTH_CLIENT_ID", "MANUS_OAUTH_CLIENT_ID"),
+            oauth_client_secret=get("OAUTH_CLIENT_SECRET", "MANUS_OAUTH_CLIENT_SECRET"),
+            owner_open_id=get("OWNER_OPEN_ID"),
+            admin_api_token=get("ADMIN_API_TOKEN"),
+            hold_minutes=_int(env, "HOLD_MINUTES", 30, low=30, high=24 * 60),
+            cancellation_window_hours=_int(env, "CANCELLATION_WINDOW_HOURS", 24, high=24 * 365),
+            smtp_url=get("SMTP_URL"),
+            mail_from=get("MAIL_FROM") or "bookings@localhost",
+            ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI") or "memory://",
+            ratelimit_bookings_per_ip=get("RATELIMIT_BOOKINGS_PER_IP") or "30 per minute",
+            ratelimit_bookings_per_email=get("RATELIMIT_BOOKINGS_PER_EMAIL") or "5 per hour",
+            redis_url=get("REDIS_URL"),
+            sentry_dsn=get("SENTRY_DSN"),
+            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+        )
+
+    def production_problems(self) -> list[str]:
+        """What stops a production start: fake adapters or missing secrets (names only)."""
+        problems = []
+        if not self.secret_key:
+            problems.append("SECRET_KEY is not set")
+        if not self.stripe_secret_key:
+            problems.append("STRIPE_SECRET_KEY is not set (the offline fake checkout is refused)")
+        if not self.stripe_webhook_secret:
+            problems.append("STRIPE_WEBHOOK_SECRET is not set")
+        if self.stripe_api_base:
+            problems.append("STRIPE_API_BASE is set (points Stripe at a fake server)")
+        if not self.base_url.startswith("https://"):
+            problems.append("BASE_URL must be https:// in production")
+        return problems
+
+
+def read_env_files(directory: Path) -> dict[str, str]:
+    """Variables from ``.env`` overlaid by ``.env.local`` in ``directory`` (missing files: none)."""
+    values: dict[str, str] = {}
+    for name in (".env", ".env.local"):
+        path = directory / name
+        if path.is_file():
+            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    return values
