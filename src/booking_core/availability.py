@@ -42,7 +42,7 @@ class _Blocks:
 
 
 def _local_to_utc(naive: datetime, zone: ZoneInfo) -> datetime | None:
-    """The UTC instant of a local wall time (first occurrence if ambiguous); None if it never happens."""
+    """The UTC instant of a local wall time (first one if ambiguous); None if it never happens."""
     aware = naive.replace(tzinfo=zone, fold=0)
     utc = aware.astimezone(UTC)
     if utc.astimezone(zone).replace(tzinfo=None) != naive:

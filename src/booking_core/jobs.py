@@ -224,7 +224,8 @@ def compose_email(template: str, booking: Booking, practitioner: Practitioner) -
         lines.append(f"Your {what} with {practitioner.name} on {when} has been cancelled.")
         if booking.refund is not None and booking.refund.amount.amount > 0:
             money = booking.refund.amount
-            lines.append(f"A refund of {money.amount / 100:.2f} {money.currency.upper()} is on its way.")
+            amount = f"{money.amount / 100:.2f} {money.currency.upper()}"
+            lines.append(f"A refund of {amount} is on its way.")
     elif template == "rescheduled":
         lines.append(f"Your {what} with {practitioner.name} now takes place on {when}.")
     elif template == "reminder":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import re
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,10 @@ def _optional_aware(
         _require_aware(inst, attribute, value)  # type: ignore[arg-type]
 
 
+def _lower(text: str) -> str:
+    return text.lower()
+
+
 # -- values --------------------------------------------------------------------------------------
 
 
@@ -35,7 +40,7 @@ class Money:
     """An amount in integer minor units (cents) of an ISO 4217 currency, as Stripe counts it."""
 
     amount: int = field(validator=attrs.validators.instance_of(int))
-    currency: str = field(converter=str.lower)
+    currency: str = field(converter=_lower)
 
     @amount.validator
     def _non_negative(self, _attribute: object, value: int) -> None:
@@ -119,7 +124,9 @@ class WeeklyHours:
     days: tuple[tuple[TimeRange, ...], ...] = field(default=((),) * 7)
 
     @days.validator
-    def _seven_sorted_disjoint(self, _attribute: object, value: tuple[tuple[TimeRange, ...], ...]) -> None:
+    def _seven_sorted_disjoint(
+        self, _attribute: object, value: tuple[tuple[TimeRange, ...], ...]
+    ) -> None:
         if len(value) != 7:
             raise ValueError("weekly hours need exactly seven days")
         for ranges in value:
@@ -142,7 +149,7 @@ def _range_key(r: TimeRange) -> int:
 
 
 def _check_disjoint(ranges: tuple[TimeRange, ...]) -> None:
-    for before, after in zip(ranges, ranges[1:], strict=False):
+    for before, after in itertools.pairwise(ranges):
         if after.start_minute < before.end_minute:
             raise ValueError(f"working-hour ranges must be sorted and disjoint: {before}, {after}")
 
@@ -388,7 +395,7 @@ class Booking:
         return self.status.occupies_calendar
 
     def transition_to(self, new_status: BookingStatus, *, at: datetime) -> None:
-        """Move to ``new_status``; raises InvalidTransition for anything the state machine forbids."""
+        """Move to ``new_status``; raises InvalidTransition for what the state machine forbids."""
         if new_status not in ALLOWED_TRANSITIONS[self.status]:
             raise InvalidTransition(
                 f"booking {self.id} cannot go from {self.status.value} to {new_status.value}"

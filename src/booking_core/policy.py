@@ -18,7 +18,7 @@ HOLD_GRACE = timedelta(minutes=1)
 
 @frozen
 class BookingRules:
-    """Tunable rules; bootstrap builds them from settings (HOLD_MINUTES, CANCELLATION_WINDOW_HOURS)."""
+    """Tunable rules; bootstrap builds them from HOLD_MINUTES and CANCELLATION_WINDOW_HOURS."""
 
     hold_minutes: int = 30
     cancellation_window_hours: int = 24

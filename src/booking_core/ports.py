@@ -278,7 +278,10 @@ class PaymentGateway(Protocol):
         """
 
     def refund(self, request: RefundRequest) -> RefundResult:
-        """Refund (part of) a payment; idempotent per key. Raises RefundFailed / PaymentUnavailable."""
+        """Refund (part of) a payment; idempotent per key.
+
+        Raises RefundFailed / PaymentUnavailable.
+        """
 
     def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
         """Verify and parse a webhook body. Raises InvalidSignature or InvalidPayload."""
@@ -309,10 +312,16 @@ class CalendarGateway(Protocol):
         """Bookable starts in ``window``, each one service long. Raises CalendarUnavailable."""
 
     def create_booking(self, request: CalendarBookingRequest) -> str:
-        """Create the booking there; returns its uid. Raises CalendarSlotTaken / CalendarUnavailable."""
+        """Create the booking there; returns its uid.
+
+        Raises CalendarSlotTaken / CalendarUnavailable.
+        """
 
     def cancel_booking(self, uid: str, reason: str) -> None:
-        """Cancel there; an already cancelled booking is not an error. Raises CalendarUnavailable."""
+        """Cancel there; an already cancelled booking is not an error.
+
+        Raises CalendarUnavailable.
+        """
 
     def reschedule_booking(self, uid: str, new_start: datetime, reason: str) -> str:
         """Move it there; returns the new uid (Cal.com makes a new booking). Raises as create."""

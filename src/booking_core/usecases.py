@@ -643,7 +643,9 @@ def cancel_booking(
         if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
             amount = rules.refund_for_cancellation(booking, now, override=cmd.refund_override)
             if amount.amount > 0:
-                booking.refund = Refund(amount=amount, status=RefundStatus.PENDING, reason="cancelled")
+                booking.refund = Refund(
+                    amount=amount, status=RefundStatus.PENDING, reason="cancelled"
+                )
                 uow.outbox.add(JOB_REFUND, payload, now + timedelta(minutes=1))
         if was is BookingStatus.PENDING and booking.checkout_session_id:
             uow.outbox.add(

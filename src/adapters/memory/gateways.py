@@ -94,7 +94,7 @@ class FakePaymentGateway:
         self,
         *,
         checkout_base_url: str = "http://localhost:3000",
-        webhook_secret: str = "whsec_fake",
+        webhook_secret: str = "whsec_fake",  # noqa: S107 - a test fixture, not a secret
         tolerance: int = 300,
     ) -> None:
         self.checkout_base_url = checkout_base_url.rstrip("/")
@@ -263,9 +263,9 @@ def parse_stripe_shaped_event(body: dict[str, object]) -> PaymentEvent:
     livemode = bool(body.get("livemode", False))
     if obj.get("object") == "checkout.session":
         metadata = obj.get("metadata") or {}
-        booking_ref = (metadata.get("booking_id") if isinstance(metadata, dict) else None) or obj.get(
-            "client_reference_id"
-        )
+        booking_ref = (
+            metadata.get("booking_id") if isinstance(metadata, dict) else None
+        ) or obj.get("client_reference_id")
         amount = obj.get("amount_total")
         currency = obj.get("currency")
         intent = obj.get("payment_intent")
@@ -357,9 +357,12 @@ class FakeCalendarGateway:
         self._maybe_fail()
         span = Interval(request.start, request.end)
         for b in self.bookings.values():
-            if b.event_type == request.link.event_type and not b.cancelled:
-                if Interval(b.start, b.end).overlaps(span):
-                    raise CalendarSlotTaken("User either already has booking at this time")
+            if (
+                b.event_type == request.link.event_type
+                and not b.cancelled
+                and Interval(b.start, b.end).overlaps(span)
+            ):
+                raise CalendarSlotTaken("User either already has booking at this time")
         uid = f"cal_fake_{next(self._ids)}"
         self.bookings[uid] = FakeCalendarBooking(
             uid=uid,
@@ -399,7 +402,7 @@ class FakeCalendarGateway:
 
 
 class RecordingNotifier:
-    """Keeps what it was asked to send; ``failing = True`` makes it raise like a dead SMTP server."""
+    """Keeps what it was asked to send; ``failing = True`` makes it raise like a dead SMTP."""
 
     def __init__(self) -> None:
         self.sent: list[Message] = []
