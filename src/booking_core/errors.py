@@ -121,11 +121,18 @@ class ConcurrentUpdate(Conflict):
     title = "The booking was changed by someone else"
 
 
-class DuplicateRequest(Conflict):
-    """An idempotency key was reused with a different request body."""
+class DuplicateRequest(RuleViolation):
+    """An idempotency key was reused with a different request body (422, as the IETF draft says)."""
 
     code = "idempotency_key_reused"
     title = "Idempotency key already used for a different request"
+
+
+class RequestInProgress(Conflict):
+    """A request with the same idempotency key is still being processed; retry shortly."""
+
+    code = "request_in_progress"
+    title = "A request with this Idempotency-Key is in progress"
 
 
 class OutsideAvailability(RuleViolation):

@@ -159,6 +159,38 @@ class Outbox(Protocol):
     def list(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]: ...
 
 
+@frozen
+class IdempotencyRecord:
+    """A client's Idempotency-Key and what the first request with it answered.
+
+    ``status_code`` is None while the first request is still running. ``sealed_secret`` holds a
+    one-time secret of the answer (the manage token) sealed by the entrypoint, never in clear.
+    """
+
+    key: str
+    fingerprint: str
+    created_at: datetime
+    status_code: int | None = None
+    response: Mapping[str, Any] | None = None
+    sealed_secret: str | None = None
+
+
+class IdempotencyStore(Protocol):
+    def reserve(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Claim ``record.key``: None if it was free (now ours), else the existing record."""
+
+    def complete(
+        self, key: str, status_code: int, response: Mapping[str, Any], sealed_secret: str | None
+    ) -> None:
+        """Store the answer for a key this unit reserved earlier."""
+
+    def release(self, key: str) -> None:
+        """Forget a reservation whose request failed, so the client can retry it."""
+
+    def purge(self, older_than: datetime) -> int:
+        """Delete records created before ``older_than``; returns how many."""
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``with uow:`` begins; leaving without ``commit()`` rolls back.
 
@@ -171,6 +203,7 @@ class UnitOfWork(Protocol):
     users: UserRepository
     payment_events: PaymentEventLog
     outbox: Outbox
+    idempotency: IdempotencyStore
 
     def __enter__(self) -> Self: ...
 

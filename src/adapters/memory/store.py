@@ -14,7 +14,7 @@ import attrs
 
 from booking_core.errors import ConcurrentUpdate, PractitionerNotFound, SlotUnavailable
 from booking_core.model import Booking, Interval, Practitioner, RefundStatus, User
-from booking_core.ports import BookingFilter, Job, JobStatus
+from booking_core.ports import BookingFilter, IdempotencyRecord, Job, JobStatus
 
 
 class InMemoryStore:
@@ -27,9 +27,11 @@ class InMemoryStore:
         self.users: dict[str, User] = {}
         self.events: dict[str, tuple[str, datetime]] = {}
         self.jobs: dict[int, Job] = {}
+        self.idempotency: dict[str, IdempotencyRecord] = {}
         # Uncommitted occupying bookings and event ids per open unit, seen by the others' checks.
         self.inflight_bookings: dict[int, dict[int, Booking]] = {}
         self.inflight_events: dict[int, set[str]] = {}
+        self.inflight_idempotency: dict[int, dict[str, IdempotencyRecord]] = {}
         self._ids = {name: itertools.count(1) for name in ("p", "s", "b", "u", "j", "uow")}
 
     def next_id(self, kind: str) -> int:
@@ -66,6 +68,7 @@ class InMemoryUnitOfWork:
         self.users = _Users(self)
         self.payment_events = _Events(self)
         self.outbox = _Outbox(self)
+        self.idempotency = _Idempotency(self)
         self._reset()
 
     def _reset(self) -> None:
@@ -76,6 +79,7 @@ class InMemoryUnitOfWork:
         self.staged_users: dict[str, User] = {}
         self.staged_events: dict[str, tuple[str, datetime]] = {}
         self.staged_jobs: dict[int, Job] = {}
+        self.staged_idempotency: dict[str, IdempotencyRecord | None] = {}
 
     def __enter__(self) -> Self:
         if self._open:
@@ -117,6 +121,11 @@ class InMemoryUnitOfWork:
             store.users.update(self.staged_users)
             store.events.update(self.staged_events)
             store.jobs.update(self.staged_jobs)
+            for key, record in self.staged_idempotency.items():
+                if record is None:
+                    store.idempotency.pop(key, None)
+                else:
+                    store.idempotency[key] = record
             self._drop_inflight()
             self._reset_staged()
 
@@ -127,10 +136,12 @@ class InMemoryUnitOfWork:
         self.staged_users = {}
         self.staged_events = {}
         self.staged_jobs = {}
+        self.staged_idempotency = {}
 
     def _drop_inflight(self) -> None:
         self.store.inflight_bookings.pop(self.token, None)
         self.store.inflight_events.pop(self.token, None)
+        self.store.inflight_idempotency.pop(self.token, None)
 
     def rollback(self) -> None:
         with self.store.lock:
@@ -392,3 +403,58 @@ class _Outbox:
             jobs = {**self._uow.store.jobs, **self._uow.staged_jobs}.values()
             found = [j for j in jobs if status is None or j.status is status]
         return sorted(found, key=lambda j: j.id or 0)[:limit]
+
+
+class _Idempotency:
+    """Keys behave like a unique index: a key another open unit reserved counts as taken."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def _visible(self, key: str) -> IdempotencyRecord | None:
+        store = self._uow.store
+        if key in self._uow.staged_idempotency:
+            return self._uow.staged_idempotency[key]
+        return store.idempotency.get(key)
+
+    def reserve(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        self._uow._require_open()
+        store = self._uow.store
+        with store.lock:
+            existing = self._visible(record.key)
+            if existing is not None:
+                return existing
+            for token, records in store.inflight_idempotency.items():
+                if token != self._uow.token and record.key in records:
+                    return records[record.key]
+            self._uow.staged_idempotency[record.key] = record
+            store.inflight_idempotency.setdefault(self._uow.token, {})[record.key] = record
+        return None
+
+    def complete(
+        self, key: str, status_code: int, response: Mapping[str, Any], sealed_secret: str | None
+    ) -> None:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            record = self._visible(key)
+            if record is not None:
+                self._uow.staged_idempotency[key] = attrs.evolve(
+                    record,
+                    status_code=status_code,
+                    response=dict(response),
+                    sealed_secret=sealed_secret,
+                )
+
+    def release(self, key: str) -> None:
+        self._uow._require_open()
+        self._uow.staged_idempotency[key] = None
+
+    def purge(self, older_than: datetime) -> int:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            old = [
+                k for k, r in self._uow.store.idempotency.items() if r.created_at < older_than
+            ]
+        for key in old:
+            self._uow.staged_idempotency[key] = None
+        return len(old)
