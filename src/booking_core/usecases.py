@@ -372,6 +372,12 @@ def get_booking(booking_id: int, *, uow: UnitOfWork) -> Booking:
         return _get(uow, booking_id)
 
 
+def find_booking_by_checkout(session_id: str, *, uow: UnitOfWork) -> Booking | None:
+    """The booking a checkout session belongs to (for the success page), or None."""
+    with uow:
+        return uow.bookings.get_by_checkout_session(session_id)
+
+
 def list_bookings(filters: BookingFilter, *, uow: UnitOfWork) -> list[Booking]:
     with uow:
         return uow.bookings.list(filters)

@@ -1,0 +1,85 @@
+"""The Flask application factory: ``create_app(deps)``; production runs it under gunicorn.
+
+    gunicorn -w 4 -b 0.0.0.0:3000 "entrypoints.flask_app:create_app()"
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from entrypoints.bootstrap import Deps, bootstrap
+from entrypoints.logs import configure_logging
+from entrypoints.settings import Settings
+from entrypoints.web import admin, api, docs, pages, payments
+from entrypoints.web.limits import init_limiter
+from entrypoints.web.problems import register_error_handlers
+
+log = logging.getLogger("booking.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+# Requests larger than this are refused with 413 before a view reads them. JSON bodies of the
+# API are far smaller (see web.api); Stripe's webhook events stay well under it.
+MAX_REQUEST_BYTES = 256 * 1024
+
+_DEVELOPMENT_SECRET = "development-only-not-secret"
+
+
+def create_app(deps: Deps | None = None, *, settings: Settings | None = None) -> Flask:
+    """Build the app around ``deps`` (bootstrapped from the environment when not given)."""
+    if deps is None:
+        settings = settings or Settings.from_env()
+        configure_logging(settings.log_level)
+        deps = bootstrap(settings)
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        # Production refuses to start without SECRET_KEY (bootstrap); development shares one
+        # well-known key so several worker processes agree (e.g. on sealed idempotency answers).
+        SECRET_KEY=deps.settings.secret_key or _DEVELOPMENT_SECRET,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["booking"] = deps
+    app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(payments.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(docs.bp)
+    init_limiter(app, deps.settings)
+    register_error_handlers(app)
+    _request_logging(app)
+    return app
+
+
+def _request_logging(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        duration = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(duration, 2),
+                "request_id": g.get("request_id"),
+            },
+        )
+        return response

@@ -1,0 +1,1 @@
+"""HTTP views (blueprints), request parsing, problem details and the OpenAPI document."""

@@ -1,0 +1,75 @@
+"""HTML pages: where Stripe sends the client after checkout (success and cancel)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template_string, request
+
+from booking_core import usecases as uc
+from booking_core.model import Booking, BookingStatus
+from entrypoints.web.common import deps
+
+bp = Blueprint("pages", __name__)
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ heading }}</title>
+{% if refresh %}<meta http-equiv="refresh" content="3">{% endif %}
+<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}
+.status{font-weight:bold}</style></head>
+<body><h1>{{ heading }}</h1>
+<p>{{ message }}</p>
+{% if booking %}
+<p>Booking <strong>#{{ booking.id }}</strong>:
+<span class="status" id="status">{{ booking.status.value }}</span></p>
+<p>{{ booking.start.strftime("%A %d %B %Y, %H:%M") }} UTC</p>
+{% endif %}
+</body></html>"""
+
+_MESSAGES = {
+    BookingStatus.CONFIRMED: ("Booking confirmed", "Thank you: your appointment is confirmed."),
+    BookingStatus.COMPLETED: ("Booking completed", "This appointment has taken place."),
+    BookingStatus.PENDING: (
+        "Confirming your payment",
+        "We are waiting for the payment confirmation; this page refreshes by itself.",
+    ),
+    BookingStatus.EXPIRED: (
+        "Booking not confirmed",
+        "The time held for payment ran out. If you were charged, the payment is refunded.",
+    ),
+    BookingStatus.CANCELLED: ("Booking cancelled", "This booking was cancelled."),
+}
+
+
+def _find(session_id: str | None) -> Booking | None:
+    if not session_id or len(session_id) > 255:
+        return None
+    return uc.find_booking_by_checkout(session_id, uow=deps().uow())
+
+
+@bp.get("/booking/success")
+def success() -> tuple[str, int]:
+    booking = _find(request.args.get("session_id"))
+    if booking is None:
+        return render_template_string(
+            _PAGE, heading="Booking not found",
+            message="We could not find a booking for this checkout.", booking=None, refresh=False,
+        ), 404
+    heading, message = _MESSAGES[booking.status]
+    return render_template_string(
+        _PAGE, heading=heading, message=message, booking=booking,
+        refresh=booking.status is BookingStatus.PENDING,
+    ), 200
+
+
+@bp.get("/booking/cancel")
+def cancel() -> tuple[str, int]:
+    booking = _find(request.args.get("session_id"))
+    if booking is not None and not booking.occupies_calendar:
+        message = "You left the checkout without paying; the time was released."
+    else:
+        message = (
+            "You left the checkout without paying. The time stays held for a short while; "
+            "after that it is offered to others again."
+        )
+    return render_template_string(
+        _PAGE, heading="Checkout cancelled", message=message, booking=booking, refresh=False
+    ), 200
