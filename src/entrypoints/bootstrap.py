@@ -74,9 +74,11 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
 
     uow_factory = overrides.pop("uow_factory", None)
     check_database = overrides.pop("check_database", None)
+    extras: dict[str, Any] = overrides.pop("extras", {})
     if uow_factory is None:
-        uow_factory, check_database, close_db, live["database"] = _database(settings)
+        uow_factory, check_database, close_db, live["database"], url = _database(settings)
         closers.append(close_db)
+        extras["database_url"] = url
     else:
         live["database"] = "provided"
 
@@ -118,13 +120,14 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
         check_database=check_database or _nothing,
         close=overrides.pop("close", close),
         live=live,
+        extras=extras,
         **overrides,
     )
 
 
 def _database(
     settings: Settings,
-) -> tuple[UnitOfWorkFactory, Callable[[], None], Callable[[], None], str]:
+) -> tuple[UnitOfWorkFactory, Callable[[], None], Callable[[], None], str, str]:
     from adapters.postgres import Database
     from adapters.postgres.embedded import start_embedded
 
@@ -141,7 +144,7 @@ def _database(
             server.stop()
 
     where = "embedded PostgreSQL" if server is not None else database.describe()
-    return database.unit_of_work, database.ping, close, where
+    return database.unit_of_work, database.ping, close, where, url
 
 
 def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
