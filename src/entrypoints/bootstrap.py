@@ -68,6 +68,7 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
         problems = settings.production_problems()
         if problems:
             raise SettingsError("refusing to start in production: " + "; ".join(problems))
+    _monitoring(settings)
     clock: Clock = overrides.pop("clock", None) or SystemClock()
     live: dict[str, str] = {}
     closers: list[Callable[[], None]] = []
@@ -193,3 +194,17 @@ def _notifier(settings: Settings) -> tuple[Notifier, str]:
         notifier = SmtpNotifier.from_url(settings.smtp_url, mail_from=settings.mail_from)
         return notifier, f"SMTP at {notifier.host}"
     return LoggingNotifier(), "log only (no SMTP_URL)"
+
+
+def _monitoring(settings: Settings) -> None:
+    """Error tracking with Sentry when SENTRY_DSN is set (no personal data sent)."""
+    if not settings.sentry_dsn:
+        return
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn,
+        environment=settings.env,
+        send_default_pii=False,
+        traces_sample_rate=0.0,
+    )
