@@ -400,6 +400,7 @@ class PaymentOutcome:
     AWAITING_PAYMENT = "awaiting_payment"
     EXPIRED = "expired"
     REFUND_UPDATED = "refund_updated"
+    CANCELLED = "cancelled"
 
 
 _CONFIRMING = {PaymentEventType.CHECKOUT_COMPLETED, PaymentEventType.ASYNC_PAYMENT_SUCCEEDED}
@@ -553,6 +554,48 @@ def _apply_refund_event(event: PaymentEvent, uow: UnitOfWork, now: datetime) -> 
     booking.touch(now)
     uow.bookings.save(booking)
     return PaymentOutcome.REFUND_UPDATED
+
+
+def handle_calendar_cancellation(
+    event_id: str,
+    calendar_uid: str,
+    *,
+    uow: UnitOfWork,
+    calendar: CalendarGateway,
+    clock: Clock,
+) -> str:
+    """The practitioner cancelled in the external calendar: cancel ours, refund in full.
+
+    The client is not at fault, so the refund is full whatever the window; it goes to the
+    outbox (no outbound call here). Processed once per ``event_id``; returns a PaymentOutcome
+    value (CONFIRMED is never returned; "cancelled" is).
+    """
+    now = clock.now()
+    with uow:
+        if not uow.payment_events.record(f"calendar:{event_id}", "calendar.cancelled", now):
+            return PaymentOutcome.DUPLICATE
+        booking = uow.bookings.get_by_calendar_uid(calendar_uid)
+        if booking is None or not booking.occupies_calendar:
+            uow.commit()
+            return PaymentOutcome.UNKNOWN_BOOKING if booking is None else PaymentOutcome.IGNORED
+        was = booking.status
+        booking.transition_to(BookingStatus.CANCELLED, at=now)
+        booking.cancel_reason = "cancelled by the practitioner in the external calendar"
+        payload = {"booking_id": booking.id}
+        if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
+            booking.refund = Refund(
+                amount=booking.price, status=RefundStatus.PENDING, reason="practitioner_cancelled"
+            )
+            uow.outbox.add(JOB_REFUND, payload, now)
+            uow.outbox.add(JOB_EMAIL, {**payload, "template": "cancelled"}, now)
+        if was is BookingStatus.PENDING and booking.checkout_session_id:
+            uow.outbox.add(
+                JOB_EXPIRE_CHECKOUT, {**payload, "session_id": booking.checkout_session_id}, now
+            )
+        uow.bookings.save(booking)
+        uow.commit()
+    calendar.invalidate(booking.practitioner_id)
+    return PaymentOutcome.CANCELLED
 
 
 # -- refunds, cancellation, rescheduling ---------------------------------------------------------
