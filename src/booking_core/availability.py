@@ -53,11 +53,28 @@ def _local_to_utc(naive: datetime, zone: ZoneInfo) -> datetime | None:
 def _range_bound(naive: datetime, zone: ZoneInfo) -> datetime:
     """UTC instant of a range boundary; a boundary inside a gap moves to the end of the gap."""
     utc = _local_to_utc(naive, zone)
-    if utc is not None:
-        return utc
-    # In a gap the offset before the change applies to the wall time; the instant it names is the
-    # first one after the gap, which is what "work starts at 02:30" means on that day.
-    return naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    return utc if utc is not None else _gap_end(naive, zone)
+
+
+def _gap_end(naive: datetime, zone: ZoneInfo) -> datetime:
+    """The instant the clocks jump over ``naive``, a wall time in a spring-forward gap.
+
+    "Work until 24:00" on the eve of a midnight change (Africa/Cairo, America/Santiago) ends at
+    the jump, and "work from 02:30" in New York's 02:00-03:00 gap starts at it.
+    """
+    # Read with the offset after the change the wall time lands before the jump (fold=1), read
+    # with the offset before it lands after (fold=0); transitions fall on whole seconds.
+    before = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    after = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    new_offset = after.astimezone(zone).utcoffset()
+    second = timedelta(seconds=1)
+    while after - before > second:
+        middle = before + ((after - before) // second // 2) * second
+        if middle.astimezone(zone).utcoffset() == new_offset:
+            after = middle
+        else:
+            before = middle
+    return after
 
 
 def _candidate_starts(
@@ -67,16 +84,21 @@ def _candidate_starts(
     for r in ranges:
         local_start = midnight + timedelta(minutes=r.start_minute)
         local_end = midnight + timedelta(minutes=r.end_minute)
-        range_start = _range_bound(local_start, zone)
+        start_utc = _local_to_utc(local_start, zone)
+        range_start = start_utc if start_utc is not None else _gap_end(local_start, zone)
         range_end = _range_bound(local_end, zone)
-        if range_start.astimezone(zone).utcoffset() == range_end.astimezone(zone).utcoffset():
+        if (
+            start_utc is not None
+            and range_start.astimezone(zone).utcoffset() == range_end.astimezone(zone).utcoffset()
+        ):
             # No offset change inside the range (the usual case): step in real time.
             start = range_start
             while start + length <= range_end:
                 yield start
                 start += step
             continue
-        # A DST change falls inside the range: step on the wall clock and resolve each start.
+        # A DST change falls inside the range (or the range starts in a gap): step on the wall
+        # clock from the range's start and resolve each start.
         local = local_start
         while local < local_end:
             utc = _local_to_utc(local, zone)
