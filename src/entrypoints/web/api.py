@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -172,6 +173,16 @@ def trpc_availability() -> Response:
 # -- bookings ------------------------------------------------------------------------------------
 
 
+def _check_start(fields: Fields, start: datetime | None, now: datetime) -> None:
+    """A start in the future and within the dates any booking can have (no overflow games)."""
+    if start is None:
+        return
+    if start <= now:
+        fields.error("start", "must be in the future")
+    else:
+        check_date_range(fields, now.date(), ("start", start.date()))
+
+
 def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
     d = deps()
     fields = Fields(data)
@@ -181,8 +192,7 @@ def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
     start = fields.datetime("start")
     client = parse_client(data.get("client"), fields)
     notes = fields.string("notes", required=False, max_length=2000, min_length=0) or ""
-    if start is not None and start <= d.clock.now():
-        fields.error("start", "must be in the future")
+    _check_start(fields, start, d.clock.now())
     fields.raise_if_any("the booking request has invalid fields")
     assert practitioner_id and service_id and start and client  # guaranteed by raise_if_any
     return uc.RequestBooking(
@@ -271,8 +281,7 @@ def reschedule_booking(booking_id: int) -> Response:
     start = fields.datetime("start")
     reason = fields.string("reason", required=False, max_length=500, min_length=0) or ""
     d = deps()
-    if start is not None and start <= d.clock.now():
-        fields.error("start", "must be in the future")
+    _check_start(fields, start, d.clock.now())
     fields.raise_if_any()
     assert start is not None
     moved = uc.reschedule_booking(
