@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from booking_core import usecases as uc
-from booking_core.errors import ValidationFailed
+from booking_core.errors import BookingNotFound, ValidationFailed
 from booking_core.model import BookingStatus
 from booking_core.ports import BookingFilter, Job, JobStatus
 from entrypoints.web.common import deps, json_body, require_admin
@@ -105,14 +105,23 @@ def list_jobs() -> Response:
     return jsonify(items=[_job_json(j) for j in jobs])
 
 
+def _booking_id(value: int) -> int:
+    """Ids beyond the database's integer range name no booking (404, never a query)."""
+    if not 1 <= value <= 2**31 - 1:
+        raise BookingNotFound(f"no booking with id {value}")
+    return value
+
+
 @bp.get("/bookings/<int:booking_id>")
 def get_booking(booking_id: int) -> Response:
+    booking_id = _booking_id(booking_id)
     return jsonify(booking_json(uc.get_booking(booking_id, uow=deps().uow())))
 
 
 @bp.post("/bookings/<int:booking_id>/cancel")
 def cancel_booking(booking_id: int) -> Response:
     """Cancel as an admin; ``refund`` true/false overrides the policy, null or absent follows it."""
+    booking_id = _booking_id(booking_id)
     data = json_body(optional=True)
     fields = Fields(data)
     fields.reject_unknown({"reason", "refund"})
