@@ -27,7 +27,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # API are far smaller (see web.api); Stripe's webhook events stay well under it.
 MAX_REQUEST_BYTES = 256 * 1024
 
-_DEVELOPMENT_SECRET = "development-only-not-secret"
+_DEVELOPMENT_SECRET = "development-only-not-secret"  # noqa: S105 - public by design
 
 
 def create_app(deps: Deps | None = None, *, settings: Settings | None = None) -> Flask:

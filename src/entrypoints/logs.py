@@ -15,7 +15,10 @@ _SECRETS = [
     (re.compile(r"\bwhsec_[A-Za-z0-9_]+"), "whsec_***"),
     (re.compile(r"\bcal_(live_)?[A-Za-z0-9]{8,}"), "cal_***"),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
-    (re.compile(r"(?i)((?:password|secret|token|api_?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"), r"\1***"),
+    (
+        re.compile(r"(?i)((?:password|secret|token|api_?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"),
+        r"\1***",
+    ),
     (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
 ]
 

@@ -19,7 +19,9 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable, never its value."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0, high: int = 10**9) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, *, low: int = 0, high: int = 10**9
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default

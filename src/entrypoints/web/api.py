@@ -139,7 +139,10 @@ def availability(practitioner_id: int) -> Response:
 
 @bp.get("/api/trpc/bookings.getAvailability")
 def trpc_availability() -> Response:
-    """The seed's documented tRPC call: ``?input={"practitionerId":1}`` → ``{"result":{"data":…}}``."""
+    """The seed's documented tRPC call.
+
+    ``?input={"practitionerId":1}`` answers ``{"result":{"data":…}}``.
+    """
     raw = request.args.get("input")
     if raw is None:
         raise ValidationFailed("input is required", errors={"input": ["is required"]})
@@ -194,7 +197,11 @@ def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
     notes = fields.string("notes", required=False, max_length=2000, min_length=0) or ""
     _check_start(fields, start, d.clock.now())
     fields.raise_if_any("the booking request has invalid fields")
-    assert practitioner_id and service_id and start and client  # guaranteed by raise_if_any
+    # guaranteed by raise_if_any:
+    assert practitioner_id is not None
+    assert service_id is not None
+    assert start is not None
+    assert client is not None
     return uc.RequestBooking(
         practitioner_id=practitioner_id,
         service_id=service_id,

@@ -1,4 +1,7 @@
-"""OpenAPI 3.1 document of the HTTP API (kept beside the code, tested against the routes) and /docs."""
+"""OpenAPI 3.1 document of the HTTP API and the /docs page.
+
+Kept beside the code; tests check it against the routes.
+"""
 
 from __future__ import annotations
 
@@ -226,7 +229,9 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/trpc/bookings.getAvailability": {
         "get": {
-            "summary": "The seed's tRPC call; input is JSON {practitionerId, serviceId?, from?, to?}",
+            "summary": (
+                "The seed's tRPC call; input is JSON {practitionerId, serviceId?, from?, to?}"
+            ),
             "parameters": [
                 {"name": "input", "in": "query", "required": True, "schema": {"type": "string"}}
             ],
@@ -366,7 +371,8 @@ PATHS: dict[str, dict[str, Any]] = {
             "parameters": [
                 _id("practitioner_id", "query"),
                 {"name": "status", "in": "query", "schema": {"type": "string"}},
-                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "from", "in": "query",
+                 "schema": {"type": "string", "format": "date-time"}},
                 {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "email", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}},

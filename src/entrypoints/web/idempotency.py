@@ -40,7 +40,8 @@ def _keystream(secret: bytes, label: str, length: int) -> bytes:
 def seal(secret: str, label: str, value: str) -> str:
     data = value.encode()
     stream = _keystream(secret.encode(), label, len(data))
-    return base64.urlsafe_b64encode(bytes(a ^ b for a, b in zip(data, stream, strict=True))).decode()
+    sealed = bytes(a ^ b for a, b in zip(data, stream, strict=True))
+    return base64.urlsafe_b64encode(sealed).decode()
 
 
 def unseal(secret: str, label: str, sealed: str) -> str:
@@ -52,7 +53,9 @@ def unseal(secret: str, label: str, sealed: str) -> str:
 def _check_key(key: str) -> str:
     key = key.strip()
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters")
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
+        )
     return key
 
 

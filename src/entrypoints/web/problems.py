@@ -1,4 +1,4 @@
-"""RFC 9457 problem details: one handler for the core's errors, one for HTTP errors, one for bugs."""
+"""RFC 9457 problem details: handlers for the core's errors, for HTTP errors and for bugs."""
 
 from __future__ import annotations
 

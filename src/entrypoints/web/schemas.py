@@ -90,7 +90,9 @@ class Fields:
             return None
         parsed = parse_datetime(value)
         if parsed is None:
-            self.error(name, "must be an RFC 3339 date-time with an offset, e.g. 2030-01-07T09:00:00Z")
+            self.error(
+                name, "must be an RFC 3339 date-time with an offset, e.g. 2030-01-07T09:00:00Z"
+            )
         return parsed
 
     def raise_if_any(self, detail: str = "the request has invalid fields") -> None:
@@ -127,7 +129,9 @@ def parse_date(name: str, value: str | None, fields: Fields) -> date | None:
         return None
 
 
-def check_date_range(fields: Fields, today: date, *names_and_values: tuple[str, date | None]) -> None:
+def check_date_range(
+    fields: Fields, today: date, *names_and_values: tuple[str, date | None]
+) -> None:
     """Dates a year back to two years ahead: enough for any booking, and no overflow games."""
     low, high = today - timedelta(days=366), today + timedelta(days=2 * 366)
     for name, value in names_and_values:
