@@ -1,0 +1,283 @@
+"""StripePaymentGateway: Checkout Sessions, refunds and webhook parsing through stripe.StripeClient.
+
+Every stripe exception is translated into a booking_core error here, at the boundary; nothing
+from the SDK crosses the port. The SDK facts (16.1) it relies on: shared/reference/stripe.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Literal, NoReturn
+
+import stripe
+from stripe.params import RefundCreateParams
+from stripe.params.checkout import SessionCreateParams
+
+from adapters.memory.gateways import parse_stripe_shaped_event
+from booking_core.errors import (
+    InvalidPayload,
+    InvalidSignature,
+    PaymentFailed,
+    PaymentUnavailable,
+    RefundFailed,
+)
+from booking_core.model import Money
+from booking_core.ports import (
+    CheckoutRequest,
+    CheckoutSession,
+    CheckoutState,
+    PaymentEvent,
+    RefundRequest,
+    RefundResult,
+)
+
+log = logging.getLogger(__name__)
+
+# Stripe's own default, stated explicitly: older signatures are refused (replay protection).
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+_RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
+_REFUND_REASONS: dict[str, _RefundReason] = {
+    "duplicate": "duplicate",
+    "fraudulent": "fraudulent",
+    "requested_by_customer": "requested_by_customer",
+}
+_STATES = {state.value: state for state in CheckoutState}
+
+
+class StripePaymentGateway:
+    """The PaymentGateway port on Stripe Checkout (mode ``payment``) and the Refunds API.
+
+    ``base_url`` is the service's public address (success and cancel pages); ``api_base`` points
+    the SDK at another Stripe-compatible server (STRIPE_API_BASE, used by the tests). ``timeout``
+    is (connect, read) seconds per attempt; with ``max_network_retries`` the SDK retries connection
+    errors, timeouts, 409 and 5xx answers with the same idempotency key (StripeClient's own
+    default is no retry at all).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        webhook_secret: str,
+        base_url: str,
+        api_base: str | None = None,
+        timeout: float | tuple[float, float] = (3.05, 10.0),
+        max_network_retries: int = 2,
+    ) -> None:
+        if not api_key:
+            raise ValueError("StripePaymentGateway needs an API key")
+        if not webhook_secret:
+            log.warning("no Stripe webhook secret configured: every webhook will be refused")
+        # A module-level switch of the SDK (no per-client option exists). Set here, not at import,
+        # so importing this module changes nothing; with it on, the SDK sends request timings to
+        # Stripe and writes ~/.config/stripe/telemetry_id.
+        stripe.enable_telemetry = False
+        self._webhook_secret = webhook_secret
+        self._base_url = base_url.rstrip("/")
+        self._http = stripe.RequestsClient(timeout=timeout)
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=max_network_retries,
+            http_client=self._http,
+        )
+
+    def __repr__(self) -> str:
+        return f"StripePaymentGateway(base_url={self._base_url!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connections kept open by the calling thread."""
+        self._http.close()  # type: ignore[no-untyped-call]  # unannotated in stripe 16.1
+
+    # -- checkout --------------------------------------------------------------------------------
+
+    def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """A hosted Checkout Session for one booking; the same idempotency key returns the same one.
+
+        Raises PaymentUnavailable when Stripe fails, times out or refuses the request.
+        """
+        booking_ref = str(request.booking_id)
+        params: SessionCreateParams = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": request.amount.currency,
+                        "unit_amount": request.amount.amount,
+                        "product_data": {"name": request.description},
+                    },
+                }
+            ],
+            "customer_email": request.customer_email,
+            "client_reference_id": booking_ref,
+            "metadata": {"booking_id": booking_ref},
+            "payment_intent_data": {"metadata": {"booking_id": booking_ref}},
+            # {CHECKOUT_SESSION_ID} is a literal placeholder Stripe fills in on redirect.
+            "success_url": f"{self._base_url}/booking/success?session_id={{CHECKOUT_SESSION_ID}}",
+            "cancel_url": f"{self._base_url}/booking/cancel",
+            "expires_at": int(request.expires_at.timestamp()),
+        }
+        try:
+            session = self._client.v1.checkout.sessions.create(
+                params, {"idempotency_key": request.idempotency_key}
+            )
+        except stripe.StripeError as exc:
+            _raise_unavailable("create a checkout session", exc)
+        if not session.url:
+            raise PaymentUnavailable(f"Stripe returned checkout session {session.id} without a URL")
+        return CheckoutSession(
+            id=session.id,
+            url=session.url,
+            expires_at=datetime.fromtimestamp(session.expires_at, UTC),
+        )
+
+    def expire_checkout(self, session_id: str) -> CheckoutState:
+        """End an open session; a session already complete or expired reports that state.
+
+        Raises PaymentUnavailable on provider failure or for an unknown session.
+        """
+        try:
+            session = self._client.v1.checkout.sessions.expire(session_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                _raise_unavailable(f"expire checkout session {session_id}", exc)
+            # Stripe refuses (400) to expire a session that is no longer open; what it became
+            # (complete: the customer paid; expired) is the answer the caller needs.
+            state = self._state_of(session_id)
+            if state is CheckoutState.OPEN:
+                _raise_unavailable(f"expire checkout session {session_id}", exc)
+            return state
+        except stripe.StripeError as exc:
+            _raise_unavailable(f"expire checkout session {session_id}", exc)
+        return _checkout_state(session.status, session_id)
+
+    def _state_of(self, session_id: str) -> CheckoutState:
+        try:
+            session = self._client.v1.checkout.sessions.retrieve(session_id)
+        except stripe.StripeError as exc:
+            _raise_unavailable(f"retrieve checkout session {session_id}", exc)
+        return _checkout_state(session.status, session_id)
+
+    # -- refunds ---------------------------------------------------------------------------------
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund ``request.amount`` of the payment; idempotent per key.
+
+        Raises RefundFailed when Stripe refuses (more than is left, already refunded, unknown
+        payment), PaymentUnavailable when it cannot be reached or fails.
+        """
+        params: RefundCreateParams = {
+            "payment_intent": request.payment_intent_id,
+            "amount": request.amount.amount,
+            "metadata": {"booking_id": str(request.booking_id)},
+        }
+        reason = _REFUND_REASONS.get(request.reason)
+        if reason is not None:
+            params["reason"] = reason
+        try:
+            refund = self._client.v1.refunds.create(
+                params, {"idempotency_key": request.idempotency_key}
+            )
+        except (stripe.InvalidRequestError, stripe.CardError, stripe.IdempotencyError) as exc:
+            _log_stripe_error(f"refund booking {request.booking_id}", exc)
+            raise RefundFailed(
+                f"Stripe refused the refund for booking {request.booking_id}: {_refusal(exc)}"
+            ) from exc
+        except stripe.StripeError as exc:
+            _raise_unavailable(f"refund booking {request.booking_id}", exc)
+        return RefundResult(
+            id=refund.id,
+            amount=Money(refund.amount, refund.currency),
+            status=str(refund.status or "pending"),
+        )
+
+    # -- webhooks --------------------------------------------------------------------------------
+
+    def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
+        """Verify ``Stripe-Signature`` over the raw body (300 s tolerance), then reduce the event.
+
+        Raises InvalidSignature (missing, malformed, wrong or stale signature) or InvalidPayload
+        (a correctly signed body that is not a Stripe event).
+        """
+        if not signature:
+            raise InvalidSignature("the Stripe-Signature header is missing")
+        try:
+            event = stripe.Webhook.construct_event(
+                payload, signature, self._webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
+            )
+        except stripe.SignatureVerificationError as exc:
+            raise InvalidSignature(
+                f"Stripe signature verification failed: {exc.user_message}"
+            ) from exc
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # The signature was checked first: this is a signed body that is not an event
+            # (JSONDecodeError is a ValueError; a JSON array fails to build as an event).
+            raise InvalidPayload("the webhook body is not a Stripe event") from exc
+        try:
+            # StripeObject stopped being a dict in stripe 15; to_dict() gives plain JSON values.
+            return parse_stripe_shaped_event(event.to_dict())
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise InvalidPayload(f"the Stripe event is malformed: {type(exc).__name__}") from exc
+
+
+def _checkout_state(status: str | None, session_id: str) -> CheckoutState:
+    state = _STATES.get(status or "")
+    if state is None:
+        raise PaymentUnavailable(f"Stripe reports checkout session {session_id} as {status!r}")
+    return state
+
+
+# Short, fixed descriptions: Stripe's own messages can quote (masked) keys, so they stay out.
+_KINDS: tuple[tuple[type[stripe.StripeError], str], ...] = (
+    (stripe.APIConnectionError, "Stripe could not be reached or did not answer in time"),
+    (stripe.AuthenticationError, "Stripe rejected the API key"),
+    (stripe.PermissionError, "the API key may not do this"),
+    (stripe.RateLimitError, "Stripe is rate limiting us"),
+    (stripe.IdempotencyError, "the idempotency key was already used for other parameters"),
+    (stripe.InvalidRequestError, "Stripe refused the request"),
+    (stripe.APIError, "Stripe answered with a server error"),
+)
+
+
+def _describe(exc: stripe.StripeError) -> str:
+    for kind, text in _KINDS:
+        if isinstance(exc, kind):
+            return text if exc.http_status is None else f"{text} (HTTP {exc.http_status})"
+    return f"Stripe failed ({type(exc).__name__})"
+
+
+def _log_stripe_error(action: str, exc: stripe.StripeError) -> None:
+    log.warning(
+        "stripe: could not %s: %s, status %s, code %s, request %s",
+        action,
+        type(exc).__name__,
+        exc.http_status,
+        exc.code,
+        exc.request_id,
+    )
+
+
+def _raise_unavailable(action: str, exc: stripe.StripeError) -> NoReturn:
+    _log_stripe_error(action, exc)
+    if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError):
+        # Not an outage: our request is wrong (a bug or a configuration problem). The caller
+        # still gets PaymentUnavailable (nothing was charged), and the log says it loudly.
+        log.error("stripe refused to %s: code %s, param %s", action, exc.code, _param(exc))
+    error: PaymentFailed = PaymentUnavailable(f"could not {action}: {_describe(exc)}")
+    raise error from exc
+
+
+def _param(exc: stripe.StripeError) -> str | None:
+    return exc.param if isinstance(exc, stripe.InvalidRequestError | stripe.CardError) else None
+
+
+def _refusal(exc: stripe.StripeError) -> str:
+    if isinstance(exc, stripe.IdempotencyError):
+        return _describe(exc)
+    # Refusals of a refund name amounts and object ids, never credentials.
+    message = (exc.user_message or "").strip()[:300]
+    code = exc.code or "refused"
+    return f"{code}: {message}" if message else code
