@@ -489,6 +489,11 @@ def _apply_payment(
             "booking %s: paid %s %s but the price is %s %s; refunding, not confirming",
             booking.id, paid.amount, paid.currency, booking.price.amount, booking.price.currency,
         )
+        if booking.status is BookingStatus.PENDING:
+            # The checkout is complete, so no right payment can follow on it; and
+            # expire_stale_holds leaves a completed checkout's hold alone, so release it here.
+            booking.transition_to(BookingStatus.EXPIRED, at=now)
+            booking.cancel_reason = "paid amount did not match the price"
         _refund_in_full(booking, paid, uow, now, reason="amount_mismatch")
         return PaymentOutcome.AMOUNT_MISMATCH
     if booking.status is BookingStatus.PENDING:
