@@ -420,6 +420,29 @@ def test_refund_and_unknown_events_reduce_to_payment_events(
     assert (other.type, other.session_id, other.booking_id) == ("customer.created", None, None)
 
 
+def test_a_checkout_made_by_another_integration_is_parsed_not_refused(
+    fake_stripe: FakeStripe, stripe_gateway: StripePaymentGateway
+) -> None:
+    # One Stripe account often serves several integrations, and the endpoint receives their
+    # events too; refusing them (400) would make Stripe retry for days and disable the endpoint.
+    body = fake_stripe.event(
+        "checkout.session.completed",
+        {
+            "id": "cs_test_other_app",
+            "object": "checkout.session",
+            "client_reference_id": "order-2024-17",
+            "metadata": {"order": "17"},
+            "payment_status": "paid",
+            "amount_total": 1500,
+            "currency": "eur",
+        },
+    )
+
+    event = stripe_gateway.parse_event(body, signed(fake_stripe, body))
+
+    assert (event.session_id, event.booking_id) == ("cs_test_other_app", None)
+
+
 # -- expiring a checkout ---------------------------------------------------------------------------
 
 

@@ -276,7 +276,8 @@ def parse_stripe_shaped_event(body: dict[str, object]) -> PaymentEvent:
             type=kind,
             created=created,
             session_id=str(obj["id"]),
-            booking_id=int(booking_ref) if booking_ref not in (None, "") else None,
+            # Not ours (another integration on the same Stripe account): no booking, not an error.
+            booking_id=int(str(booking_ref)) if str(booking_ref or "").isdigit() else None,
             payment_status=str(obj.get("payment_status") or "") or None,
             amount=Money(int(amount), str(currency))
             if amount is not None and currency
