@@ -42,12 +42,20 @@ def json_body(*, optional: bool = False) -> dict[str, Any]:
         return {}
     if not request.is_json:
         raise UnsupportedMediaType("the Content-Type must be application/json")
-    data = request.get_json(silent=True)
+    data = silent_json()
     if data is None:
         raise BadRequest("the body is not valid JSON")
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     return data
+
+
+def silent_json() -> Any:
+    """The body as JSON, or None when it is not JSON (including nesting too deep to parse)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:  # e.g. 5000 nested arrays: silent=True catches only ValueError
+        return None
 
 
 def bearer_token() -> str | None:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from entrypoints.settings import Settings
+from entrypoints.web.common import silent_json
 
 # The views these limits guard; both count only booking creation, not reads.
 LIMITED_ENDPOINT = "api.create_booking"
 
 
 def _email_key() -> str:
-    body = request.get_json(silent=True)
+    body = silent_json()
     client = body.get("client") if isinstance(body, dict) else None
     email = client.get("email") if isinstance(client, dict) else None
     if isinstance(email, str) and email.strip():
