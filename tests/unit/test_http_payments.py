@@ -1,0 +1,283 @@
+"""HTTP: the Stripe webhook, the offline checkout pages, and the success / cancel pages."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from adapters.memory import FakePaymentGateway, sign_fake_event
+from booking_core.model import BookingStatus
+from booking_core.ports import PaymentEventType
+
+from .http_support import SLOT, WEBHOOK_SECRET, Web, assert_problem
+
+
+@pytest.fixture
+def web() -> Web:
+    return Web()
+
+
+def _paid_event(web: Web) -> tuple[int, bytes]:
+    booking_id = web.booked()["booking"]["id"]
+    session = web.session_of(booking_id)
+    web.payments.complete(session)
+    return booking_id, web.payments.event_for(session, PaymentEventType.CHECKOUT_COMPLETED)
+
+
+# -- webhook --------------------------------------------------------------------------------------
+
+
+def test_a_signed_completed_event_confirms_the_booking(web: Web) -> None:
+    booking_id, payload = _paid_event(web)
+    response = web.webhook(payload)
+    assert response.status_code == 200
+    assert response.get_json() == {"received": True}
+    stored = web.stored(booking_id)
+    assert stored.status is BookingStatus.CONFIRMED
+    assert stored.payment_intent_id is not None
+    assert SLOT not in web.slots()
+
+
+def test_a_replayed_event_changes_nothing(web: Web) -> None:
+    booking_id, payload = _paid_event(web)
+    assert web.webhook(payload).status_code == 200
+    before = web.snapshot()
+    version = web.stored(booking_id).version
+    again = web.webhook(payload)
+    assert again.status_code == 200
+    assert again.get_json() == {"received": True}
+    assert web.snapshot() == before
+    assert web.stored(booking_id).version == version
+
+
+def test_a_second_event_for_a_paid_booking_changes_nothing(web: Web) -> None:
+    booking_id, payload = _paid_event(web)
+    web.webhook(payload)
+    session = web.session_of(booking_id)
+    other = web.payments.event_for(session, PaymentEventType.CHECKOUT_COMPLETED)
+    version = web.stored(booking_id).version
+    assert web.webhook(other).status_code == 200
+    assert web.stored(booking_id).version == version
+
+
+def _bad_signatures(payload: bytes) -> list[str | None]:
+    now = int(time.time())
+    good = sign_fake_event(payload, WEBHOOK_SECRET, now)
+    return [
+        None,  # missing
+        "",
+        "garbage",
+        "t=abc,v1=00",
+        sign_fake_event(payload, "whsec_someone_else", now),  # wrong secret
+        sign_fake_event(payload, WEBHOOK_SECRET, now - 301),  # stale
+        sign_fake_event(payload + b" ", WEBHOOK_SECRET, now),  # another body
+        good.replace(f"t={now}", f"t={now + 1}"),  # timestamp changed after signing
+        f"t={now}",  # no v1
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_a_bad_signature_is_400_and_changes_nothing(web: Web, case: int) -> None:
+    booking_id, payload = _paid_event(web)
+    signature = _bad_signatures(payload)[case]
+    before = web.snapshot()
+    response = web.webhook(payload, signature=signature)
+    assert_problem(response, 400, "invalid_signature")
+    assert web.snapshot() == before
+    assert web.stored(booking_id).status is BookingStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"", b"[]", b"null", b"{}", b'{"id":"evt_1"}',
+     b'{"id":"evt_2","type":"checkout.session.completed","created":1,"data":[]}',
+     b'{"id":"evt_3","type":"checkout.session.completed","created":"soon",'
+     b'"data":{"object":{"object":"checkout.session","id":"cs_1"}}}',
+     b'\xff\xfe garbage'],
+)
+def test_a_signed_garbage_body_is_400_invalid_payload(web: Web, payload: bytes) -> None:
+    before = web.snapshot()
+    assert_problem(web.webhook(payload), 400, "invalid_payload")
+    assert web.snapshot() == before
+
+
+def test_an_unsigned_garbage_body_is_400_invalid_signature(web: Web) -> None:
+    assert_problem(web.webhook(b"\x00\x01garbage", signature=None), 400, "invalid_signature")
+
+
+def test_an_expired_checkout_releases_the_hold(web: Web) -> None:
+    booking_id = web.booked()["booking"]["id"]
+    session = web.session_of(booking_id)
+    web.payments.expire_checkout(session)
+    response = web.webhook(web.payments.event_for(session, PaymentEventType.CHECKOUT_EXPIRED))
+    assert response.status_code == 200
+    assert web.stored(booking_id).status is BookingStatus.EXPIRED
+    assert SLOT in web.slots()
+
+
+def test_unknown_event_types_are_acknowledged_and_ignored(web: Web) -> None:
+    payload = json.dumps({
+        "id": "evt_unknown", "object": "event", "type": "customer.created",
+        "created": int(time.time()), "data": {"object": {"object": "customer", "id": "cus_1"}},
+    }).encode()
+    before = web.snapshot()[0]
+    response = web.webhook(payload)
+    assert response.status_code == 200
+    assert response.get_json() == {"received": True}
+    assert web.snapshot()[0] == before
+
+
+def test_an_event_for_an_unknown_session_is_acknowledged(web: Web) -> None:
+    payload = json.dumps({
+        "id": "evt_other", "type": "checkout.session.completed", "created": int(time.time()),
+        "data": {"object": {"object": "checkout.session", "id": "cs_elsewhere",
+                            "payment_status": "paid", "amount_total": 100, "currency": "usd",
+                            "metadata": {"booking_id": "999"}}},
+    }).encode()
+    assert web.webhook(payload).status_code == 200
+    assert web.bookings() == []
+
+
+def test_an_oversized_webhook_body_is_413(web: Web) -> None:
+    payload = b'{"pad":"' + b"x" * (300 * 1024) + b'"}'
+    assert_problem(web.webhook(payload), 413, "payload_too_large")
+
+
+# -- offline checkout -----------------------------------------------------------------------------
+
+
+def test_the_offline_checkout_page_shows_pay_and_cancel(web: Web) -> None:
+    created = web.booked()
+    session = web.session_of(created["booking"]["id"])
+    assert created["checkout_url"] == f"http://localhost:3000/dev/checkout/{session}"
+    response = web.client.get(f"/dev/checkout/{session}")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert ">Pay</button>" in page
+    assert ">Cancel</button>" in page
+    assert f'action="/dev/checkout/{session}/pay"' in page
+    assert f'action="/dev/checkout/{session}/cancel"' in page
+    assert "90.00" in page
+    assert "GBP" in page
+
+
+def test_the_offline_checkout_page_escapes_what_the_client_typed(web: Web) -> None:
+    created = web.booked(client={"name": "Eve", "email": "<b>eve</b>@example.com"})
+    page = web.client.get(f"/dev/checkout/{web.session_of(created['booking']['id'])}")
+    text = page.get_data(as_text=True)
+    assert "<b>eve</b>" not in text
+    assert "&lt;b&gt;eve&lt;/b&gt;" in text
+
+
+def test_paying_offline_confirms_and_redirects_to_the_success_page(web: Web) -> None:
+    booking_id = web.booked()["booking"]["id"]
+    session = web.session_of(booking_id)
+    response = web.client.post(f"/dev/checkout/{session}/pay")
+    assert response.status_code == 303
+    assert response.headers["Location"] == (
+        f"http://localhost:3000/booking/success?session_id={session}"
+    )
+    assert web.stored(booking_id).status is BookingStatus.CONFIRMED
+    success = web.client.get(f"/booking/success?session_id={session}")
+    assert success.status_code == 200
+    assert "Booking confirmed" in success.get_data(as_text=True)
+    # The page no longer offers to pay, and paying again changes nothing.
+    page = web.client.get(f"/dev/checkout/{session}").get_data(as_text=True)
+    assert ">Pay</button>" not in page
+    version = web.stored(booking_id).version
+    assert web.client.post(f"/dev/checkout/{session}/pay").status_code == 303
+    assert web.stored(booking_id).version == version
+
+
+def test_cancelling_offline_expires_the_booking_and_frees_the_slot(web: Web) -> None:
+    booking_id = web.booked()["booking"]["id"]
+    session = web.session_of(booking_id)
+    response = web.client.post(f"/dev/checkout/{session}/cancel")
+    assert response.status_code == 303
+    assert response.headers["Location"] == (
+        f"http://localhost:3000/booking/cancel?session_id={session}"
+    )
+    assert web.stored(booking_id).status is BookingStatus.EXPIRED
+    assert SLOT in web.slots()
+    page = web.client.get(f"/booking/cancel?session_id={session}")
+    assert page.status_code == 200
+    assert "released" in page.get_data(as_text=True)
+    # Paying after cancelling does not resurrect it.
+    assert web.client.post(f"/dev/checkout/{session}/pay").status_code == 303
+    assert web.stored(booking_id).status is BookingStatus.EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/dev/checkout/cs_nope"), ("post", "/dev/checkout/cs_nope/pay"),
+     ("post", "/dev/checkout/cs_nope/cancel")],
+)
+def test_unknown_checkout_session_is_404(web: Web, method: str, path: str) -> None:
+    assert getattr(web.client, method)(path).status_code == 404
+
+
+class _NotTheFake:
+    """Any payment gateway other than the fake (e.g. real Stripe)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the offline checkout must not use the gateway ({name})")
+
+
+def test_offline_checkout_is_404_when_payments_are_real() -> None:
+    web = Web(payments=_NotTheFake())
+    for method, path in [("get", "/dev/checkout/cs_test_fake000001"),
+                         ("post", "/dev/checkout/cs_test_fake000001/pay"),
+                         ("post", "/dev/checkout/cs_test_fake000001/cancel")]:
+        assert getattr(web.client, method)(path).status_code == 404
+
+
+def test_offline_checkout_is_404_in_production() -> None:
+    web = Web(settings={
+        "env": "production", "stripe_secret_key": "sk_test_unit", "base_url": "https://b.example",
+    })
+    created = web.booked()
+    session = web.session_of(created["booking"]["id"])
+    assert web.client.get(f"/dev/checkout/{session}").status_code == 404
+    assert web.client.post(f"/dev/checkout/{session}/pay").status_code == 404
+    assert web.client.post(f"/dev/checkout/{session}/cancel").status_code == 404
+    assert web.stored(created["booking"]["id"]).status is BookingStatus.PENDING
+    assert isinstance(web.payments, FakePaymentGateway)
+
+
+# -- success and cancel pages ---------------------------------------------------------------------
+
+
+def test_success_page_while_the_payment_is_pending_refreshes(web: Web) -> None:
+    session = web.session_of(web.booked()["booking"]["id"])
+    response = web.client.get(f"/booking/success?session_id={session}")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "Confirming your payment" in page
+    assert 'http-equiv="refresh"' in page
+
+
+@pytest.mark.parametrize("query", ["", "?session_id=", "?session_id=cs_unknown",
+                                   "?session_id=" + "x" * 300])
+def test_success_page_without_a_known_session_is_404_html(web: Web, query: str) -> None:
+    response = web.client.get(f"/booking/success{query}")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "Booking not found" in response.get_data(as_text=True)
+
+
+def test_cancel_page_without_a_session(web: Web) -> None:
+    response = web.client.get("/booking/cancel")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert "Checkout cancelled" in response.get_data(as_text=True)
+
+
+def test_cancel_page_while_the_hold_is_still_on(web: Web) -> None:
+    session = web.session_of(web.booked()["booking"]["id"])
+    page = web.client.get(f"/booking/cancel?session_id={session}").get_data(as_text=True)
+    assert "stays held" in page
