@@ -835,7 +835,8 @@ def test_a_wrong_amount_is_not_confirmed(world: World) -> None:
 
     assert outcome == PaymentOutcome.AMOUNT_MISMATCH
     booking = world.booking(booking_id)
-    assert booking.status is not BookingStatus.CONFIRMED
+    assert booking.status is BookingStatus.EXPIRED  # not confirmed, and the hold is released
+    assert world.offered()
     assert booking.refund is not None
     assert booking.refund.amount == Money(100, "usd")
     assert world.run_worker()["done"] >= 1
