@@ -1,0 +1,107 @@
+"""A small thread-safe circuit breaker: skip a failing service for a cool-down, then try once."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"  # calls go through; consecutive failures are counted
+    OPEN = "open"  # calls are refused without touching the network until the cool-down ends
+    HALF_OPEN = "half_open"  # one trial call is in flight; its outcome closes or reopens
+
+
+class CircuitOpen(Exception):
+    """Raised by ``CircuitBreaker.allow`` when the call must not be made; says for how long."""
+
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(f"circuit open, next try in {retry_in:.1f} s")
+        self.retry_in = retry_in
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures and stays open for ``cooldown`` seconds.
+
+    After the cool-down the next caller gets the one trial call (half-open) while others are still
+    refused; a success closes the breaker, a failure opens it for another cool-down. ``clock`` is
+    monotonic seconds (injected in tests). The caller reports every permitted call's outcome with
+    ``success()`` or ``failure()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: int = 5,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if threshold < 1:
+            raise ValueError("breaker threshold must be at least 1")
+        if cooldown < 0:
+            raise ValueError("breaker cooldown must not be negative")
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._state = BreakerState.CLOSED
+        self._open_until = 0.0
+        self._trial_started = 0.0
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            if self._state is BreakerState.OPEN and self._clock() >= self._open_until:
+                return BreakerState.HALF_OPEN  # the next allow() gets the trial
+            return self._state
+
+    def allow(self) -> None:
+        """Permit one call or raise CircuitOpen.
+
+        A trial that never reported back (its thread died) is given up after one cool-down, so
+        the breaker cannot stay half-open forever.
+        """
+        with self._lock:
+            now = self._clock()
+            if self._state is BreakerState.CLOSED:
+                return
+            if self._state is BreakerState.OPEN:
+                if now < self._open_until:
+                    raise CircuitOpen(self._open_until - now)
+                self._state = BreakerState.HALF_OPEN
+                self._trial_started = now
+                return
+            if now - self._trial_started >= max(self.cooldown, 1.0):
+                self._trial_started = now
+                return
+            raise CircuitOpen(max(self.cooldown - (now - self._trial_started), 0.0))
+
+    def success(self) -> bool:
+        """Record a good answer; returns True if this closed an open/half-open breaker."""
+        with self._lock:
+            was_tripped = self._state is not BreakerState.CLOSED
+            self._state = BreakerState.CLOSED
+            self._failures = 0
+            return was_tripped
+
+    def failure(self) -> bool:
+        """Record a failed call; returns True if this opened the breaker."""
+        with self._lock:
+            self._failures += 1
+            if self._state is BreakerState.HALF_OPEN or self._failures >= self.threshold:
+                opened = self._state is not BreakerState.OPEN
+                self._open(self.cooldown)
+                return opened
+            return False
+
+    def open_for(self, seconds: float) -> None:
+        """Open now for ``seconds``: the service told us to stay away (a rate limit)."""
+        with self._lock:
+            self._open(seconds)
+
+    def _open(self, seconds: float) -> None:
+        self._state = BreakerState.OPEN
+        self._open_until = max(self._open_until, self._clock() + seconds)
