@@ -1,0 +1,115 @@
+"""Translate SQLAlchemy and psycopg exceptions into core errors at the adapter's boundary.
+
+Nothing from ``sqlalchemy.exc`` or ``psycopg.errors`` leaves the adapter: a constraint violation
+becomes the matching core error, a lost or refused connection becomes DatabaseUnavailable, and
+anything else becomes DatabaseError (a bug or a schema mismatch, not the caller's fault).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import exc as orm_exc
+
+from adapters.postgres.rows import NO_OVERLAP
+from booking_core.errors import (
+    BookingError,
+    ConcurrentUpdate,
+    Conflict,
+    ExternalServiceError,
+    NotFound,
+    SlotUnavailable,
+    ValidationFailed,
+)
+
+EXCLUSION_VIOLATION = "23P01"
+UNIQUE_VIOLATION = "23505"
+FOREIGN_KEY_VIOLATION = "23503"
+CHECK_VIOLATION = "23514"
+NOT_NULL_VIOLATION = "23502"
+SERIALIZATION_FAILURE = "40001"
+DEADLOCK_DETECTED = "40P01"
+
+
+class DatabaseUnavailable(ExternalServiceError):
+    """The database could not be reached, or the connection broke; retrying later may work."""
+
+    code = "database_unavailable"
+    title = "The database is unavailable"
+
+
+class DatabaseError(BookingError):
+    """The database refused a statement for a reason that is not the caller's input."""
+
+    code = "database_error"
+    title = "Database error"
+
+
+class DatabaseConfigError(ValueError):
+    """A database URL the adapter cannot use; the message never contains the password."""
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE of a psycopg error, bare or wrapped by SQLAlchemy."""
+    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    return orig.sqlstate if isinstance(orig, psycopg.Error) else None
+
+
+def _constraint(error: sa_exc.DBAPIError) -> str:
+    orig = error.orig
+    if isinstance(orig, psycopg.Error):
+        return orig.diag.constraint_name or ""
+    return ""
+
+
+def translate(error: Exception, *, where: str = "the database") -> Exception:
+    """The core error for a SQLAlchemy/psycopg exception (others are returned unchanged)."""
+    if isinstance(error, orm_exc.StaleDataError):
+        return ConcurrentUpdate("the booking was changed by someone else; read it again")
+    if isinstance(error, sa_exc.DBAPIError):
+        state = sqlstate(error) or ""
+        constraint = _constraint(error)
+        if state == EXCLUSION_VIOLATION and constraint in (NO_OVERLAP, ""):
+            return SlotUnavailable("the time overlaps another booking")
+        if state == EXCLUSION_VIOLATION:
+            return Conflict(f"the record conflicts with another one ({constraint})")
+        if state == UNIQUE_VIOLATION:
+            return Conflict(f"a record with the same unique value exists ({constraint})")
+        if state == FOREIGN_KEY_VIOLATION:
+            return NotFound(f"a record this one refers to does not exist ({constraint})")
+        if state in (CHECK_VIOLATION, NOT_NULL_VIOLATION):
+            return ValidationFailed(f"the database refused the values ({constraint or state})")
+        if state in (SERIALIZATION_FAILURE, DEADLOCK_DETECTED):
+            return ConcurrentUpdate("a concurrent transaction got in the way; try again")
+        if (
+            isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or error.connection_invalidated
+            or state.startswith("08")  # connection exception class
+            or state.startswith("57P")  # admin shutdown, crash shutdown, cannot connect now
+            or state == "53300"  # too many connections
+        ):
+            return DatabaseUnavailable(f"{where} is unavailable: {_first_line(error)}")
+        return DatabaseError(f"{where} refused a statement: {_first_line(error)}")
+    if isinstance(error, sa_exc.TimeoutError):
+        return DatabaseUnavailable(f"{where}: no free connection in the pool in time")
+    if isinstance(error, sa_exc.SQLAlchemyError | psycopg.Error):
+        return DatabaseError(f"{where}: {_first_line(error)}")
+    return error
+
+
+def _first_line(error: BaseException) -> str:
+    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+@contextmanager
+def translated(where: str = "the database") -> Iterator[None]:
+    """Run a block, re-raising any SQLAlchemy/psycopg exception as a core error ``from`` it."""
+    try:
+        yield
+    except (sa_exc.SQLAlchemyError, psycopg.Error) as exc:
+        raise translate(exc, where=where) from exc

@@ -1,0 +1,1 @@
+"""Migration revisions, applied in order: 0001, 0002, ..."""

@@ -1,0 +1,459 @@
+"""The repositories of booking_core.ports on a SQLAlchemy session (one session per unit of work).
+
+Every public method translates database exceptions into core errors (see ``errors``). Reads use
+``populate_existing`` so a repeated read inside one unit of work sees what the database holds
+now, as the memory adapter does, rather than the session's cached copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from adapters.postgres.errors import DEADLOCK_DETECTED, sqlstate, translated
+from adapters.postgres.mapping import (
+    booking_from_row,
+    booking_to_row,
+    idempotency_from_row,
+    job_from_row,
+    practitioner_fields_to_row,
+    practitioner_from_row,
+    service_to_row,
+    user_from_row,
+    user_values,
+)
+from adapters.postgres.rows import (
+    OCCUPYING_SQL,
+    BookingRow,
+    IdempotencyRecordRow,
+    OutboxJobRow,
+    PractitionerRow,
+    ProcessedPaymentEventRow,
+    ServiceRow,
+    UserRow,
+)
+from booking_core.errors import (
+    ConcurrentUpdate,
+    PractitionerNotFound,
+    ServiceNotFound,
+    SlotUnavailable,
+)
+from booking_core.model import Booking, Interval, Practitioner, User
+from booking_core.ports import BookingFilter, IdempotencyRecord, Job, JobStatus
+
+SessionSource = Callable[[], Session]
+
+_FRESH = {"populate_existing": True}
+
+# Two transactions inserting overlapping bookings at the same moment can each find the other's
+# uncommitted row while checking the exclusion constraint and wait for each other; PostgreSQL
+# then aborts one with 40P01 (deadlock_detected). The loser's savepoint is rolled back and the
+# write tried again: it now waits for the other transaction and gets a definite answer.
+_DEADLOCK_ATTEMPTS = 3
+
+
+def _flush_in_savepoint(session: Session, apply: Callable[[], None]) -> None:
+    """Apply changes and flush them inside a SAVEPOINT, so a refused write leaves the
+    transaction usable (ports.BookingRepository.save promises it)."""
+    for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+        try:
+            with session.begin_nested():
+                apply()
+                session.flush()
+            return
+        except DBAPIError as exc:
+            if sqlstate(exc) != DEADLOCK_DETECTED:
+                raise
+            if attempt == _DEADLOCK_ATTEMPTS:
+                # Only overlapping writers of one practitioner wait on each other here.
+                raise SlotUnavailable("the time is being booked by someone else") from exc
+
+
+class SqlAlchemyPractitionerRepository:
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def _row(self, practitioner_id: int) -> PractitionerRow | None:
+        stmt = sa.select(PractitionerRow).where(PractitionerRow.id == practitioner_id)
+        return self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
+
+    def get(self, practitioner_id: int) -> Practitioner | None:
+        with translated(self._where):
+            row = self._row(practitioner_id)
+            return practitioner_from_row(row) if row is not None else None
+
+    def list(self, *, active_only: bool = True) -> list[Practitioner]:
+        with translated(self._where):
+            stmt = sa.select(PractitionerRow).order_by(PractitionerRow.id)
+            if active_only:
+                stmt = stmt.where(PractitionerRow.active.is_(True))
+            rows = self._session().scalars(stmt, execution_options=_FRESH).all()
+            return [practitioner_from_row(row) for row in rows]
+
+    def add(self, practitioner: Practitioner) -> Practitioner:
+        """Insert; ids given on the practitioner or its services are ignored (identity columns)."""
+        with translated(self._where):
+            session = self._session()
+            row = PractitionerRow()
+            practitioner_fields_to_row(practitioner, row)
+            for position, service in enumerate(practitioner.services):
+                service_row = ServiceRow()
+                service_to_row(service, service_row, position=position)
+                row.services.append(service_row)
+            _flush_in_savepoint(session, lambda: session.add(row))
+            return practitioner_from_row(row)
+
+    def save(self, practitioner: Practitioner) -> None:
+        """Replace the stored practitioner; a service left out of the list is retired.
+
+        Retired services stay in the table (bookings refer to them) but are never read back.
+        Raises PractitionerNotFound, ServiceNotFound (a service id of another practitioner).
+        """
+        with translated(self._where):
+            session = self._session()
+            row = self._row(practitioner.id) if practitioner.id is not None else None
+            if row is None:
+                raise PractitionerNotFound(f"no practitioner with id {practitioner.id}")
+            existing = {service.id: service for service in row.services}
+            unknown = [
+                s.id for s in practitioner.services if s.id is not None and s.id not in existing
+            ]
+            if unknown:
+                raise ServiceNotFound(
+                    f"practitioner {practitioner.id} has no service with id {unknown[0]}"
+                )
+
+            def apply() -> None:
+                practitioner_fields_to_row(practitioner, row)
+                kept: set[int] = set()
+                for position, service in enumerate(practitioner.services):
+                    if service.id is None:
+                        service_row = ServiceRow()
+                        row.services.append(service_row)
+                    else:
+                        service_row = existing[service.id]
+                        kept.add(service.id)
+                    service_to_row(service, service_row, position=position)
+                for service_id, service_row in existing.items():
+                    if service_id not in kept and not service_row.retired:
+                        service_row.retired = True
+                        service_row.active = False
+
+            _flush_in_savepoint(session, apply)
+
+
+class SqlAlchemyBookingRepository:
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def add(self, booking: Booking) -> Booking:
+        with translated(self._where):
+            session = self._session()
+            row = BookingRow()
+
+            def apply() -> None:
+                booking_to_row(booking, row)
+                row.version = 1
+                session.add(row)
+
+            _flush_in_savepoint(session, apply)
+            return booking_from_row(row)
+
+    def _one(self, *where: sa.ColumnElement[bool]) -> Booking | None:
+        with translated(self._where):
+            stmt = sa.select(BookingRow).where(*where).order_by(BookingRow.id).limit(1)
+            row = self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
+            return booking_from_row(row) if row is not None else None
+
+    def get(self, booking_id: int) -> Booking | None:
+        return self._one(BookingRow.id == booking_id)
+
+    def get_by_checkout_session(self, session_id: str) -> Booking | None:
+        return self._one(BookingRow.checkout_session_id == session_id)
+
+    def get_by_payment_intent(self, payment_intent_id: str) -> Booking | None:
+        return self._one(BookingRow.payment_intent_id == payment_intent_id)
+
+    def get_by_calendar_uid(self, uid: str) -> Booking | None:
+        return self._one(BookingRow.calendar_uid == uid)
+
+    def save(self, booking: Booking) -> None:
+        if booking.id is None:
+            raise ValueError("save() needs a booking that was added")
+        with translated(self._where):
+            session = self._session()
+            row = session.get(BookingRow, booking.id)
+            if row is None:
+                raise ConcurrentUpdate(f"booking {booking.id} was changed concurrently")
+
+            def apply() -> None:
+                # Read inside the savepoint: after a rolled-back attempt the row is expired and
+                # this reloads the committed version, which the UPDATE's WHERE then compares.
+                if row.version != booking.version:
+                    raise ConcurrentUpdate(f"booking {booking.id} was changed concurrently")
+                booking_to_row(booking, row)
+                row.version = booking.version + 1
+
+            _flush_in_savepoint(session, apply)
+            booking.version = row.version  # as the memory adapter does after a save
+
+    def _many(self, stmt: sa.Select[Any]) -> list[Booking]:
+        with translated(self._where):
+            rows = self._session().scalars(stmt, execution_options=_FRESH).all()
+            return [booking_from_row(row) for row in rows]
+
+    def list_occupying(self, practitioner_id: int, window: Interval) -> list[Booking]:
+        # Written to match the exclusion constraint's GiST index: same column, same range
+        # expression, same literal predicate (see rows.OCCUPYING_SQL).
+        occupied = sa.func.tstzrange(
+            BookingRow.occupied_start, BookingRow.occupied_end, sa.literal_column("'[)'")
+        )
+        wanted = sa.func.tstzrange(window.start, window.end, sa.literal_column("'[)'"))
+        stmt = (
+            sa.select(BookingRow)
+            .where(
+                BookingRow.practitioner_id == practitioner_id,
+                sa.text(OCCUPYING_SQL),
+                occupied.op("&&")(wanted),
+            )
+            .order_by(BookingRow.starts_at, BookingRow.id)
+        )
+        return self._many(stmt)
+
+    def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
+        stmt = (
+            sa.select(BookingRow)
+            .where(sa.text("status = 'pending'"), BookingRow.hold_expires_at < now)
+            .order_by(BookingRow.hold_expires_at, BookingRow.id)
+            .limit(limit)
+        )
+        return self._many(stmt)
+
+    def list_refunds_due(self, limit: int = 100) -> list[Booking]:
+        stmt = (
+            sa.select(BookingRow)
+            .where(sa.text("refund_status = 'pending'"))
+            .order_by(BookingRow.updated_at, BookingRow.id)
+            .limit(limit)
+        )
+        return self._many(stmt)
+
+    def list(self, filters: BookingFilter) -> list[Booking]:
+        f = filters
+        stmt = sa.select(BookingRow)
+        if f.practitioner_id is not None:
+            stmt = stmt.where(BookingRow.practitioner_id == f.practitioner_id)
+        if f.status is not None:
+            stmt = stmt.where(BookingRow.status == f.status)
+        if f.start_from is not None:
+            stmt = stmt.where(BookingRow.starts_at >= f.start_from)
+        if f.start_to is not None:
+            stmt = stmt.where(BookingRow.starts_at < f.start_to)
+        if f.client_email:
+            stmt = stmt.where(sa.func.lower(BookingRow.client_email) == f.client_email.lower())
+        stmt = (
+            stmt.order_by(BookingRow.starts_at.desc(), BookingRow.id.desc())
+            .offset(f.offset)
+            .limit(f.limit)
+        )
+        return self._many(stmt)
+
+
+class SqlAlchemyUserRepository:
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def upsert(self, user: User) -> User:
+        with translated(self._where):
+            values = user_values(user)
+            insert = pg_insert(UserRow).values(**values)
+            stmt = insert.on_conflict_do_update(
+                index_elements=[UserRow.open_id],
+                set_={
+                    "name": insert.excluded.name,
+                    "email": insert.excluded.email,
+                    "role": insert.excluded.role,
+                    "last_signed_in": insert.excluded.last_signed_in,
+                    "updated_at": sa.func.now(),
+                },
+            ).returning(UserRow)
+            row = self._session().scalars(stmt, execution_options=_FRESH).one()
+            return user_from_row(row)
+
+    def get_by_open_id(self, open_id: str) -> User | None:
+        with translated(self._where):
+            stmt = sa.select(UserRow).where(UserRow.open_id == open_id)
+            row = self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
+            return user_from_row(row) if row is not None else None
+
+
+class SqlAlchemyPaymentEventLog:
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def record(self, event_id: str, event_type: str, received_at: datetime) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING: True when this call inserted the id.
+
+        A concurrent transaction that inserted the same id first makes this wait until it ends:
+        False if it committed, True if it rolled back.
+        """
+        with translated(self._where):
+            stmt = (
+                pg_insert(ProcessedPaymentEventRow)
+                .values(event_id=event_id, event_type=event_type, received_at=received_at)
+                .on_conflict_do_nothing(index_elements=[ProcessedPaymentEventRow.event_id])
+                .returning(ProcessedPaymentEventRow.event_id)
+            )
+            return self._session().execute(stmt).scalar_one_or_none() is not None
+
+
+class SqlAlchemyOutbox:
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def add(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
+        with translated(self._where):
+            session = self._session()
+            session.add(
+                OutboxJobRow(
+                    kind=kind,
+                    payload=dict(payload),
+                    run_at=run_at,
+                    attempts=0,
+                    status=JobStatus.PENDING,
+                    last_error="",
+                )
+            )
+            session.flush()
+
+    def claim_due(self, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Job]:
+        """SELECT ... FOR UPDATE SKIP LOCKED, then move run_at ``lease_seconds`` ahead.
+
+        Returns the jobs as they were before the lease (as the memory adapter does).
+        """
+        with translated(self._where):
+            session = self._session()
+            stmt = (
+                sa.select(OutboxJobRow)
+                .where(sa.text("status = 'pending'"), OutboxJobRow.run_at <= now)
+                .order_by(OutboxJobRow.run_at, OutboxJobRow.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            rows = session.scalars(stmt, execution_options=_FRESH).all()
+            jobs = [job_from_row(row) for row in rows]
+            lease = now + timedelta(seconds=lease_seconds)
+            for row in rows:
+                row.run_at = lease
+            session.flush()
+            return jobs
+
+    def _update(self, job_id: int, **values: Any) -> None:
+        with translated(self._where):
+            stmt = (
+                sa.update(OutboxJobRow)
+                .where(OutboxJobRow.id == job_id)
+                .values(**values)
+                .returning(OutboxJobRow.id)
+            )
+            if self._session().execute(stmt).scalar_one_or_none() is None:
+                raise KeyError(f"no job {job_id}")
+
+    def complete(self, job_id: int) -> None:
+        self._update(job_id, status=JobStatus.DONE)
+
+    def retry(self, job_id: int, *, error: str, run_at: datetime) -> None:
+        self._update(job_id, attempts=OutboxJobRow.attempts + 1, last_error=error, run_at=run_at)
+
+    def park(self, job_id: int, *, error: str) -> None:
+        self._update(
+            job_id,
+            attempts=OutboxJobRow.attempts + 1,
+            last_error=error,
+            status=JobStatus.PARKED,
+        )
+
+    def list(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]:
+        with translated(self._where):
+            stmt = sa.select(OutboxJobRow).order_by(OutboxJobRow.id).limit(limit)
+            if status is not None:
+                stmt = stmt.where(OutboxJobRow.status == status)
+            rows = self._session().scalars(stmt, execution_options=_FRESH).all()
+            return [job_from_row(row) for row in rows]
+
+
+class SqlAlchemyIdempotencyStore:
+    """Idempotency keys in ``idempotency_records`` (the unique key does the claiming)."""
+
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def reserve(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """INSERT ... ON CONFLICT DO NOTHING; None when inserted, else the stored record.
+
+        A concurrent reservation of the same key makes this wait until that transaction ends
+        (the web layer commits a reservation at once, so the wait is short).
+        """
+        with translated(self._where):
+            session = self._session()
+            stmt = (
+                pg_insert(IdempotencyRecordRow)
+                .values(
+                    key=record.key,
+                    request_fingerprint=record.fingerprint,
+                    created_at=record.created_at,
+                    response_status=record.status_code,
+                    response_body=dict(record.response) if record.response is not None else None,
+                    sealed_secret=record.sealed_secret,
+                )
+                .on_conflict_do_nothing(index_elements=[IdempotencyRecordRow.key])
+                .returning(IdempotencyRecordRow.id)
+            )
+            if session.execute(stmt).scalar_one_or_none() is not None:
+                return None
+            existing = session.scalars(
+                sa.select(IdempotencyRecordRow).where(IdempotencyRecordRow.key == record.key),
+                execution_options=_FRESH,
+            ).one()
+            return idempotency_from_row(existing)
+
+    def complete(
+        self, key: str, status_code: int, response: Mapping[str, Any], sealed_secret: str | None
+    ) -> None:
+        with translated(self._where):
+            self._session().execute(
+                sa.update(IdempotencyRecordRow)
+                .where(IdempotencyRecordRow.key == key)
+                .values(
+                    response_status=status_code,
+                    response_body=dict(response),
+                    sealed_secret=sealed_secret,
+                )
+            )
+
+    def release(self, key: str) -> None:
+        with translated(self._where):
+            self._session().execute(
+                sa.delete(IdempotencyRecordRow).where(IdempotencyRecordRow.key == key)
+            )
+
+    def purge(self, older_than: datetime) -> int:
+        with translated(self._where):
+            deleted = self._session().execute(
+                sa.delete(IdempotencyRecordRow)
+                .where(IdempotencyRecordRow.created_at < older_than)
+                .returning(IdempotencyRecordRow.id)
+            )
+            return len(deleted.all())

@@ -1,0 +1,366 @@
+"""SQLAlchemy 2 ORM rows for the PostgreSQL schema (migration 0001 creates it; keep both in step).
+
+Rows are storage shapes only: ``mapping`` turns them into domain objects and back. Class names end
+in ``Row`` and never reuse a domain name. Enum columns store the domain enums' values.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from booking_core.model import BookingStatus, RefundStatus, Role
+from booking_core.ports import JobStatus
+
+# Occupying statuses as literal SQL. Kept literal (not bound parameters) on purpose: the planner
+# can use the partial GiST index behind the exclusion constraint only when it can prove a query's
+# WHERE implies the index predicate, and a bound parameter in a generic prepared plan (psycopg
+# prepares a statement after five runs) proves nothing.
+OCCUPYING_SQL = "status IN ('pending', 'confirmed')"
+NO_OVERLAP = "bookings_no_overlap"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _values(enum_class: type[enum.Enum]) -> list[str]:
+    return [str(member.value) for member in enum_class]
+
+
+def pg_enum(enum_class: type[enum.Enum], name: str) -> sa.Enum:
+    """A PostgreSQL enum storing the members' values (``pending``), not their names."""
+    return sa.Enum(
+        enum_class,
+        name=name,
+        values_callable=_values,
+        validate_strings=True,
+        create_type=False,  # the migration creates the types
+    )
+
+
+class RowBase(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: sa.DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        str: sa.Text(),
+        int: sa.Integer(),
+    }
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(server_default=sa.func.now())
+
+
+def _updated() -> Mapped[datetime]:
+    # Set by the application on every UPDATE of the row (PostgreSQL has no ON UPDATE).
+    return mapped_column(server_default=sa.func.now(), onupdate=sa.func.now())
+
+
+class UserRow(RowBase):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    open_id: Mapped[str] = mapped_column(unique=True)
+    name: Mapped[str | None]
+    email: Mapped[str | None]
+    role: Mapped[Role] = mapped_column(pg_enum(Role, "user_role"), server_default="user")
+    last_signed_in: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class PractitionerRow(RowBase):
+    __tablename__ = "practitioners"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    name: Mapped[str]
+    title: Mapped[str] = mapped_column(server_default="")
+    bio: Mapped[str] = mapped_column(server_default="")
+    email: Mapped[str] = mapped_column(server_default="")
+    timezone: Mapped[str] = mapped_column(server_default="UTC")
+    active: Mapped[bool] = mapped_column(server_default=sa.true())
+    calcom_event_type: Mapped[str | None]
+    calcom_user: Mapped[str | None]
+    calcom_username: Mapped[str | None]
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    services: Mapped[list[ServiceRow]] = relationship(
+        back_populates="practitioner",
+        cascade="all, delete-orphan",
+        order_by="(ServiceRow.position, ServiceRow.id)",
+        lazy="selectin",
+    )
+    working_hours: Mapped[list[WorkingHoursRow]] = relationship(
+        cascade="all, delete-orphan",
+        order_by="(WorkingHoursRow.weekday, WorkingHoursRow.start_minute)",
+        lazy="selectin",
+    )
+    date_overrides: Mapped[list[DateOverrideRow]] = relationship(
+        cascade="all, delete-orphan",
+        order_by="(DateOverrideRow.day, DateOverrideRow.start_minute)",
+        lazy="selectin",
+    )
+    time_off: Mapped[list[TimeOffRow]] = relationship(
+        cascade="all, delete-orphan",
+        order_by="(TimeOffRow.starts_at, TimeOffRow.id)",
+        lazy="selectin",
+    )
+
+
+class ServiceRow(RowBase):
+    """A service; one removed from its practitioner is retired, not deleted (bookings keep it)."""
+
+    __tablename__ = "services"
+    __table_args__ = (
+        sa.CheckConstraint("duration_minutes BETWEEN 5 AND 1440", name="duration"),
+        sa.CheckConstraint("price_amount >= 0", name="price_amount"),
+        sa.CheckConstraint("price_currency ~ '^[a-z]{3}$'", name="price_currency"),
+        sa.CheckConstraint(
+            "buffer_before_minutes >= 0 AND buffer_after_minutes >= 0 AND min_notice_minutes >= 0",
+            name="non_negative",
+        ),
+        sa.CheckConstraint("max_advance_days BETWEEN 1 AND 730", name="max_advance"),
+        sa.CheckConstraint(
+            "slot_interval_minutes IS NULL OR slot_interval_minutes BETWEEN 5 AND 1440",
+            name="slot_interval",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    practitioner_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("practitioners.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(server_default="0")
+    name: Mapped[str]
+    duration_minutes: Mapped[int]
+    price_amount: Mapped[int] = mapped_column(sa.BigInteger)
+    price_currency: Mapped[str] = mapped_column(sa.String(3))
+    buffer_before_minutes: Mapped[int] = mapped_column(server_default="0")
+    buffer_after_minutes: Mapped[int] = mapped_column(server_default="0")
+    min_notice_minutes: Mapped[int] = mapped_column(server_default="0")
+    max_advance_days: Mapped[int] = mapped_column(server_default="60")
+    slot_interval_minutes: Mapped[int | None]
+    active: Mapped[bool] = mapped_column(server_default=sa.true())
+    retired: Mapped[bool] = mapped_column(server_default=sa.false())
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    practitioner: Mapped[PractitionerRow] = relationship(back_populates="services")
+
+
+_MINUTES_OK = "0 <= start_minute AND start_minute < end_minute AND end_minute <= 1440"
+
+
+class WorkingHoursRow(RowBase):
+    """One range of weekly working hours, local time of the practitioner."""
+
+    __tablename__ = "working_hours"
+    __table_args__ = (
+        sa.CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday"),
+        sa.CheckConstraint(_MINUTES_OK, name="minutes"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    practitioner_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("practitioners.id", ondelete="CASCADE"), index=True
+    )
+    weekday: Mapped[int] = mapped_column(sa.SmallInteger)
+    start_minute: Mapped[int] = mapped_column(sa.SmallInteger)
+    end_minute: Mapped[int] = mapped_column(sa.SmallInteger)
+
+
+class DateOverrideRow(RowBase):
+    """One range of a date override; a row without minutes marks the whole day off."""
+
+    __tablename__ = "date_overrides"
+    __table_args__ = (
+        sa.CheckConstraint(
+            f"(start_minute IS NULL AND end_minute IS NULL) OR ({_MINUTES_OK})", name="minutes"
+        ),
+        sa.Index(None, "practitioner_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    practitioner_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("practitioners.id", ondelete="CASCADE")
+    )
+    day: Mapped[date] = mapped_column(sa.Date)
+    start_minute: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    end_minute: Mapped[int | None] = mapped_column(sa.SmallInteger)
+
+
+class TimeOffRow(RowBase):
+    __tablename__ = "time_off"
+    __table_args__ = (sa.CheckConstraint("ends_at > starts_at", name="period"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    practitioner_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("practitioners.id", ondelete="CASCADE"), index=True
+    )
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(server_default="")
+
+
+class BookingRow(RowBase):
+    """A booking; ``occupied_*`` is the buffered span the exclusion constraint compares."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        ExcludeConstraint(
+            (sa.column("practitioner_id"), "="),
+            (
+                sa.func.tstzrange(
+                    sa.column("occupied_start"),
+                    sa.column("occupied_end"),
+                    sa.literal_column("'[)'"),
+                ),
+                "&&",
+            ),
+            name=NO_OVERLAP,
+            using="gist",
+            where=sa.text(OCCUPYING_SQL),
+        ),
+        sa.CheckConstraint("ends_at > starts_at", name="period"),
+        sa.CheckConstraint(
+            "occupied_start <= starts_at AND occupied_end >= ends_at", name="occupied"
+        ),
+        sa.CheckConstraint(
+            "buffer_before_minutes >= 0 AND buffer_after_minutes >= 0", name="buffers"
+        ),
+        sa.CheckConstraint("price_amount >= 0", name="price_amount"),
+        sa.CheckConstraint("price_currency ~ '^[a-z]{3}$'", name="price_currency"),
+        sa.CheckConstraint(
+            "(refund_status IS NULL) = (refund_amount IS NULL)"
+            " AND (refund_amount IS NULL) = (refund_currency IS NULL)",
+            name="refund",
+        ),
+        sa.CheckConstraint("version >= 1", name="version"),
+        sa.Index(None, "status", "starts_at"),
+        sa.Index(None, "practitioner_id", "starts_at"),
+        sa.Index(
+            "ix_bookings_pending_hold_expires_at",
+            "hold_expires_at",
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        sa.Index(
+            "ix_bookings_refunds_due",
+            "updated_at",
+            postgresql_where=sa.text("refund_status = 'pending'"),
+        ),
+        sa.Index("ix_bookings_client_email_lower", sa.func.lower(sa.column("client_email"))),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    practitioner_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("practitioners.id", ondelete="RESTRICT")
+    )
+    service_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("services.id", ondelete="RESTRICT"), index=True
+    )
+    client_name: Mapped[str]
+    client_email: Mapped[str]
+    client_phone: Mapped[str | None]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    buffer_before_minutes: Mapped[int] = mapped_column(server_default="0")
+    buffer_after_minutes: Mapped[int] = mapped_column(server_default="0")
+    occupied_start: Mapped[datetime]
+    occupied_end: Mapped[datetime]
+    price_amount: Mapped[int] = mapped_column(sa.BigInteger)
+    price_currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[BookingStatus] = mapped_column(pg_enum(BookingStatus, "booking_status"))
+    hold_expires_at: Mapped[datetime | None]
+    checkout_session_id: Mapped[str | None] = mapped_column(unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(index=True)
+    refund_status: Mapped[RefundStatus | None] = mapped_column(
+        pg_enum(RefundStatus, "refund_status")
+    )
+    refund_amount: Mapped[int | None] = mapped_column(sa.BigInteger)
+    refund_currency: Mapped[str | None] = mapped_column(sa.String(3))
+    refund_provider_id: Mapped[str | None]
+    refund_attempts: Mapped[int] = mapped_column(server_default="0")
+    refund_reason: Mapped[str] = mapped_column(server_default="")
+    calendar_uid: Mapped[str | None] = mapped_column(index=True)
+    notes: Mapped[str] = mapped_column(server_default="")
+    manage_token_hash: Mapped[str] = mapped_column(server_default="")
+    cancel_reason: Mapped[str] = mapped_column(server_default="")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column()
+
+    # The application sets the next version itself (version_id_generator=False) so that every
+    # save bumps it, changed columns or not, as the port promises; SQLAlchemy adds
+    # "WHERE version = <loaded>" to the UPDATE and raises StaleDataError when nothing matched.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
+
+class ProcessedPaymentEventRow(RowBase):
+    """A payment provider event id we have applied; written with the state change it caused."""
+
+    __tablename__ = "processed_payment_events"
+
+    event_id: Mapped[str] = mapped_column(primary_key=True)
+    event_type: Mapped[str]
+    received_at: Mapped[datetime]
+
+
+class OutboxJobRow(RowBase):
+    __tablename__ = "outbox_jobs"
+    __table_args__ = (
+        sa.Index(
+            "ix_outbox_jobs_due", "run_at", "id", postgresql_where=sa.text("status = 'pending'")
+        ),
+        sa.Index(None, "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    kind: Mapped[str]
+    payload: Mapped[dict[str, Any]] = mapped_column(server_default=sa.text("'{}'::jsonb"))
+    run_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    status: Mapped[JobStatus] = mapped_column(
+        pg_enum(JobStatus, "job_status"), server_default="pending"
+    )
+    last_error: Mapped[str] = mapped_column(server_default="")
+    created_at: Mapped[datetime] = _created()
+
+
+class IdempotencyRecordRow(RowBase):
+    """The answer to a POST /api/bookings with an Idempotency-Key (ports.IdempotencyStore).
+
+    ``response_status`` is NULL while the first request with the key is still being handled;
+    ``sealed_secret`` is the manage token sealed by the web layer, never in clear.
+    """
+
+    __tablename__ = "idempotency_records"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    key: Mapped[str] = mapped_column(unique=True)
+    request_fingerprint: Mapped[str]
+    response_status: Mapped[int | None]
+    response_body: Mapped[dict[str, Any] | None]
+    sealed_secret: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=sa.func.now(), index=True)
+
+
+class CalendarCacheRow(RowBase):
+    """A shared cache entry (the Cal.com adapter's slot cache when several processes run)."""
+
+    __tablename__ = "calendar_cache"
+
+    key: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONB)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
