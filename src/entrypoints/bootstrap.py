@@ -126,26 +126,59 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
     )
 
 
-def _database(
-    settings: Settings,
-) -> tuple[UnitOfWorkFactory, Callable[[], None], Callable[[], None], str, str]:
+@define(kw_only=True)
+class OpenDatabase:
+    """The database the settings name (or the embedded one), opened for a command or a process.
+
+    ``url`` is what migrations need; ``close()`` disposes of the pool and releases the embedded
+    server (which stops when its last user is gone).
+    """
+
+    database: Any  # adapters.postgres.Database (imported lazily: importing has no side effects)
+    url: str
+    where: str
+    close: Callable[[], None]
+
+
+def open_database(
+    settings: Settings | None = None, *, progress: Callable[[str], None] | None = None
+) -> OpenDatabase:
+    """Connect to ``DATABASE_URL``, or start (or join) the embedded server when it is unset.
+
+    Raises SettingsError, adapters.postgres.DatabaseConfigError (a malformed URL) and
+    EmbeddedServerError (the embedded server could not start); nothing connects yet.
+    """
     from adapters.postgres import Database
     from adapters.postgres.embedded import start_embedded
 
+    settings = settings or Settings.from_env()
     url = settings.database_url
     server = None
     if url is None:
-        server = start_embedded(settings.data_dir)
+        server = start_embedded(settings.data_dir, progress=progress)
         url = server.url
-    database = Database.connect(url, pool_size=settings.db_pool_size)
+    try:
+        database = Database.connect(url, pool_size=settings.db_pool_size)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
 
     def close() -> None:
         database.dispose()
         if server is not None:
             server.stop()
 
-    where = "embedded PostgreSQL" if server is not None else database.describe()
-    return database.unit_of_work, database.ping, close, where, url
+    where = server.describe() if server is not None else database.describe()
+    return OpenDatabase(database=database, url=url, where=where, close=close)
+
+
+def _database(
+    settings: Settings,
+) -> tuple[UnitOfWorkFactory, Callable[[], None], Callable[[], None], str, str]:
+    opened = open_database(settings)
+    database = opened.database
+    return database.unit_of_work, database.ping, opened.close, opened.where, opened.url
 
 
 def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
