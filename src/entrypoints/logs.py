@@ -19,7 +19,7 @@ _SECRETS = [
         re.compile(r"(?i)((?:password|secret|token|api_?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+"),
         r"\1***",
     ),
-    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
+    (re.compile(r"(://[^:/@\s]*:)[^@\s]+@"), r"\1***@"),  # user may be empty
 ]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
