@@ -394,3 +394,13 @@ def test_list_filters_and_orders_newest_first(store: InMemoryStore) -> None:
         assert [x.id for x in uow.bookings.list(BookingFilter(limit=1, offset=1))] == [b.id]
         by_mail = BookingFilter(client_email=CLIENT.email.upper())
         assert len(uow.bookings.list(by_mail)) == 3
+
+
+def test_claiming_an_uncommitted_job_does_not_publish_it(store: InMemoryStore) -> None:
+    with store.unit_of_work() as uow:
+        uow.outbox.add("email", {"booking_id": 1}, T0)
+        assert len(uow.outbox.claim_due(T0)) == 1
+        # rolled back: the job was never committed, so nobody may ever run it
+    with store.unit_of_work() as uow:
+        assert uow.outbox.list() == []
+        assert uow.outbox.claim_due(T0 + timedelta(days=1)) == []

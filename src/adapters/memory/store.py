@@ -378,8 +378,10 @@ class _Outbox:
             for job in due:
                 leased = attrs.evolve(job, run_at=lease)
                 self._uow.staged_jobs[job.id or 0] = leased
-                # Claims take effect at once for everybody, as row locks do in PostgreSQL.
-                store.jobs[job.id or 0] = leased
+                # Claims take effect at once for everybody, as row locks do in PostgreSQL; a job
+                # this unit added is not published by claiming it (it may still roll back).
+                if job.id in store.jobs:
+                    store.jobs[job.id] = leased
         return due
 
     def complete(self, job_id: int) -> None:
