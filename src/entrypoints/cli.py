@@ -1,0 +1,144 @@
+"""The ``booking`` command line: database migrations and sample data (serve and worker join here).
+
+Every command builds what it needs through ``entrypoints.bootstrap``. Known failures (settings,
+an unreachable or misconfigured database, a failed migration) print one ``Error:`` line that
+says where and what to check, and exit with status 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+import click
+
+from booking_core.errors import BookingError
+
+if TYPE_CHECKING:
+    from entrypoints.bootstrap import OpenDatabase
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _clear_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the errors a user can fix into one line and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from adapters.postgres import DatabaseConfigError, DatabaseUnavailable
+        from entrypoints.settings import SettingsError
+
+        try:
+            return command(*args, **kwargs)
+        except SettingsError as exc:
+            raise click.ClickException(f"{exc} (check the environment and .env files)") from exc
+        except DatabaseConfigError as exc:
+            raise click.ClickException(f"{exc} (check DATABASE_URL)") from exc
+        except DatabaseUnavailable as exc:
+            from adapters.postgres.embedded import EmbeddedServerError
+
+            if isinstance(exc, EmbeddedServerError):
+                raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(
+                f"{exc} -- check that the server is running and accepts connections, and that "
+                "DATABASE_URL has the right host, port, user and password"
+            ) from exc
+        except BookingError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@contextmanager
+def _database() -> Iterator[OpenDatabase]:
+    from entrypoints.bootstrap import open_database
+
+    opened = open_database(progress=_progress)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Practitioner booking service.
+
+    Uses DATABASE_URL, or an embedded PostgreSQL under BOOKING_DATA_DIR when it is unset.
+    """
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations (shipped with the package)."""
+
+
+@db.command()
+@click.argument("revision", default="head")
+@_clear_errors
+def upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from adapters.postgres import migrate
+
+    with _database() as opened:
+        _progress(f"upgrading {opened.where} to {revision}")
+        migrate.upgrade(opened.url, revision, progress=_progress)
+        click.echo(f"database at revision {migrate.current(opened.url) or 'base (empty)'}")
+
+
+@db.command()
+@click.argument("revision", default="-1")
+@_clear_errors
+def downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (default: one step back; "base" removes everything)."""
+    from adapters.postgres import migrate
+
+    with _database() as opened:
+        _progress(f"downgrading {opened.where} to {revision}")
+        migrate.downgrade(opened.url, revision, progress=_progress)
+        click.echo(f"database at revision {migrate.current(opened.url) or 'base (empty)'}")
+
+
+@db.command()
+@_clear_errors
+def current() -> None:
+    """Print the revision the database is at ("none" before the first upgrade)."""
+    from adapters.postgres import migrate
+
+    with _database() as opened:
+        revision = migrate.current(opened.url)
+        head = migrate.head()
+    if revision is None:
+        click.echo(f"none (the newest is {head}; run: booking db upgrade)")
+    elif revision == head:
+        click.echo(f"{revision} (head)")
+    else:
+        click.echo(f"{revision} (the newest is {head}; run: booking db upgrade)")
+
+
+@main.command()
+@_clear_errors
+def seed() -> None:
+    """Add the sample practitioners to an empty database (does nothing otherwise)."""
+    from adapters.postgres import migrate
+    from entrypoints.sample_data import seed as add_samples
+
+    with _database() as opened:
+        revision, head = migrate.current(opened.url), migrate.head()
+        if revision != head:
+            raise click.ClickException(
+                f"{opened.where} is at revision {revision or 'none'}, not {head}: "
+                "run `booking db upgrade` first"
+            )
+        added = add_samples(opened.database.unit_of_work())
+    if added:
+        click.echo(f"added {added} sample practitioners")
+    else:
+        click.echo("practitioners exist already; nothing added")
