@@ -308,6 +308,9 @@ def request_booking(
         uow.commit()
     calendar.invalidate(cmd.practitioner_id)
     booking_id = _id(booking)
+    # Ids restart after a database reset and Stripe keeps keys for 24 h: the creation instant
+    # keeps a reused id from replaying another booking's session.
+    checkout_key = f"checkout:{booking_id}:{int(booking.created_at.timestamp() * 1e6)}"
 
     try:
         session = payments.create_checkout(
@@ -317,7 +320,7 @@ def request_booking(
                 description=f"{service.name} with {practitioner.name}",
                 customer_email=booking.client.email,
                 expires_at=booking.hold_expires_at or rules.hold_expiry(now),
-                idempotency_key=f"checkout:{booking_id}",
+                idempotency_key=checkout_key,
             )
         )
     except PaymentFailed:
@@ -627,7 +630,8 @@ def issue_refund(
                 booking_id=booking_id,
                 payment_intent_id=booking.payment_intent_id,
                 amount=refund.amount,
-                idempotency_key=f"refund:{booking_id}:{refund.amount.amount}",
+                # One payment intent per paid booking: unique across database resets too.
+                idempotency_key=f"refund:{booking.payment_intent_id}:{refund.amount.amount}",
                 reason="requested_by_customer",
             )
         )

@@ -190,6 +190,9 @@ def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
             webhook_secret=settings.stripe_webhook_secret or "",
             base_url=settings.base_url,
             api_base=settings.stripe_api_base,
+            # Three tries of at most 3 s + 5 s stay inside gunicorn's worker timeout (30 s),
+            # so a booking against a hanging Stripe still releases its hold and answers 503.
+            timeout=(3.05, 5.0),
         )
         where = "Stripe" + (f" at {settings.stripe_api_base}" if settings.stripe_api_base else "")
         return gateway, where

@@ -137,7 +137,9 @@ class Settings:
             oauth_client_secret=get("OAUTH_CLIENT_SECRET", "MANUS_OAUTH_CLIENT_SECRET"),
             owner_open_id=get("OWNER_OPEN_ID"),
             admin_api_token=get("ADMIN_API_TOKEN"),
-            hold_minutes=_int(env, "HOLD_MINUTES", 30, low=30, high=24 * 60),
+            # Stripe allows a Checkout Session to live 30 min to 24 h; the hold adds a
+            # minute of grace (booking_core.policy.HOLD_GRACE), so stay under 24 h.
+            hold_minutes=_int(env, "HOLD_MINUTES", 30, low=30, high=24 * 60 - 2),
             cancellation_window_hours=_int(env, "CANCELLATION_WINDOW_HOURS", 24, high=24 * 365),
             smtp_url=get("SMTP_URL"),
             mail_from=get("MAIL_FROM") or "bookings@localhost",

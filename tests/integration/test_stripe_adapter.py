@@ -689,7 +689,8 @@ def test_booking_checkout_webhook_confirm_cancel_refund(world: World) -> None:
     assert booking.status is BookingStatus.PENDING
     assert requested.checkout_url == world.fake.sessions[session_id]["url"]
     [sent] = world.fake.requests_to("POST", "/v1/checkout/sessions")
-    assert sent.idempotency_key == f"checkout:{booking.id}"
+    created_us = int(booking.created_at.timestamp() * 1e6)
+    assert sent.idempotency_key == f"checkout:{booking.id}:{created_us}"
     assert sent.form["expires_at"] == str(int((booking.hold_expires_at or START).timestamp()))
     assert sent.form["metadata"] == {"booking_id": str(booking.id)}
     assert not world.offered()  # the hold occupies the slot
@@ -709,7 +710,7 @@ def test_booking_checkout_webhook_confirm_cancel_refund(world: World) -> None:
     assert cancelled.refund is not None
     assert (cancelled.refund.amount, cancelled.refund.status) == (PRICE, RefundStatus.SUCCEEDED)
     [refund_call] = world.fake.requests_to("POST", "/v1/refunds")
-    assert refund_call.idempotency_key == f"refund:{booking.id}:8000"
+    assert refund_call.idempotency_key == f"refund:{intent}:8000"
     assert refund_call.form["payment_intent"] == intent
     assert cancelled.refund.provider_id in world.fake.refunds
     assert world.fake.refunded(str(intent)) == 8000
@@ -871,7 +872,7 @@ def test_a_late_payment_for_a_taken_slot_is_refunded_in_full(world: World) -> No
     [sent] = world.fake.requests_to("POST", "/v1/refunds")
     assert sent.form["payment_intent"] == intent
     assert sent.form["amount"] == "8000"
-    assert sent.idempotency_key == f"refund:{late_id}:8000"
+    assert sent.idempotency_key == f"refund:{intent}:8000"
     refunded = world.booking(late_id).refund
     assert refunded is not None
     assert refunded.status is RefundStatus.SUCCEEDED
