@@ -139,7 +139,8 @@ def test_book_pay_confirm_cancel_refund_over_http(app: App) -> None:
     assert app.booking(booking_id, token)["status"] == "confirmed"
 
     page = app.client.get(f"/booking/success?session_id={session_id}")
-    assert page.status_code == 200 and b"confirmed" in page.data
+    assert page.status_code == 200
+    assert b"confirmed" in page.data
 
     app.clock.set(NOW + timedelta(hours=1))
     cancelled = app.client.post(
