@@ -319,7 +319,7 @@ def _wall_minutes(instant: datetime, zone: ZoneInfo, day: date) -> int:
     return local.hour * 60 + local.minute
 
 
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.memory import InMemoryStore
 from booking_core.errors import ConcurrentUpdate, PractitionerNotFound, SlotUnavailable
@@ -404,3 +406,44 @@ def test_claiming_an_uncommitted_job_does_not_publish_it(store: InMemoryStore) -
     with store.unit_of_work() as uow:
         assert uow.outbox.list() == []
         assert uow.outbox.claim_due(T0 + timedelta(days=1)) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 2),  # practitioner
+            st.integers(0, 40).map(lambda q: T0 + timedelta(minutes=15 * q)),
+            st.sampled_from([15, 30, 50, 60]),
+            st.sampled_from([0, 10]),
+            st.sampled_from([0, 15]),
+            st.sampled_from(list(BookingStatus)),
+        ),
+        max_size=15,
+    )
+)
+def test_no_two_occupying_bookings_ever_overlap(
+    rows: list[tuple[int, datetime, int, int, int, BookingStatus]],
+) -> None:
+    """Whatever is thrown at it, an insert is refused exactly when it would overlap."""
+    store = InMemoryStore()
+    accepted: list[Booking] = []
+    for practitioner_id, start, minutes, before, after, status in rows:
+        candidate = booking(start, minutes, practitioner_id=practitioner_id, status=status,
+                            before=before, after=after)
+        clash = status.occupies_calendar and any(
+            b.practitioner_id == practitioner_id and b.occupies_calendar
+            and b.occupied.overlaps(candidate.occupied)
+            for b in accepted
+        )
+        try:
+            accepted.append(add(store, candidate))
+        except SlotUnavailable:
+            assert clash
+        else:
+            assert not clash
+    with store.unit_of_work() as uow:
+        for practitioner_id in (1, 2):
+            day = Interval(T0 - timedelta(days=1), T0 + timedelta(days=1))
+            spans = [b.occupied for b in uow.bookings.list_occupying(practitioner_id, day)]
+            assert not any(x.overlaps(y) for i, x in enumerate(spans) for y in spans[i + 1 :])
