@@ -209,15 +209,27 @@ def _calendar(
     settings: Settings, uow_factory: UnitOfWorkFactory, clock: Clock
 ) -> tuple[CalendarGateway, str]:
     if settings.calcom_api_key:
-        from adapters.calcom import CalComCalendarGateway
+        from adapters.calcom import (
+            CalComCalendarGateway,
+            InMemorySlotCache,
+            RedisSlotCache,
+            SlotCache,
+        )
 
+        # Several processes share slots and invalidations through Redis; one process can keep
+        # them in memory.
+        cache: SlotCache = (
+            RedisSlotCache(settings.redis_url) if settings.redis_url else InMemorySlotCache()
+        )
         gateway = CalComCalendarGateway(
             api_key=settings.calcom_api_key,
             api_url=settings.calcom_api_url,
             links=settings.calcom_links,
             cache_seconds=settings.calcom_cache_seconds,
+            cache=cache,
         )
-        return gateway, f"Cal.com at {settings.calcom_api_url}"
+        shared = "Redis cache" if settings.redis_url else "in-process cache"
+        return gateway, f"Cal.com at {settings.calcom_api_url} ({shared})"
     from adapters.schedule import ScheduleCalendarGateway
 
     return ScheduleCalendarGateway(), "working hours (no CALCOM_API_KEY)"

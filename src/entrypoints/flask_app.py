@@ -15,7 +15,7 @@ from flask import Flask, Response, g, request
 from entrypoints.bootstrap import Deps, bootstrap
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
-from entrypoints.web import admin, api, docs, pages, payments
+from entrypoints.web import admin, api, calendar, docs, pages, payments
 from entrypoints.web.limits import init_limiter
 from entrypoints.web.problems import register_error_handlers
 
@@ -49,6 +49,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(payments.bp)
+    app.register_blueprint(calendar.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(docs.bp)
     init_limiter(app, deps.settings)

@@ -335,6 +335,17 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "/api/webhooks/calcom": {
+        "post": {
+            "summary": "Cal.com webhook (X-Cal-Signature-256); BOOKING_CANCELLED cancels ours",
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": _json({"type": "object", "properties": {"received": {"type": "boolean"}}}),
+                "400": _problem("invalid_signature / invalid_payload"),
+            },
+        }
+    },
     "/booking/success": {
         "get": {
             "summary": "Where Checkout sends the client after paying",

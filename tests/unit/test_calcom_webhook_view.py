@@ -1,0 +1,129 @@
+"""POST /api/webhooks/calcom: a practitioner's cancellation in Cal.com cancels and refunds ours."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask.testing import FlaskClient
+
+from adapters.memory import (
+    FakeCalendarGateway,
+    FakePaymentGateway,
+    FixedClock,
+    InMemoryStore,
+    RecordingNotifier,
+)
+from booking_core.model import Booking, BookingStatus, Client, Money, RefundStatus
+from booking_core.ports import JobStatus
+from entrypoints.bootstrap import bootstrap
+from entrypoints.flask_app import create_app
+from entrypoints.sample_data import seed
+from entrypoints.settings import Settings
+
+SECRET = "calcom-webhook-secret"
+NOW = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
+
+
+def _cancelled(uid: str) -> dict[str, object]:
+    return {
+        "triggerEvent": "BOOKING_CANCELLED",
+        "createdAt": "2030-01-07T09:00:00.000Z",
+        "payload": {"uid": uid, "status": "CANCELLED", "cancellationReason": "ill"},
+    }
+
+
+def _post(client: FlaskClient, body: dict[str, object], secret: str = SECRET) -> int:
+    raw = json.dumps(body).encode()
+    signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    response = client.post(
+        "/api/webhooks/calcom",
+        data=raw,
+        headers={"X-Cal-Signature-256": signature, "Content-Type": "application/json"},
+    )
+    return response.status_code
+
+
+@pytest.fixture
+def world() -> tuple[InMemoryStore, FlaskClient, int]:
+    store = InMemoryStore()
+    deps = bootstrap(
+        Settings(calcom_webhook_secret=SECRET),
+        uow_factory=store.unit_of_work,
+        clock=FixedClock(NOW),
+        payments=FakePaymentGateway(),
+        calendar=FakeCalendarGateway(),
+        notifier=RecordingNotifier(),
+    )
+    seed(deps.uow())
+    uow = store.unit_of_work()
+    with uow:
+        booking = uow.bookings.add(
+            Booking(
+                practitioner_id=2,
+                service_id=3,
+                client=Client(name="Ada", email="ada@example.com"),
+                start=NOW + timedelta(hours=5),  # inside the 24 h window: still a full refund
+                end=NOW + timedelta(hours=6),
+                price=Money(8000, "usd"),
+                status=BookingStatus.CONFIRMED,
+                payment_intent_id="pi_1",
+                calendar_uid="cal-uid-1",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        uow.commit()
+    return store, create_app(deps).test_client(), booking.id or 0
+
+
+def _booking(store: InMemoryStore, booking_id: int) -> Booking:
+    uow = store.unit_of_work()
+    with uow:
+        found = uow.bookings.get(booking_id)
+    assert found is not None
+    return found
+
+
+def test_cancellation_in_calcom_cancels_and_refunds_in_full(
+    world: tuple[InMemoryStore, FlaskClient, int],
+) -> None:
+    store, client, booking_id = world
+    assert _post(client, _cancelled("cal-uid-1")) == 200
+    booking = _booking(store, booking_id)
+    assert booking.status is BookingStatus.CANCELLED
+    assert booking.refund is not None
+    assert booking.refund.amount == Money(8000, "usd")
+    assert booking.refund.status is RefundStatus.PENDING
+    uow = store.unit_of_work()
+    with uow:
+        kinds = sorted(j.kind for j in uow.outbox.list(JobStatus.PENDING))
+    assert kinds == ["email", "payment.refund"]
+
+
+def test_redelivery_changes_nothing(world: tuple[InMemoryStore, FlaskClient, int]) -> None:
+    store, client, booking_id = world
+    assert _post(client, _cancelled("cal-uid-1")) == 200
+    version = _booking(store, booking_id).version
+    assert _post(client, _cancelled("cal-uid-1")) == 200
+    assert _booking(store, booking_id).version == version
+
+
+def test_bad_signature_is_400_and_changes_nothing(
+    world: tuple[InMemoryStore, FlaskClient, int],
+) -> None:
+    store, client, booking_id = world
+    assert _post(client, _cancelled("cal-uid-1"), secret="wrong") == 400
+    assert _booking(store, booking_id).status is BookingStatus.CONFIRMED
+
+
+def test_other_triggers_and_unknown_uids_are_ignored(
+    world: tuple[InMemoryStore, FlaskClient, int],
+) -> None:
+    store, client, booking_id = world
+    assert _post(client, {**_cancelled("cal-uid-1"), "triggerEvent": "BOOKING_CREATED"}) == 200
+    assert _post(client, _cancelled("someone-elses-uid")) == 200
+    assert _booking(store, booking_id).status is BookingStatus.CONFIRMED
