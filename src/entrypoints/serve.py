@@ -64,7 +64,7 @@ def serve(settings: Settings, *, host: str, port: int, worker: bool = True) -> N
                 target=worker_module.run_forever, args=(deps, stop), name="worker", daemon=True
             )
             thread.start()
-        print(startup_line(deps, host, port), flush=True)  # noqa: T201 - the one start-up line
+        print(startup_line(deps, host, port), flush=True)
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
         stop.set()
