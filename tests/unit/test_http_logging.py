@@ -233,6 +233,8 @@ def test_the_formatter_scrubs_the_message_and_string_extras() -> None:
 def test_configure_logging_installs_one_json_handler() -> None:
     root = logging.getLogger()
     level = root.level
+    noisy = {name: logging.getLogger(name).level
+             for name in ("werkzeug", "urllib3", "stripe", "alembic")}
     stream = io.StringIO()
     try:
         configure_logging("DEBUG", stream=stream)
@@ -247,3 +249,5 @@ def test_configure_logging_installs_one_json_handler() -> None:
         for handler in [h for h in root.handlers if getattr(h, "_booking_json", False)]:
             root.removeHandler(handler)
         root.setLevel(level)
+        for name, old_level in noisy.items():
+            logging.getLogger(name).setLevel(old_level)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
+
+from adapters.memory import FakeCalendarGateway
+from booking_core.model import CalendarLink
 
 from .http_support import SLOT, Web, assert_problem
 
@@ -336,3 +340,36 @@ def test_docs_page_renders_from_this_server_only(web: Web) -> None:
     assert "/openapi.json" in page
     assert re.findall(r"https?://", page) == []
     assert not re.search(r"""(src|href)\s*=\s*["']?//""", page)  # protocol-relative URLs
+
+
+# -- availability from an external calendar -------------------------------------------------------
+
+
+def _calcom_web(*, failing: bool = False) -> Web:
+    offered = [datetime(2030, 1, 8, 9, 0, tzinfo=UTC), datetime(2030, 1, 8, 14, 0, tzinfo=UTC),
+               datetime(2030, 1, 8, 9, 30, tzinfo=UTC)]  # 09:30 is off our hourly grid
+    calendar = FakeCalendarGateway(
+        links={1: CalendarLink(event_type="123456")}, offered={"123456": offered},
+        failing=failing,
+    )
+    return Web(calendar=calendar)
+
+
+def test_availability_comes_from_the_linked_calendar() -> None:
+    web = _calcom_web()
+    body = web.client.get("/api/practitioners/1/availability").get_json()
+    assert body["source"] == "calcom"
+    starts = [s["start"] for s in body["slots"]]
+    assert SLOT in starts
+    assert "2030-01-08T14:00:00Z" in starts
+    assert "2030-01-08T10:00:00Z" not in starts  # in working hours, but not offered there
+    web.booked(start="2030-01-08T14:00:00Z")
+    assert "2030-01-08T14:00:00Z" not in web.slots()  # our own holds are subtracted
+    assert_problem(web.book(start="2030-01-08T10:00:00Z"), 422, "outside_availability")
+
+
+def test_availability_falls_back_to_the_schedule_when_the_calendar_is_down() -> None:
+    web = _calcom_web(failing=True)
+    body = web.client.get("/api/practitioners/1/availability").get_json()
+    assert body["source"] == "schedule"
+    assert len(body["slots"]) == 28
