@@ -271,11 +271,12 @@ def request_booking(
 
     The hold is committed before the payment provider is called, so the slot is taken at once;
     if the provider fails the hold is released (status expired) and PaymentUnavailable raised.
-    Raises PractitionerNotFound, ServiceNotFound, OutsideAvailability (not an offered start),
-    SlotUnavailable (someone holds it), PaymentUnavailable.
+    Raises ValidationFailed (a start without a UTC offset), PractitionerNotFound,
+    ServiceNotFound, OutsideAvailability (not an offered start), SlotUnavailable (someone holds
+    it), PaymentUnavailable.
     """
     now = clock.now()
-    start = cmd.start.astimezone(UTC)
+    start = _aware_utc(cmd.start, "start")
     with uow:
         practitioner, service = _practitioner_and_service(
             uow, cmd.practitioner_id, cmd.service_id
@@ -345,6 +346,15 @@ def _release_hold(booking_id: int, *, uow: UnitOfWork, clock: Clock, reason: str
             booking.cancel_reason = reason
             uow.bookings.save(booking)
             uow.commit()
+
+
+def _aware_utc(value: datetime, field_name: str) -> datetime:
+    """``value`` in UTC; a naive datetime is refused (astimezone would read it as server time)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationFailed(
+            f"{field_name} needs a UTC offset", errors={field_name: ["must include a UTC offset"]}
+        )
+    return value.astimezone(UTC)
 
 
 def _id(booking: Booking) -> int:
@@ -743,11 +753,11 @@ def reschedule_booking(
 ) -> Booking:
     """Move a pending or confirmed, not yet started booking to another offered start.
 
-    Raises BookingNotFound, InvalidTransition (wrong state or already started),
-    OutsideAvailability, SlotUnavailable.
+    Raises ValidationFailed (a start without a UTC offset), BookingNotFound, InvalidTransition
+    (wrong state or already started), OutsideAvailability, SlotUnavailable.
     """
     now = clock.now()
-    new_start = cmd.new_start.astimezone(UTC)
+    new_start = _aware_utc(cmd.new_start, "start")
     with uow:
         booking = _get(uow, cmd.booking_id)
         if not booking.occupies_calendar:

@@ -228,3 +228,15 @@ def test_request_through_the_external_calendar_checks_its_slots(app: App) -> Non
     assert app.request(at(MONDAY, "12:00")).booking.status is BookingStatus.PENDING
     with pytest.raises(OutsideAvailability):
         app.request(at(MONDAY, "10:00"))  # our hours, but Cal.com does not offer it
+
+
+def test_a_naive_start_is_refused_not_read_in_the_servers_time_zone(app: App) -> None:
+    naive = at(MONDAY, "10:00").replace(tzinfo=None)
+    with pytest.raises(ValidationFailed) as info:
+        app.request(naive)
+    assert "start" in info.value.errors
+    assert app.store.bookings == {}
+    booking = app.request(at(MONDAY, "10:00")).booking
+    with pytest.raises(ValidationFailed):
+        app.reschedule(booking.id, at(MONDAY, "11:00").replace(tzinfo=None))
+    assert app.booking(booking.id).start == at(MONDAY, "10:00")
