@@ -1,0 +1,713 @@
+"""One repository contract, run over the memory adapter and the PostgreSQL adapter.
+
+The memory fakes stand in for PostgreSQL in every unit test; this suite keeps them honest by
+asserting the same behaviour of both: copies, commit and rollback, the no-overlap rule with
+buffers, optimistic versions, event and job semantics, upserts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+
+import attrs
+import pytest
+
+from adapters.memory import InMemoryStore
+from booking_core.errors import (
+    ConcurrentUpdate,
+    PractitionerNotFound,
+    SlotUnavailable,
+)
+from booking_core.model import (
+    Booking,
+    BookingStatus,
+    CalendarLink,
+    Client,
+    DateOverride,
+    Interval,
+    Money,
+    Practitioner,
+    Refund,
+    RefundStatus,
+    Role,
+    Service,
+    TimeOff,
+    TimeRange,
+    User,
+    WeeklyHours,
+)
+from booking_core.ports import BookingFilter, IdempotencyRecord, JobStatus, UnitOfWork
+
+UowFactory = Callable[[], UnitOfWork]
+
+T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # a Monday
+PRICE = Money(8000, "usd")
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def new_uow(request: pytest.FixtureRequest) -> UowFactory:
+    if request.param == "memory":
+        return InMemoryStore().unit_of_work
+    database = request.getfixturevalue("clean_database")
+    return database.unit_of_work  # type: ignore[no-any-return]
+
+
+def _practitioner(name: str = "Dr. Ada", **changes: object) -> Practitioner:
+    practitioner = Practitioner(
+        name=name,
+        title="Therapist",
+        bio="Listens.",
+        email="ada@example.com",
+        timezone="Europe/London",
+        weekly_hours=WeeklyHours.from_mapping(
+            {0: ["09:00-12:00", "13:00-17:00"], 2: ["10:00-14:00"]}
+        ),
+        overrides=[
+            DateOverride(date(2030, 1, 8)),
+            DateOverride(date(2030, 1, 9), (TimeRange(600, 660), TimeRange(720, 780))),
+        ],
+        time_off=[TimeOff(Interval(T0 + timedelta(days=20), T0 + timedelta(days=21)), "holiday")],
+        calendar_link=CalendarLink(event_type="42", user="7", username="ada"),
+        services=[
+            Service(name="Session", duration_minutes=50, price=PRICE, buffer_after_minutes=10),
+            Service(
+                name="Short",
+                duration_minutes=30,
+                price=Money(3000, "usd"),
+                buffer_before_minutes=5,
+                min_notice_minutes=60,
+                max_advance_days=30,
+                slot_interval_minutes=15,
+            ),
+        ],
+    )
+    return attrs.evolve(practitioner, **changes)
+
+
+def _setup(new_uow: UowFactory, count: int = 1) -> list[Practitioner]:
+    uow = new_uow()
+    with uow:
+        added = [uow.practitioners.add(_practitioner(f"P{i}")) for i in range(count)]
+        uow.commit()
+    return added
+
+
+def _booking(
+    practitioner: Practitioner,
+    start: datetime = T0,
+    minutes: int = 50,
+    *,
+    before: int = 0,
+    after: int = 0,
+    status: BookingStatus = BookingStatus.PENDING,
+    email: str = "client@example.com",
+    **changes: object,
+) -> Booking:
+    fields: dict[str, object] = {
+        "practitioner_id": practitioner.id or 0,
+        "service_id": practitioner.services[0].id or 0,
+        "client": Client("Client", email, "+44 20 0000 0000"),
+        "start": start,
+        "end": start + timedelta(minutes=minutes),
+        "buffer_before_minutes": before,
+        "buffer_after_minutes": after,
+        "price": PRICE,
+        "status": status,
+        "hold_expires_at": start + timedelta(days=1) if status is BookingStatus.PENDING else None,
+        "created_at": T0 - timedelta(days=2),
+        "updated_at": T0 - timedelta(days=2),
+    }
+    return Booking(**(fields | changes))  # type: ignore[arg-type]
+
+
+def _add(new_uow: UowFactory, *bookings: Booking) -> list[Booking]:
+    uow = new_uow()
+    with uow:
+        added = [uow.bookings.add(b) for b in bookings]
+        uow.commit()
+    return added
+
+
+def _fields(obj: object) -> dict[str, object]:
+    return attrs.asdict(obj, recurse=False)  # type: ignore[arg-type]
+
+
+# -- practitioners --------------------------------------------------------------------------------
+
+
+def test_practitioner_round_trip(new_uow: UowFactory) -> None:
+    given = _practitioner()
+    uow = new_uow()
+    with uow:
+        added = uow.practitioners.add(given)
+        uow.commit()
+    assert added.id is not None
+    assert all(s.id is not None for s in added.services)
+    with uow:
+        loaded = uow.practitioners.get(added.id)
+    assert loaded is not None
+    for name in (
+        "name",
+        "title",
+        "bio",
+        "email",
+        "timezone",
+        "active",
+        "weekly_hours",
+        "overrides",
+        "time_off",
+        "calendar_link",
+    ):
+        assert getattr(loaded, name) == getattr(given, name), name
+    assert [_fields(s) | {"id": None} for s in loaded.services] == [
+        _fields(s) for s in given.services
+    ]
+    assert [s.id for s in loaded.services] == [s.id for s in added.services]
+
+
+def test_practitioner_save_replaces_services_hours_and_link(new_uow: UowFactory) -> None:
+    (added,) = _setup(new_uow)
+    uow = new_uow()
+    with uow:
+        practitioner = uow.practitioners.get(added.id or 0)
+        assert practitioner is not None
+        kept = practitioner.services[1]
+        kept.name = "Short and sweet"
+        practitioner.services = [kept, Service(name="New", duration_minutes=90, price=PRICE)]
+        practitioner.name = "Dr. Ada Lovelace"
+        practitioner.weekly_hours = WeeklyHours.from_mapping({4: ["08:00-10:00"]})
+        practitioner.overrides = []
+        practitioner.time_off = []
+        practitioner.calendar_link = None
+        uow.practitioners.save(practitioner)
+        uow.commit()
+    with uow:
+        loaded = uow.practitioners.get(added.id or 0)
+    assert loaded is not None
+    assert loaded.name == "Dr. Ada Lovelace"
+    assert [s.name for s in loaded.services] == ["Short and sweet", "New"]
+    assert loaded.services[0].id == kept.id
+    assert loaded.services[1].id is not None
+    assert loaded.weekly_hours == WeeklyHours.from_mapping({4: ["08:00-10:00"]})
+    assert loaded.overrides == []
+    assert loaded.time_off == []
+    assert loaded.calendar_link is None
+
+
+def test_practitioner_list_and_missing(new_uow: UowFactory) -> None:
+    first, second = _setup(new_uow, 2)
+    uow = new_uow()
+    with uow:
+        second.active = False
+        uow.practitioners.save(second)
+        uow.commit()
+    with uow:
+        assert [p.id for p in uow.practitioners.list()] == [first.id]
+        assert [p.id for p in uow.practitioners.list(active_only=False)] == [first.id, second.id]
+        assert uow.practitioners.get(999_999) is None
+        with pytest.raises(PractitionerNotFound):
+            uow.practitioners.save(_practitioner(id=999_999))
+
+
+# -- bookings: copies, commit, rollback ---------------------------------------------------------
+
+
+def test_add_get_and_copies(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    given = _booking(p, after=10, notes="first visit")
+    uow = new_uow()
+    with uow:
+        added = uow.bookings.add(given)
+        assert added.id is not None
+        assert added.version == 1
+        added.notes = "changed without save"
+        uow.commit()
+    with uow:
+        loaded = uow.bookings.get(added.id)
+    assert loaded is not None
+    assert _fields(loaded) == _fields(given) | {"id": added.id, "version": 1}
+    assert uow is not None
+    with uow:
+        again = uow.bookings.get(added.id)
+        assert again is not None
+        assert again is not loaded
+        assert uow.bookings.get(987_654) is None
+
+
+def test_writes_are_visible_to_others_only_after_commit(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    writer, reader = new_uow(), new_uow()
+    with writer:
+        booking = writer.bookings.add(_booking(p))
+        with reader:
+            assert reader.bookings.get(booking.id or 0) is None
+        writer.commit()
+    with reader:
+        assert reader.bookings.get(booking.id or 0) is not None
+
+
+def test_leaving_without_commit_or_with_an_error_rolls_back(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    uow = new_uow()
+    with uow:
+        first = uow.bookings.add(_booking(p))
+    added: list[Booking] = []
+
+    def fail_inside() -> None:
+        with uow:
+            added.append(uow.bookings.add(_booking(p, T0 + timedelta(hours=2))))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail_inside()
+    with uow:
+        assert uow.bookings.get(first.id or 0) is None
+        assert uow.bookings.get(added[0].id or 0) is None
+        third = uow.bookings.add(_booking(p, T0 + timedelta(hours=4)))
+        uow.rollback()
+        assert uow.bookings.get(third.id or 0) is None
+
+
+def test_save_bumps_the_version_and_persists(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    (booking,) = _add(new_uow, _booking(p))
+    uow = new_uow()
+    with uow:
+        loaded = uow.bookings.get(booking.id or 0)
+        assert loaded is not None
+        loaded.transition_to(BookingStatus.CONFIRMED, at=T0 - timedelta(hours=1))
+        loaded.payment_intent_id = "pi_1"
+        loaded.refund = Refund(Money(100, "usd"), RefundStatus.PENDING, "re_1", 2, "why")
+        uow.bookings.save(loaded)
+        assert loaded.version == 2
+        uow.bookings.save(loaded)  # a save without changes still counts
+        assert loaded.version == 3
+        uow.commit()
+    with uow:
+        stored = uow.bookings.get(booking.id or 0)
+    assert stored is not None
+    assert _fields(stored) == _fields(loaded)
+
+
+# -- bookings: the no-overlap rule ---------------------------------------------------------------
+
+
+def test_overlapping_occupying_bookings_are_refused(new_uow: UowFactory) -> None:
+    p, other = _setup(new_uow, 2)
+    _add(new_uow, _booking(p, T0, 50, after=10))  # occupies 09:00-10:00
+    uow = new_uow()
+    with uow:
+        for clash in (
+            _booking(p, T0 + timedelta(minutes=30)),
+            _booking(p, T0 - timedelta(minutes=30)),
+            _booking(p, T0 + timedelta(minutes=55)),  # inside the 10 minutes after
+            _booking(p, T0 + timedelta(minutes=60), before=5),  # its own buffer reaches back
+            _booking(p, T0 - timedelta(minutes=60), after=11),  # 08:00-08:50, +11 minutes
+        ):
+            with pytest.raises(SlotUnavailable):
+                uow.bookings.add(clash)
+        # The unit of work stays usable after a refused write.
+        uow.bookings.add(_booking(p, T0 + timedelta(minutes=60)))  # back to back: fine
+        uow.bookings.add(_booking(p, T0 - timedelta(minutes=50)))  # ends at 09:00: fine
+        uow.bookings.add(_booking(other, T0))  # another practitioner
+        uow.commit()
+    with uow:
+        window = Interval(T0 - timedelta(hours=3), T0 + timedelta(hours=3))
+        assert len(uow.bookings.list_occupying(p.id or 0, window)) == 3
+
+
+@pytest.mark.parametrize(
+    "status", [BookingStatus.CANCELLED, BookingStatus.EXPIRED, BookingStatus.COMPLETED]
+)
+def test_only_pending_and_confirmed_occupy(new_uow: UowFactory, status: BookingStatus) -> None:
+    (p,) = _setup(new_uow)
+    _add(new_uow, _booking(p, status=status), _booking(p, status=status))
+    _add(new_uow, _booking(p, status=BookingStatus.CONFIRMED))
+    with pytest.raises(SlotUnavailable):
+        _add(new_uow, _booking(p))
+
+
+def test_cancelling_frees_the_slot(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    (held,) = _add(new_uow, _booking(p))
+    uow = new_uow()
+    with uow:
+        booking = uow.bookings.get(held.id or 0)
+        assert booking is not None
+        booking.transition_to(BookingStatus.CANCELLED, at=T0 - timedelta(hours=1))
+        uow.bookings.save(booking)
+        uow.bookings.add(_booking(p))
+        uow.commit()
+
+
+def test_overlap_with_another_units_uncommitted_insert(new_uow: UowFactory) -> None:
+    """PostgreSQL makes the second insert wait for the first transaction, then refuses it; the
+    memory adapter refuses it at once. Either way the second writer gets SlotUnavailable."""
+    (p,) = _setup(new_uow)
+    first, second = new_uow(), new_uow()
+    outcome: list[BaseException | None] = []
+    started = threading.Event()
+
+    def other_writer() -> None:
+        with second:
+            started.set()
+            try:
+                second.bookings.add(_booking(p, T0 + timedelta(minutes=20)))
+                second.commit()
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+    with first:
+        first.bookings.add(_booking(p))
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        started.wait(5)
+        thread.join(0.3)  # let it reach the insert (and block on PostgreSQL)
+        first.commit()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], SlotUnavailable)
+
+
+def test_a_refused_save_leaves_the_unit_usable_for_the_late_payment_path(
+    new_uow: UowFactory,
+) -> None:
+    (p,) = _setup(new_uow)
+    (expired,) = _add(new_uow, _booking(p, status=BookingStatus.EXPIRED))
+    _add(new_uow, _booking(p, T0 + timedelta(minutes=10), status=BookingStatus.CONFIRMED))
+    uow = new_uow()
+    with uow:
+        booking = uow.bookings.get(expired.id or 0)
+        assert booking is not None
+        late = booking.copy()
+        late.confirm_late_payment(at=T0 - timedelta(hours=1))
+        with pytest.raises(SlotUnavailable):
+            uow.bookings.save(late)
+        booking.refund = Refund(PRICE, RefundStatus.PENDING, reason="late_payment_slot_taken")
+        uow.bookings.save(booking)
+        uow.outbox.add("payment.refund", {"booking_id": booking.id}, T0)
+        uow.commit()
+    with uow:
+        stored = uow.bookings.get(expired.id or 0)
+        assert stored is not None
+        assert stored.status is BookingStatus.EXPIRED
+        assert stored.refund is not None
+        assert stored.refund.status is RefundStatus.PENDING
+        assert stored.version == 2
+        assert [j.kind for j in uow.outbox.list()] == ["payment.refund"]
+
+
+def test_rescheduling_onto_another_booking_is_refused(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    first, _ = _add(new_uow, _booking(p), _booking(p, T0 + timedelta(hours=2)))
+    uow = new_uow()
+    with uow:
+        moving = uow.bookings.get(first.id or 0)
+        assert moving is not None
+        moving.start, moving.end = T0 + timedelta(hours=2, minutes=30), T0 + timedelta(hours=3)
+        with pytest.raises(SlotUnavailable):
+            uow.bookings.save(moving)
+        moving.start, moving.end = T0 + timedelta(hours=4), T0 + timedelta(hours=5)
+        uow.bookings.save(moving)
+        uow.commit()
+
+
+# -- bookings: optimistic concurrency ------------------------------------------------------------
+
+
+def test_stale_save_raises_concurrent_update(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    (booking,) = _add(new_uow, _booking(p))
+    mine, theirs = new_uow(), new_uow()
+    with mine:
+        my_copy = mine.bookings.get(booking.id or 0)
+        with theirs:
+            their_copy = theirs.bookings.get(booking.id or 0)
+            assert their_copy is not None
+            their_copy.notes = "theirs"
+            theirs.bookings.save(their_copy)
+            theirs.commit()
+        assert my_copy is not None
+        my_copy.notes = "mine"
+        with pytest.raises(ConcurrentUpdate):
+            mine.bookings.save(my_copy)
+    with mine:
+        stored = mine.bookings.get(booking.id or 0)
+        assert stored is not None
+        assert stored.notes == "theirs"
+        assert stored.version == 2
+        # A copy read in an earlier unit of work is just as stale.
+        with pytest.raises(ConcurrentUpdate):
+            mine.bookings.save(booking)
+
+
+# -- bookings: queries ---------------------------------------------------------------------------
+
+
+def test_list_occupying_uses_buffered_spans_and_half_open_windows(new_uow: UowFactory) -> None:
+    p, other = _setup(new_uow, 2)
+    late, early, _, _, _ = _add(
+        new_uow,
+        _booking(p, T0 + timedelta(hours=3), after=30),  # occupies 12:00-13:20
+        _booking(p, T0, before=15),  # occupies 08:45-09:50
+        _booking(p, T0 + timedelta(hours=5), status=BookingStatus.CANCELLED),
+        _booking(other, T0),
+        _booking(p, T0 + timedelta(days=3)),
+    )
+    uow = new_uow()
+    with uow:
+
+        def ids(start: datetime, end: datetime) -> list[int | None]:
+            return [b.id for b in uow.bookings.list_occupying(p.id or 0, Interval(start, end))]
+
+        day = T0.replace(hour=0)
+        assert ids(day, day + timedelta(days=1)) == [early.id, late.id]
+        assert ids(T0 - timedelta(minutes=15), T0) == [early.id]  # the buffer before counts
+        assert ids(T0 - timedelta(hours=1), T0 - timedelta(minutes=15)) == []  # half open
+        assert ids(T0 + timedelta(hours=4, minutes=19), T0 + timedelta(hours=5)) == [late.id]
+        assert ids(T0 + timedelta(hours=4, minutes=20), T0 + timedelta(hours=6)) == []
+
+
+def test_expired_holds_and_refunds_due(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    now = T0 - timedelta(hours=1)
+    b1, b2, _, _, b5 = _add(
+        new_uow,
+        _booking(p, T0, hold_expires_at=now - timedelta(minutes=1)),
+        _booking(p, T0 + timedelta(hours=1), hold_expires_at=now - timedelta(minutes=5)),
+        _booking(p, T0 + timedelta(hours=2), hold_expires_at=now + timedelta(minutes=5)),
+        _booking(p, T0 + timedelta(hours=3), status=BookingStatus.CONFIRMED),
+        _booking(
+            p,
+            T0 + timedelta(hours=4),
+            status=BookingStatus.CANCELLED,
+            refund=Refund(PRICE, RefundStatus.PENDING),
+        ),
+    )
+    _add(
+        new_uow,
+        _booking(
+            p,
+            T0 + timedelta(hours=5),
+            status=BookingStatus.CANCELLED,
+            refund=Refund(PRICE, RefundStatus.SUCCEEDED),
+        ),
+    )
+    uow = new_uow()
+    with uow:
+        assert [b.id for b in uow.bookings.list_expired_holds(now)] == [b2.id, b1.id]
+        assert [b.id for b in uow.bookings.list_expired_holds(now, limit=1)] == [b2.id]
+        assert [b.id for b in uow.bookings.list_refunds_due()] == [b5.id]
+
+
+def test_lookups_by_payment_and_calendar_references(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    (booking,) = _add(
+        new_uow,
+        _booking(p, checkout_session_id="cs_1", payment_intent_id="pi_1", calendar_uid="cal_1"),
+    )
+    uow = new_uow()
+    with uow:
+        for found in (
+            uow.bookings.get_by_checkout_session("cs_1"),
+            uow.bookings.get_by_payment_intent("pi_1"),
+            uow.bookings.get_by_calendar_uid("cal_1"),
+        ):
+            assert found is not None
+            assert found.id == booking.id
+        assert uow.bookings.get_by_checkout_session("cs_2") is None
+        assert uow.bookings.get_by_payment_intent("pi_2") is None
+        assert uow.bookings.get_by_calendar_uid("cal_2") is None
+
+
+def test_admin_list_filters_and_pages(new_uow: UowFactory) -> None:
+    p, other = _setup(new_uow, 2)
+    b = _add(
+        new_uow,
+        _booking(p, T0, email="Alice@Example.com"),
+        _booking(p, T0 + timedelta(days=1), status=BookingStatus.CONFIRMED),
+        _booking(p, T0 + timedelta(days=2), email="alice@example.com"),
+        _booking(other, T0 + timedelta(days=1)),
+    )
+    uow = new_uow()
+    with uow:
+
+        def ids(**kwargs: object) -> list[int | None]:
+            return [x.id for x in uow.bookings.list(BookingFilter(**kwargs))]  # type: ignore[arg-type]
+
+        assert ids() == [b[2].id, b[3].id, b[1].id, b[0].id]  # newest start first, then id
+        assert ids(practitioner_id=p.id) == [b[2].id, b[1].id, b[0].id]
+        assert ids(status=BookingStatus.CONFIRMED) == [b[1].id]
+        assert ids(client_email="ALICE@example.com") == [b[2].id, b[0].id]
+        assert ids(
+            practitioner_id=p.id, start_from=T0 + timedelta(days=1), start_to=T0 + timedelta(days=2)
+        ) == [b[1].id]
+        assert ids(practitioner_id=p.id, limit=1, offset=1) == [b[1].id]
+
+
+# -- payment events, users, idempotency keys -----------------------------------------------------
+
+
+def test_payment_event_is_recorded_once(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        assert uow.payment_events.record("evt_1", "checkout.session.completed", T0) is True
+        assert uow.payment_events.record("evt_1", "checkout.session.completed", T0) is False
+    with uow:  # rolled back: not recorded
+        assert uow.payment_events.record("evt_1", "checkout.session.completed", T0) is True
+        uow.commit()
+    other = new_uow()
+    with other:
+        assert other.payment_events.record("evt_1", "checkout.session.completed", T0) is False
+        assert other.payment_events.record("evt_2", "checkout.session.expired", T0) is True
+
+
+def test_user_upsert_by_open_id(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        first = uow.users.upsert(User(open_id="sub-1", name="Ann", email="ann@example.com"))
+        uow.commit()
+    assert first.id is not None
+    assert first.role is Role.USER
+    signed_in = T0 + timedelta(hours=1)
+    with uow:
+        again = uow.users.upsert(
+            User(
+                open_id="sub-1",
+                name="Ann B.",
+                email="annb@example.com",
+                role=Role.ADMIN,
+                last_signed_in=signed_in,
+            )
+        )
+        other = uow.users.upsert(User(open_id="sub-2"))
+        uow.commit()
+    assert again.id == first.id
+    assert other.id != first.id
+    with uow:
+        stored = uow.users.get_by_open_id("sub-1")
+        assert uow.users.get_by_open_id("nobody") is None
+    assert stored is not None
+    assert (stored.name, stored.email, stored.role, stored.last_signed_in) == (
+        "Ann B.",
+        "annb@example.com",
+        Role.ADMIN,
+        signed_in,
+    )
+    assert stored.is_admin
+
+
+def test_idempotency_keys(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    record = IdempotencyRecord(key="key-1", fingerprint="f1", created_at=T0)
+    with uow:
+        assert uow.idempotency.reserve(record) is None
+        uow.commit()
+    with uow:
+        existing = uow.idempotency.reserve(attrs.evolve(record, fingerprint="f2"))
+        assert existing is not None
+        assert existing.fingerprint == "f1"
+        assert existing.status_code is None
+        uow.idempotency.complete("key-1", 201, {"booking": {"id": 1}}, "sealed")
+        uow.commit()
+    with uow:
+        done = uow.idempotency.reserve(record)
+        assert done is not None
+        assert (done.status_code, dict(done.response or {}), done.sealed_secret) == (
+            201,
+            {"booking": {"id": 1}},
+            "sealed",
+        )
+        uow.idempotency.release("key-1")
+        uow.commit()
+    with uow:
+        assert uow.idempotency.reserve(record) is None
+        assert (
+            uow.idempotency.reserve(
+                IdempotencyRecord(key="key-2", fingerprint="f", created_at=T0 + timedelta(days=2))
+            )
+            is None
+        )
+        uow.commit()
+    with uow:
+        assert uow.idempotency.purge(T0 + timedelta(days=1)) == 1
+        uow.commit()
+    with uow:
+        assert uow.idempotency.reserve(record) is None
+        assert uow.idempotency.reserve(attrs.evolve(record, key="key-2")) is not None
+
+
+# -- outbox --------------------------------------------------------------------------------------
+
+
+def test_outbox_claim_lease_retry_park_complete(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        uow.outbox.add("email", {"booking_id": 1, "template": "confirmed"}, T0)
+        uow.outbox.add("calendar.create", {"booking_id": 1}, T0 - timedelta(minutes=1))
+        uow.outbox.add("email", {"booking_id": 1, "template": "reminder"}, T0 + timedelta(days=1))
+        other = new_uow()
+        with other:
+            assert other.outbox.claim_due(T0) == []  # not committed yet
+        uow.commit()
+
+    worker = new_uow()
+    with worker:
+        claimed = worker.outbox.claim_due(T0, limit=10, lease_seconds=60)
+        worker.commit()
+    assert [j.kind for j in claimed] == ["calendar.create", "email"]
+    assert claimed[1].payload == {"booking_id": 1, "template": "confirmed"}
+    assert all(j.status is JobStatus.PENDING and j.attempts == 0 for j in claimed)
+    create, email = claimed
+
+    with worker:  # leased: nobody gets them until the lease ends
+        assert worker.outbox.claim_due(T0 + timedelta(seconds=59)) == []
+        again = worker.outbox.claim_due(T0 + timedelta(seconds=61), limit=1)
+        assert [j.id for j in again] == [email.id]  # both leased to T0+60s; then by id
+        again = worker.outbox.claim_due(T0 + timedelta(seconds=61), limit=5)
+        assert [j.id for j in again] == [create.id]
+        worker.outbox.retry(create.id or 0, error="Cal.com 503", run_at=T0 + timedelta(hours=1))
+        worker.outbox.complete(email.id or 0)
+        worker.commit()
+
+    with worker:
+        jobs = {j.id: j for j in worker.outbox.list()}
+        assert jobs[create.id].attempts == 1
+        assert jobs[create.id].last_error == "Cal.com 503"
+        assert jobs[create.id].run_at == T0 + timedelta(hours=1)
+        assert jobs[email.id].status is JobStatus.DONE
+        assert worker.outbox.claim_due(T0 + timedelta(minutes=30)) == []
+        (retried,) = worker.outbox.claim_due(T0 + timedelta(hours=1))
+        worker.outbox.park(retried.id or 0, error="gave up")
+        worker.commit()
+
+    with worker:
+        (parked,) = worker.outbox.list(JobStatus.PARKED)
+        assert (parked.id, parked.attempts, parked.last_error) == (create.id, 2, "gave up")
+        assert [j.kind for j in worker.outbox.list(JobStatus.PENDING)] == ["email"]
+        due = worker.outbox.claim_due(T0 + timedelta(days=2))
+        assert [j.payload["template"] for j in due] == ["reminder"]
+        with pytest.raises(KeyError):
+            worker.outbox.complete(987_654)
+
+
+def test_claimed_jobs_are_skipped_by_a_concurrent_worker(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        for n in range(3):
+            uow.outbox.add("email", {"n": n}, T0)
+        uow.commit()
+    first, second = new_uow(), new_uow()
+    with first:
+        mine = first.outbox.claim_due(T0, limit=2)
+        with second:  # SKIP LOCKED: no waiting, no double claim
+            theirs = second.outbox.claim_due(T0, limit=10)
+            second.commit()
+        first.commit()
+    assert len(mine) == 2
+    assert len(theirs) == 1
+    assert {j.id for j in mine}.isdisjoint({j.id for j in theirs})
