@@ -217,6 +217,8 @@ def _is_offered(
     occupied: list[Interval],
     calendar: CalendarGateway,
 ) -> bool:
+    if not now <= start <= now + timedelta(days=service.max_advance_days):
+        return False  # also keeps dates like 9999-12-31 away from date arithmetic
     day = start.astimezone(practitioner.zone).date()
     window = av.local_day_window(practitioner.zone, day, day)
     slots, _ = _slots(practitioner, service, day, day, window, now, occupied, calendar)
@@ -281,9 +283,10 @@ def request_booking(
         practitioner, service = _practitioner_and_service(
             uow, cmd.practitioner_id, cmd.service_id
         )
-        occupied = _occupied_around(uow, practitioner, service, start)
     if not _is_offered(practitioner, service, start, now, [], calendar):
         raise OutsideAvailability(f"{start.isoformat()} is not an offered start for this service")
+    with uow:
+        occupied = _occupied_around(uow, practitioner, service, start)
     if not _is_offered(practitioner, service, start, now, occupied, calendar):
         raise SlotUnavailable(f"{start.isoformat()} is already taken")
 
@@ -767,9 +770,10 @@ def reschedule_booking(
         practitioner, service = _practitioner_and_service(
             uow, booking.practitioner_id, booking.service_id
         )
-        occupied = _occupied_around(uow, practitioner, service, new_start, ignore=booking.id)
     if not _is_offered(practitioner, service, new_start, now, [], calendar):
         raise OutsideAvailability(f"{new_start.isoformat()} is not an offered start")
+    with uow:
+        occupied = _occupied_around(uow, practitioner, service, new_start, ignore=booking.id)
     if not _is_offered(practitioner, service, new_start, now, occupied, calendar):
         raise SlotUnavailable(f"{new_start.isoformat()} is already taken")
     with uow:

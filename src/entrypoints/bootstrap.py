@@ -101,6 +101,11 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
     else:
         live["email"] = type(notifier).__name__
 
+    if settings.is_production:
+        from adapters.memory import FakePaymentGateway
+
+        if isinstance(payments, FakePaymentGateway):
+            raise SettingsError("refusing to start in production with the fake payment gateway")
     rules = overrides.pop("rules", None) or BookingRules(
         hold_minutes=settings.hold_minutes,
         cancellation_window_hours=settings.cancellation_window_hours,

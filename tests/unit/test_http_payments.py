@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from adapters.memory import FakePaymentGateway, sign_fake_event
+from adapters.memory import sign_fake_event
 from booking_core.model import BookingStatus
 from booking_core.ports import PaymentEventType
+from entrypoints.settings import SettingsError
 
 from .http_support import SLOT, WEBHOOK_SECRET, Web, assert_problem
 
@@ -235,17 +236,13 @@ def test_offline_checkout_is_404_when_payments_are_real() -> None:
         assert getattr(web.client, method)(path).status_code == 404
 
 
-def test_offline_checkout_is_404_in_production() -> None:
-    web = Web(settings={
-        "env": "production", "stripe_secret_key": "sk_test_unit", "base_url": "https://b.example",
-    })
-    created = web.booked()
-    session = web.session_of(created["booking"]["id"])
-    assert web.client.get(f"/dev/checkout/{session}").status_code == 404
-    assert web.client.post(f"/dev/checkout/{session}/pay").status_code == 404
-    assert web.client.post(f"/dev/checkout/{session}/cancel").status_code == 404
-    assert web.stored(created["booking"]["id"]).status is BookingStatus.PENDING
-    assert isinstance(web.payments, FakePaymentGateway)
+def test_production_refuses_the_fake_gateway_even_when_passed_in() -> None:
+    with pytest.raises(SettingsError, match="fake payment gateway"):
+        Web(settings={
+            "env": "production", "stripe_secret_key": "sk_test_unit",
+            "stripe_webhook_secret": "whsec_unit", "secret_key": "s" * 32,
+            "base_url": "https://b.example",
+        })
 
 
 # -- success and cancel pages ---------------------------------------------------------------------

@@ -274,9 +274,17 @@ def test_production_names_every_problem_at_once() -> None:
 
 
 def test_complete_production_settings_bootstrap() -> None:
-    deps = bootstrap(Settings.from_mapping(_PRODUCTION), **_wiring())
+    wiring = _wiring()
+    del wiring["payments"]  # production builds the real Stripe gateway from the settings
+    deps = bootstrap(Settings.from_mapping(_PRODUCTION), **wiring)
     assert deps.settings.is_production
     assert deps.live["database"] == "provided"
+    assert deps.live["payments"].startswith("Stripe")
+
+
+def test_production_refuses_a_fake_gateway_passed_in() -> None:
+    with pytest.raises(SettingsError, match="fake payment gateway"):
+        bootstrap(Settings.from_mapping(_PRODUCTION), **_wiring())
 
 
 def test_development_accepts_the_fakes() -> None:

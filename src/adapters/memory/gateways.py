@@ -258,7 +258,10 @@ def parse_stripe_shaped_event(body: dict[str, object]) -> PaymentEvent:
     if not isinstance(obj, dict):
         raise TypeError("data.object must be an object")
     kind = str(body["type"])
-    created = datetime.fromtimestamp(int(str(body["created"])), UTC)
+    try:
+        created = datetime.fromtimestamp(int(str(body["created"])), UTC)
+    except (OverflowError, OSError) as exc:  # a timestamp no calendar has
+        raise ValueError("created is out of range") from exc
     event_id = str(body["id"])
     livemode = bool(body.get("livemode", False))
     if obj.get("object") == "checkout.session":
