@@ -80,8 +80,9 @@ class SmtpNotifier:
         email.set_content(message.body)
         try:
             if self._implicit_tls:
+                context = ssl.create_default_context()
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self._timeout, context=ssl.create_default_context()
+                    self.host, self.port, timeout=self._timeout, context=context
                 )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self._timeout)
