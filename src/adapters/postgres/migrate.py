@@ -6,11 +6,13 @@ package's ``migrations`` folder, so an installed (non-editable) package migrates
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -18,15 +20,21 @@ from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import NullPool
 
 from adapters.postgres.database import describe_url, normalize_url
-from adapters.postgres.errors import DatabaseError, translated
+from adapters.postgres.errors import DatabaseError, DatabaseUnavailable, translate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 Progress = Callable[[str], None]
+
+# Alembic keeps the running migration in module globals (alembic.context, alembic.op), so two
+# threads of one process must not migrate at once; other processes queue on the advisory lock
+# env.py takes.
+_ALEMBIC = threading.Lock()
 
 
 class MigrationError(DatabaseError):
@@ -53,17 +61,29 @@ def _config(connection: Connection | None = None, progress: Progress | None = No
 
 
 @contextmanager
-def _connection(url: str | URL) -> Iterator[Connection]:
-    """One transaction on a throwaway engine; DDL commits or rolls back as a whole."""
+def _connection(url: str | URL, *, migrating: bool = False) -> Iterator[Connection]:
+    """One transaction on a throwaway engine; DDL commits or rolls back as a whole.
+
+    While ``migrating``, a statement the database refuses is a MigrationError (a constraint
+    violation in DDL is not the caller's Conflict); connection trouble stays
+    DatabaseUnavailable.
+    """
     parsed = normalize_url(url)
     where = describe_url(parsed)
-    with translated(where):
+    try:
         engine = sa.create_engine(parsed, poolclass=NullPool, connect_args={"connect_timeout": 5})
         try:
             with engine.begin() as connection:
                 yield connection
         finally:
             engine.dispose()
+    except (sa_exc.SQLAlchemyError, psycopg.Error) as exc:
+        error = translate(exc, where=where)
+        if migrating and not isinstance(error, DatabaseUnavailable):
+            raise MigrationError(f"migrating {where} failed: {error}") from exc
+        raise error from exc
+    except (CommandError, RevisionError) as exc:
+        raise MigrationError(str(exc)) from exc
 
 
 def head() -> str:
@@ -76,20 +96,14 @@ def head() -> str:
 
 def upgrade(url: str | URL, revision: str = "head", *, progress: Progress | None = None) -> None:
     """Apply migrations up to ``revision``. Raises DatabaseUnavailable, MigrationError."""
-    with _connection(url) as connection:
-        try:
-            command.upgrade(_config(connection, progress), revision)
-        except (CommandError, RevisionError) as exc:
-            raise MigrationError(str(exc)) from exc
+    with _ALEMBIC, _connection(url, migrating=True) as connection:
+        command.upgrade(_config(connection, progress), revision)
 
 
 def downgrade(url: str | URL, revision: str, *, progress: Progress | None = None) -> None:
     """Revert migrations down to ``revision`` (``base`` empties the schema, ``-1`` one step)."""
-    with _connection(url) as connection:
-        try:
-            command.downgrade(_config(connection, progress), revision)
-        except (CommandError, RevisionError) as exc:
-            raise MigrationError(str(exc)) from exc
+    with _ALEMBIC, _connection(url, migrating=True) as connection:
+        command.downgrade(_config(connection, progress), revision)
 
 
 def current(url: str | URL) -> str | None:

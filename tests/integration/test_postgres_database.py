@@ -1,0 +1,173 @@
+"""The Database object and the error boundary: no SQLAlchemy or psycopg exception gets out."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from adapters.postgres import (
+    Database,
+    DatabaseConfigError,
+    DatabaseUnavailable,
+    describe_url,
+    normalize_url,
+)
+from booking_core.errors import Conflict, NotFound
+from booking_core.model import Booking, Client, Money, Practitioner, Service
+
+T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:secret@db.example:5433/booking",
+        "postgres://u:secret@db.example:5433/booking",
+        "postgresql+psycopg://u:secret@db.example:5433/booking",
+    ],
+)
+def test_urls_are_rewritten_for_psycopg_3(url: str) -> None:
+    parsed = normalize_url(url)
+    assert parsed.drivername == "postgresql+psycopg"
+    assert (parsed.host, parsed.port, parsed.database, parsed.password) == (
+        "db.example",
+        5433,
+        "booking",
+        "secret",
+    )
+    assert describe_url(parsed) == "PostgreSQL at db.example:5433/booking"
+
+
+@pytest.mark.parametrize("url", ["mysql://u:secret@h/db", "not a url at all :secret@"])
+def test_other_urls_are_refused_without_repeating_them(url: str) -> None:
+    with pytest.raises(DatabaseConfigError) as caught:
+        Database.connect(url)
+    assert "secret" not in str(caught.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_an_unreachable_server_is_database_unavailable() -> None:
+    port = _closed_port()
+    database = Database.connect(f"postgresql://booking:secret@127.0.0.1:{port}/booking")
+    try:
+        assert database.describe() == f"PostgreSQL at 127.0.0.1:{port}/booking"
+        with pytest.raises(DatabaseUnavailable) as caught:
+            database.ping()
+        assert f"127.0.0.1:{port}" in str(caught.value)
+        assert "secret" not in str(caught.value)
+        uow = database.unit_of_work()
+        with pytest.raises(DatabaseUnavailable), uow:
+            uow.practitioners.list()
+        with pytest.raises(DatabaseUnavailable), uow:
+            uow.outbox.add("email", {}, T0)
+    finally:
+        database.dispose()
+
+
+def test_a_pool_with_no_free_connection_is_database_unavailable(database_url: str) -> None:
+    database = Database.connect(database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    try:
+        holder = database.unit_of_work()
+        waiter = database.unit_of_work()
+        with holder:
+            holder.practitioners.list()
+            with pytest.raises(DatabaseUnavailable, match="no free connection"), waiter:
+                waiter.practitioners.list()
+    finally:
+        database.dispose()
+
+
+def _practitioner(database: Database) -> Practitioner:
+    uow = database.unit_of_work()
+    with uow:
+        practitioner = uow.practitioners.add(
+            Practitioner(
+                name="P",
+                services=[Service(name="S", duration_minutes=30, price=Money(100, "eur"))],
+            )
+        )
+        uow.commit()
+    return practitioner
+
+
+def _booking(practitioner_id: int, service_id: int, **changes: object) -> Booking:
+    fields: dict[str, object] = {
+        "practitioner_id": practitioner_id,
+        "service_id": service_id,
+        "client": Client("C", "c@example.com"),
+        "start": T0,
+        "end": T0 + timedelta(minutes=30),
+        "price": Money(100, "eur"),
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    return Booking(**(fields | changes))  # type: ignore[arg-type]
+
+
+def test_constraint_violations_become_core_errors(clean_database: Database) -> None:
+    practitioner = _practitioner(clean_database)
+    service_id = practitioner.services[0].id or 0
+    uow = clean_database.unit_of_work()
+    with uow:
+        with pytest.raises(NotFound):
+            uow.bookings.add(_booking(999, service_id))
+        first = uow.bookings.add(_booking(practitioner.id or 0, service_id))
+        second = uow.bookings.add(
+            _booking(
+                practitioner.id or 0,
+                service_id,
+                start=T0 + timedelta(hours=1),
+                end=T0 + timedelta(hours=1, minutes=30),
+            )
+        )
+        first.checkout_session_id = "cs_same"
+        uow.bookings.save(first)
+        second.checkout_session_id = "cs_same"
+        with pytest.raises(Conflict):
+            uow.bookings.save(second)
+        uow.commit()  # the refused writes left the transaction usable
+
+
+def test_units_of_work_in_threads_do_not_share_sessions(clean_database: Database) -> None:
+    practitioner = _practitioner(clean_database)
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for _ in range(20):
+                uow = clean_database.unit_of_work()
+                with uow:
+                    assert uow.practitioners.get(practitioner.id or 0) is not None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+
+
+def test_an_open_unit_of_work_cannot_be_entered_twice(clean_database: Database) -> None:
+    uow = clean_database.unit_of_work()
+    with uow, pytest.raises(RuntimeError, match="already open"), uow:
+        pass
+    with pytest.raises(RuntimeError, match="inside a 'with' block"):
+        uow.bookings.get(1)
+
+
+def test_pings_a_live_database(database: Database) -> None:
+    database.ping()
+    with database.engine.connect() as connection:
+        assert connection.execute(sa.text("SHOW server_version")).scalar_one()
