@@ -75,6 +75,28 @@ def _flush_in_savepoint(session: Session, apply: Callable[[], None]) -> None:
                 raise SlotUnavailable("the time is being booked by someone else") from exc
 
 
+def occupying_statement(practitioner_id: int, window: Interval) -> sa.Select[Any]:
+    """The availability query: occupying bookings of one practitioner overlapping ``window``.
+
+    Written to match the exclusion constraint's GiST index: the same columns and range
+    expression, and the same literal predicate (see rows.OCCUPYING_SQL); SQLAlchemy casts the id
+    to BIGINT, so btree_gist can use it too.
+    """
+    occupied = sa.func.tstzrange(
+        BookingRow.occupied_start, BookingRow.occupied_end, sa.literal_column("'[)'")
+    )
+    wanted = sa.func.tstzrange(window.start, window.end, sa.literal_column("'[)'"))
+    return (
+        sa.select(BookingRow)
+        .where(
+            BookingRow.practitioner_id == practitioner_id,
+            sa.text(OCCUPYING_SQL),
+            occupied.op("&&")(wanted),
+        )
+        .order_by(BookingRow.starts_at, BookingRow.id)
+    )
+
+
 class SqlAlchemyPractitionerRepository:
     def __init__(self, session: SessionSource, where: str) -> None:
         self._session = session
@@ -211,22 +233,7 @@ class SqlAlchemyBookingRepository:
             return [booking_from_row(row) for row in rows]
 
     def list_occupying(self, practitioner_id: int, window: Interval) -> list[Booking]:
-        # Written to match the exclusion constraint's GiST index: same column, same range
-        # expression, same literal predicate (see rows.OCCUPYING_SQL).
-        occupied = sa.func.tstzrange(
-            BookingRow.occupied_start, BookingRow.occupied_end, sa.literal_column("'[)'")
-        )
-        wanted = sa.func.tstzrange(window.start, window.end, sa.literal_column("'[)'"))
-        stmt = (
-            sa.select(BookingRow)
-            .where(
-                BookingRow.practitioner_id == practitioner_id,
-                sa.text(OCCUPYING_SQL),
-                occupied.op("&&")(wanted),
-            )
-            .order_by(BookingRow.starts_at, BookingRow.id)
-        )
-        return self._many(stmt)
+        return self._many(occupying_statement(practitioner_id, window))
 
     def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
         stmt = (
