@@ -373,6 +373,47 @@ def test_overlap_with_another_units_uncommitted_insert(new_uow: UowFactory) -> N
     assert isinstance(outcome[0], SlotUnavailable)
 
 
+def test_crossing_inserts_of_two_units_are_both_refused(new_uow: UowFactory) -> None:
+    """Each unit holds a booking the other's second insert overlaps. PostgreSQL sees a deadlock
+    and aborts one insert; the adapter turns that into SlotUnavailable, and the other insert,
+    once the first unit commits, meets the constraint. The memory adapter refuses both at once.
+    """
+    (p,) = _setup(new_uow)
+    barrier = threading.Barrier(2, timeout=30)
+    outcomes: dict[str, BaseException | None] = {}
+
+    def unit(name: str, mine: datetime, theirs: datetime) -> None:
+        uow = new_uow()
+        with uow:
+            uow.bookings.add(_booking(p, mine))
+            barrier.wait()
+            try:
+                uow.bookings.add(_booking(p, theirs + timedelta(minutes=10)))
+                outcomes[name] = None
+            except BaseException as exc:
+                outcomes[name] = exc
+            uow.commit()
+
+    first, second = T0, T0 + timedelta(hours=2)
+    threads = [
+        threading.Thread(target=unit, args=("a", first, second)),
+        threading.Thread(target=unit, args=("b", second, first)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert {name: type(error) for name, error in outcomes.items()} == {
+        "a": SlotUnavailable,
+        "b": SlotUnavailable,
+    }
+    uow = new_uow()
+    with uow:
+        window = Interval(T0 - timedelta(hours=1), T0 + timedelta(hours=4))
+        assert [b.start for b in uow.bookings.list_occupying(p.id or 0, window)] == [first, second]
+
+
 def test_a_refused_save_leaves_the_unit_usable_for_the_late_payment_path(
     new_uow: UowFactory,
 ) -> None:

@@ -53,9 +53,11 @@ _FRESH = {"populate_existing": True}
 
 # Two transactions inserting overlapping bookings at the same moment can each find the other's
 # uncommitted row while checking the exclusion constraint and wait for each other; PostgreSQL
-# then aborts one with 40P01 (deadlock_detected). The loser's savepoint is rolled back and the
-# write tried again: it now waits for the other transaction and gets a definite answer.
-_DEADLOCK_ATTEMPTS = 3
+# then aborts one with 40P01 (deadlock_detected) after deadlock_timeout (1 s by default). The
+# loser's savepoint is rolled back and the write tried once more: usually it now just waits for
+# the other transaction and gets a definite answer. If the cycle persists (each transaction
+# holds an earlier booking the other's new one overlaps), the slot is contended: SlotUnavailable.
+_DEADLOCK_ATTEMPTS = 2
 
 
 def _flush_in_savepoint(session: Session, apply: Callable[[], None]) -> None:
