@@ -1,4 +1,4 @@
-"""The ``booking`` command line: database migrations and sample data (serve and worker join here).
+"""The ``booking`` command line: serve, worker, database migrations and sample data.
 
 Every command builds what it needs through ``entrypoints.bootstrap``. Known failures (settings,
 an unreachable or misconfigured database, a failed migration) print one ``Error:`` line that
@@ -142,3 +142,57 @@ def seed() -> None:
         click.echo(f"added {added} sample practitioners")
     else:
         click.echo("practitioners exist already; nothing added")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port to listen on [default: PORT, else 3000].")
+@click.option("--no-worker", is_flag=True, help="Do not run the background worker thread.")
+@_clear_errors
+def serve(host: str, port: int | None, no_worker: bool) -> None:
+    """Development server: migrations applied, sample data in an empty database, a worker.
+
+    For production run gunicorn on entrypoints.flask_app:create_app() and `booking worker`.
+    """
+    from entrypoints.serve import serve as run
+    from entrypoints.settings import Settings
+
+    settings = Settings.from_env()
+    if settings.is_production:
+        raise click.ClickException(
+            "booking serve is the development server; in production run "
+            'gunicorn "entrypoints.flask_app:create_app()" and booking worker'
+        )
+    run(settings, host=host, port=port or settings.port, worker=not no_worker)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one pass and exit (for cron or tests).")
+@click.option("--interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
+              help="Seconds between passes when idle.")
+@_clear_errors
+def worker(once: bool, interval: float) -> None:
+    """Release expired holds and run outbox jobs (emails, Cal.com sync, refunds, reminders)."""
+    import signal
+    import threading
+
+    from entrypoints import worker as work
+    from entrypoints.bootstrap import bootstrap
+    from entrypoints.logs import configure_logging
+    from entrypoints.settings import Settings
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    deps = bootstrap(settings)
+    try:
+        if once:
+            counts = work.run_once(deps)
+            click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+            return
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        work.run_forever(deps, stop, interval=interval)
+    finally:
+        deps.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 import attrs
@@ -43,6 +44,10 @@ def startup_line(deps: Deps, host: str, port: int) -> str:
     )
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(settings: Settings, *, host: str, port: int, worker: bool = True) -> None:
     """Run the Werkzeug development server until interrupted; stop everything on the way out."""
     from werkzeug.serving import run_simple
@@ -54,6 +59,9 @@ def serve(settings: Settings, *, host: str, port: int, worker: bool = True) -> N
     if settings.base_url == "http://localhost:3000" and port != 3000:
         # BASE_URL left at its default: links (checkout, success page) must point at this port.
         settings = attrs.evolve(settings, base_url=f"http://localhost:{port}")
+    # SIGTERM (a service manager, `timeout`, a test) ends the server like Ctrl-C does, so the
+    # finally below runs and an embedded PostgreSQL is stopped instead of left behind.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     deps = prepare(settings)
     stop = threading.Event()
     thread = None
