@@ -25,6 +25,9 @@ class BookingRules:
     default_window_days: int = 7
     max_window_days: int = 62
     reminder_hours_before: int = 24
+    # How stale a practitioner's schedule may be when shown as availability (seconds); booking
+    # and rescheduling always read it fresh.
+    schedule_cache_seconds: float = 30.0
 
     def hold_expiry(self, now: datetime) -> datetime:
         return now + timedelta(minutes=self.hold_minutes) + HOLD_GRACE

@@ -30,8 +30,13 @@ from booking_core.model import (
 
 
 class PractitionerRepository(Protocol):
-    def get(self, practitioner_id: int) -> Practitioner | None:
-        """The practitioner with its services, hours and time off, or None."""
+    def get(self, practitioner_id: int, *, max_age: float = 0.0) -> Practitioner | None:
+        """The practitioner with its services, hours and time off, or None.
+
+        ``max_age`` > 0 lets the adapter answer from a copy read at most that many seconds ago
+        (displays such as availability, where a schedule edit may show a little late); 0 reads
+        the current state. Decisions (booking, rescheduling) always read with 0.
+        """
 
     def list(self, *, active_only: bool = True) -> list[Practitioner]:
         """All (active) practitioners, ordered by id."""
@@ -89,6 +94,9 @@ class BookingRepository(Protocol):
 
     def list_occupying(self, practitioner_id: int, window: Interval) -> list[Booking]:
         """Pending and confirmed bookings whose buffered span overlaps ``window``, by start."""
+
+    def occupied_spans(self, practitioner_id: int, window: Interval) -> list[Interval]:
+        """The buffered spans of list_occupying's bookings, sorted: all availability needs."""
 
     def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
         """Pending bookings whose hold ran out before ``now``, oldest first."""

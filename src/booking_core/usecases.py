@@ -131,18 +131,17 @@ def get_availability(
     """
     now = clock.now()
     with uow:
-        practitioner = uow.practitioners.get(query.practitioner_id)
+        practitioner = uow.practitioners.get(
+            query.practitioner_id, max_age=rules.schedule_cache_seconds
+        )
         if practitioner is None or not practitioner.active:
             raise PractitionerNotFound(f"no practitioner with id {query.practitioner_id}")
         service = _pick_service(practitioner, query.service_id)
         first, last = _window_days(query, practitioner, now, rules)
         window = av.local_day_window(practitioner.zone, first, last)
-        occupied = [
-            b.occupied
-            for b in uow.bookings.list_occupying(
-                practitioner.id or 0, av.occupied_window(window, service)
-            )
-        ]
+        occupied = uow.bookings.occupied_spans(
+            practitioner.id or 0, av.occupied_window(window, service)
+        )
     slots, source = _slots(practitioner, service, first, last, window, now, occupied, calendar)
     return Availability(
         practitioner_id=query.practitioner_id,

@@ -513,6 +513,52 @@ def test_list_occupying_uses_buffered_spans_and_half_open_windows(new_uow: UowFa
         assert ids(T0 + timedelta(hours=4, minutes=20), T0 + timedelta(hours=6)) == []
 
 
+def test_occupied_spans_are_the_buffered_spans_of_the_occupying_bookings(
+    new_uow: UowFactory,
+) -> None:
+    p, other = _setup(new_uow, 2)
+    _add(
+        new_uow,
+        _booking(p, T0 + timedelta(hours=3), after=30),  # occupies 12:00-13:20
+        _booking(p, T0, before=15),  # occupies 08:45-09:50
+        _booking(p, T0 + timedelta(hours=5), status=BookingStatus.EXPIRED),
+        _booking(other, T0),
+    )
+    uow = new_uow()
+    with uow:
+        day = T0.replace(hour=0)
+        spans = uow.bookings.occupied_spans(p.id or 0, Interval(day, day + timedelta(days=1)))
+        late_only = uow.bookings.occupied_spans(
+            p.id or 0, Interval(T0 + timedelta(hours=4, minutes=19), T0 + timedelta(hours=5))
+        )
+    assert spans == [
+        Interval(T0 - timedelta(minutes=15), T0 + timedelta(minutes=50)),
+        Interval(T0 + timedelta(hours=3), T0 + timedelta(hours=4, minutes=20)),
+    ]
+    assert late_only == [Interval(T0 + timedelta(hours=3), T0 + timedelta(hours=4, minutes=20))]
+
+
+def test_a_stale_read_is_allowed_only_when_asked_for(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    uow = new_uow()
+    with uow:
+        shown = uow.practitioners.get(p.id or 0, max_age=60)
+        assert shown is not None
+        shown.name = "changed on the copy only"
+        assert (uow.practitioners.get(p.id or 0, max_age=60) or p).name == "P0"
+    writer = new_uow()
+    with writer:
+        stored = writer.practitioners.get(p.id or 0)
+        assert stored is not None
+        stored.name = "Renamed"
+        writer.practitioners.save(stored)
+        writer.commit()
+    with uow:
+        # A write through this process is seen at once, cached or not.
+        assert (uow.practitioners.get(p.id or 0, max_age=60) or p).name == "Renamed"
+        assert (uow.practitioners.get(p.id or 0) or p).name == "Renamed"
+
+
 def test_expired_holds_and_refunds_due(new_uow: UowFactory) -> None:
     (p,) = _setup(new_uow)
     now = T0 - timedelta(hours=1)

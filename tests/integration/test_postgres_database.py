@@ -171,3 +171,27 @@ def test_pings_a_live_database(database: Database) -> None:
     database.ping()
     with database.engine.connect() as connection:
         assert connection.execute(sa.text("SHOW server_version")).scalar_one()
+
+
+def test_practitioner_cache_expires_and_hands_out_detached_copies() -> None:
+    from adapters.postgres.repositories import PractitionerCache
+    from booking_core.model import Money, Practitioner, Service
+
+    now = [100.0]
+    cache = PractitionerCache(clock=lambda: now[0])
+    practitioner = Practitioner(
+        id=7, name="Ada", services=[Service(id=1, name="S", duration_minutes=30,
+                                            price=Money(100, "usd"))]
+    )
+    cache.put(practitioner)
+    practitioner.services[0].name = "changed after caching"
+    hit = cache.get(7, max_age=30)
+    assert hit is not None
+    assert hit.services[0].name == "S"
+    hit.services.append(Service(name="T", duration_minutes=30, price=Money(1, "usd")))
+    assert len((cache.get(7, max_age=30) or practitioner).services) == 1
+    now[0] += 31
+    assert cache.get(7, max_age=30) is None  # older than the caller accepts
+    cache.put(practitioner)
+    cache.drop(7)
+    assert cache.get(7, max_age=30) is None

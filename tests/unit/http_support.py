@@ -100,10 +100,10 @@ class Int4Store(InMemoryStore):
 
 
 def _int4_guard(get: Any) -> Any:
-    def guarded(record_id: int) -> Any:
+    def guarded(record_id: int, **options: Any) -> Any:
         if not -(2**31) <= record_id < 2**31:
             raise OverflowError("integer out of range")
-        return get(record_id)
+        return get(record_id, **options)
 
     return guarded
 

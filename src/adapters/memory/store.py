@@ -157,7 +157,8 @@ class _Practitioners:
         with self._uow.store.lock:
             return {**self._uow.store.practitioners, **self._uow.staged_practitioners}
 
-    def get(self, practitioner_id: int) -> Practitioner | None:
+    def get(self, practitioner_id: int, *, max_age: float = 0.0) -> Practitioner | None:
+        """Always current (a fresher answer than ``max_age`` allows is a valid one)."""
         self._uow._require_open()
         found = self._current().get(practitioner_id)
         return copy.deepcopy(found)
@@ -268,6 +269,9 @@ class _Bookings:
             and b.occupied.overlaps(window)
         ]
         return sorted(found, key=lambda b: b.start)
+
+    def occupied_spans(self, practitioner_id: int, window: Interval) -> list[Interval]:
+        return [b.occupied for b in self.list_occupying(practitioner_id, window)]
 
     def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
         self._uow._require_open()

@@ -10,6 +10,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.postgres.errors import DatabaseConfigError, translated
+from adapters.postgres.repositories import PractitionerCache
 from adapters.postgres.uow import SqlAlchemyUnitOfWork
 
 DRIVER = "postgresql+psycopg"
@@ -64,6 +65,7 @@ class Database:
         self._sessions = sessionmaker(
             bind=engine, class_=Session, autoflush=False, expire_on_commit=False
         )
+        self._practitioners = PractitionerCache()
 
     @classmethod
     def connect(
@@ -101,7 +103,9 @@ class Database:
 
     def unit_of_work(self) -> SqlAlchemyUnitOfWork:
         """A fresh unit of work (booking_core.ports.UnitOfWorkFactory)."""
-        return SqlAlchemyUnitOfWork(self._sessions, where=self._description)
+        return SqlAlchemyUnitOfWork(
+            self._sessions, where=self._description, practitioner_cache=self._practitioners
+        )
 
     def ping(self) -> None:
         """Raise DatabaseUnavailable unless the database answers a trivial query."""

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from adapters.postgres.errors import translate, translated
 from adapters.postgres.repositories import (
+    PractitionerCache,
     SqlAlchemyBookingRepository,
     SqlAlchemyIdempotencyStore,
     SqlAlchemyOutbox,
@@ -32,11 +33,19 @@ class SqlAlchemyUnitOfWork:
     request or job from ``Database.unit_of_work``.
     """
 
-    def __init__(self, session_factory: Callable[[], Session], *, where: str = "the database"):
+    def __init__(
+        self,
+        session_factory: Callable[[], Session],
+        *,
+        where: str = "the database",
+        practitioner_cache: PractitionerCache | None = None,
+    ):
         self._session_factory = session_factory
         self._where = where
         self._session: Session | None = None
-        self.practitioners = SqlAlchemyPractitionerRepository(self._current, where)
+        self.practitioners = SqlAlchemyPractitionerRepository(
+            self._current, where, practitioner_cache
+        )
         self.bookings = SqlAlchemyBookingRepository(self._current, where)
         self.users = SqlAlchemyUserRepository(self._current, where)
         self.payment_events = SqlAlchemyPaymentEventLog(self._current, where)
