@@ -1,19 +1,17 @@
 """Fixtures for the Cal.com adapter tests: the fake Cal.com server, a closed port, Redis, a world.
 
 Import them explicitly in a test module (``from calcom_fixtures import fake_calcom, ...``); they
-are not in conftest.py. Redis is required, never skipped: set CALCOM_TEST_REDIS_URL or REDIS_URL,
-else redis://127.0.0.1:6379 is used; each test gets its own key prefix, deleted afterwards.
+are not in conftest.py. Redis comes from conftest.redis_server_url (real when the machine has
+one, never skipped); each test gets its own key prefix, deleted afterwards.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 
 import pytest
-import redis
 
 from adapters.calcom import CalComCalendarGateway, RedisSlotCache
 from adapters.memory import FakePaymentGateway, FixedClock, InMemoryStore, RecordingNotifier
@@ -78,20 +76,9 @@ def closed_port_url() -> str:
 
 
 @pytest.fixture
-def redis_url() -> str:
-    url = (
-        os.environ.get("CALCOM_TEST_REDIS_URL")
-        or os.environ.get("REDIS_URL")
-        or "redis://127.0.0.1:6379"
-    )
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis is needed by the shared slot cache tests; {url} does not answer: {exc}")
-    finally:
-        client.close()
-    return url
+def redis_url(redis_server_url: str) -> str:
+    """The session's Redis (see conftest.redis_server_url: real when there is one)."""
+    return redis_server_url
 
 
 @pytest.fixture

@@ -141,3 +141,78 @@ def clean_database(database: Database) -> Database:
     with database.engine.begin() as connection:
         connection.execute(sa.text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
     return database
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis for the shared-cache and rate-limit tests; never skipped.
+
+    ``TEST_REDIS_URL`` / ``REDIS_URL`` when set, else the machine's Redis on 127.0.0.1:6379 when
+    it answers, else a ``redis-server`` started on a free port when the binary is installed,
+    else fakeredis's TCP server (a RESP server in Python: enough for a fresh machine with pip).
+    """
+    import subprocess
+    import threading
+    import time
+
+    configured = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL")
+    if configured:
+        if not _redis_answers(configured):
+            pytest.fail(f"Redis at {configured} does not answer", pytrace=False)
+        yield configured
+        return
+    if _redis_answers("redis://127.0.0.1:6379"):
+        yield "redis://127.0.0.1:6379"
+        return
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}"
+    binary = shutil.which("redis-server")
+    if binary:
+        folder = tmp_path_factory.mktemp("redis")
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+             "no", "--dir", str(folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not _redis_answers(url):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("redis-server did not start", pytrace=False)
+                time.sleep(0.05)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+        return
+    from fakeredis import TcpFakeServer
+
+    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
