@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template_string, request
 
 from adapters.memory import FakePaymentGateway, sign_fake_event
+from adapters.memory.gateways import FakeSession
 from booking_core import usecases as uc
 from booking_core.ports import CheckoutState, PaymentEventType
 from entrypoints.web.common import deps
@@ -32,11 +33,15 @@ def stripe_webhook() -> Response:
 # -- offline checkout (development only) ---------------------------------------------------------
 
 
-def _fake() -> FakePaymentGateway:
+def _fake_session(session_id: str) -> tuple[FakePaymentGateway, FakeSession]:
+    """The offline gateway and one of its sessions; 404 in production or with real Stripe."""
     d = deps()
     if d.settings.is_production or not isinstance(d.payments, FakePaymentGateway):
         abort(404)
-    return d.payments
+    session = d.payments.sessions.get(session_id)
+    if session is None:
+        abort(404)
+    return d.payments, session
 
 
 _CHECKOUT_PAGE = """<!doctype html>
@@ -66,10 +71,7 @@ Pay and Cancel send the same signed events Stripe would send to the webhook.</p>
 
 @bp.get("/dev/checkout/<session_id>")
 def dev_checkout(session_id: str) -> str:
-    fake = _fake()
-    session = fake.sessions.get(session_id)
-    if session is None:
-        abort(404)
+    _, session = _fake_session(session_id)
     return render_template_string(_CHECKOUT_PAGE, session=session)
 
 
@@ -85,10 +87,7 @@ def _deliver(fake: FakePaymentGateway, session_id: str, event_type: str) -> str:
 
 @bp.post("/dev/checkout/<session_id>/pay")
 def dev_checkout_pay(session_id: str) -> Response:
-    fake = _fake()
-    session = fake.sessions.get(session_id)
-    if session is None:
-        abort(404)
+    fake, session = _fake_session(session_id)
     if session.state is CheckoutState.OPEN:
         fake.complete(session_id)
         outcome = _deliver(fake, session_id, PaymentEventType.CHECKOUT_COMPLETED)
@@ -99,10 +98,7 @@ def dev_checkout_pay(session_id: str) -> Response:
 
 @bp.post("/dev/checkout/<session_id>/cancel")
 def dev_checkout_cancel(session_id: str) -> Response:
-    fake = _fake()
-    session = fake.sessions.get(session_id)
-    if session is None:
-        abort(404)
+    fake, _ = _fake_session(session_id)
     if fake.expire_checkout(session_id) is CheckoutState.EXPIRED:
         _deliver(fake, session_id, PaymentEventType.CHECKOUT_EXPIRED)
     base = deps().settings.base_url
