@@ -256,6 +256,8 @@ def test_success_page_while_the_payment_is_pending_refreshes(web: Web) -> None:
     page = response.get_data(as_text=True)
     assert "Confirming your payment" in page
     assert 'http-equiv="refresh"' in page
+    # The start as the client chose it: the practitioner's local time, zone named.
+    assert "Tuesday 08 January 2030, 09:00 (Europe/London)" in page
 
 
 @pytest.mark.parametrize("query", ["", "?session_id=", "?session_id=cs_unknown",

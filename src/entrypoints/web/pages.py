@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from flask import Blueprint, render_template_string, request
 
 from booking_core import usecases as uc
@@ -20,7 +22,7 @@ _PAGE = """<!doctype html>
 {% if booking %}
 <p>Booking <strong>#{{ booking.id }}</strong>:
 <span class="status" id="status">{{ booking.status.value }}</span></p>
-<p>{{ booking.start.strftime("%A %d %B %Y, %H:%M") }} UTC</p>
+<p>{{ when }}</p>
 {% endif %}
 </body></html>"""
 
@@ -39,6 +41,15 @@ _MESSAGES = {
 }
 
 
+def _when(booking: Booking) -> str:
+    """The start in the practitioner's own time zone, as the client booked it."""
+    with deps().uow() as uow:
+        practitioner = uow.practitioners.get(booking.practitioner_id, max_age=60)
+    zone = practitioner.zone if practitioner is not None else ZoneInfo("UTC")
+    local = booking.start.astimezone(zone)
+    return f"{local:%A %d %B %Y, %H:%M} ({zone.key})"
+
+
 def _find(session_id: str | None) -> Booking | None:
     if not session_id or len(session_id) > 255:
         return None
@@ -55,7 +66,7 @@ def success() -> tuple[str, int]:
         ), 404
     heading, message = _MESSAGES[booking.status]
     return render_template_string(
-        _PAGE, heading=heading, message=message, booking=booking,
+        _PAGE, heading=heading, message=message, booking=booking, when=_when(booking),
         refresh=booking.status is BookingStatus.PENDING,
     ), 200
 
@@ -71,5 +82,6 @@ def cancel() -> tuple[str, int]:
             "after that it is offered to others again."
         )
     return render_template_string(
-        _PAGE, heading="Checkout cancelled", message=message, booking=booking, refresh=False
+        _PAGE, heading="Checkout cancelled", message=message, booking=booking,
+        when=_when(booking) if booking is not None else "", refresh=False,
     ), 200
