@@ -1,15 +1,16 @@
 """Benchmark: the availability query on PostgreSQL with 1 000, then 1 000 000 bookings.
 
-What is timed is what GET /availability costs a practitioner's calendar: ``list_occupying`` for a
-60-day window (through the real repository, one unit of work per call) plus the core's
+What is timed is what GET /availability costs a practitioner's calendar: ``occupied_spans`` (the
+occupying bookings' buffered spans, the statement availability runs) for a 60-day window
+(through the real repository, one unit of work per call) plus the core's
 ``free_slots`` over those bookings. The measured practitioner's own calendar is the same at both
 sizes (about 4 bookings a working day in the window, some cancelled); the extra rows belong to
 500 other practitioners (whose calendars cover the same weeks) and to the same practitioner's
 past and future, with every status, as a table that grew for years would hold. So the figures
 show how the query scales with the size of the table, which is what the GiST index behind the
 exclusion constraint (practitioner id and buffered range) is for. Goal: the time at 1 000 000
-rows at most 1.5x the time at 1 000. The plan printed is PostgreSQL's for the very statement
-``list_occupying`` runs.
+rows at most 1.5x the time at 1 000. The plan printed is PostgreSQL's for ``list_occupying``'s
+statement, whose predicate ``occupied_spans`` shares.
 
 Run ``python bench/bench_pg_availability.py`` (``--repeat N``, ``--rows 1000 1000000``). It uses
 ``BENCH_DATABASE_URL`` or ``DATABASE_URL`` (a fresh database is created on that server and
@@ -235,7 +236,7 @@ def measure(
         began = time.perf_counter()
         uow = database.unit_of_work()
         with uow:
-            bookings = uow.bookings.list_occupying(practitioner.id or 0, window)
+            spans = uow.bookings.occupied_spans(practitioner.id or 0, window)
         queried = time.perf_counter()
         slots = free_slots(
             practitioner,
@@ -243,10 +244,10 @@ def measure(
             first_day=FIRST_DAY,
             last_day=FIRST_DAY + timedelta(days=DAYS - 1),
             now=now,
-            occupied=[b.occupied for b in bookings],
+            occupied=spans,
         )
         done = time.perf_counter()
-        return (queried - began) * 1000, (done - began) * 1000, len(bookings), len(slots)
+        return (queried - began) * 1000, (done - began) * 1000, len(spans), len(slots)
 
     for _ in range(5):  # warm the pool, the caches and psycopg's prepared statements
         once()
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append((count, figures))
                 print(
                     f"{count:>9,} rows: executing the query {figures['server_median']:.3f} ms;"
-                    f" list_occupying median {figures['query_median']:.2f} ms"
+                    f" occupied_spans median {figures['query_median']:.2f} ms"
                     f" (p95 {figures['query_p95']:.2f}); with free_slots median"
                     f" {figures['total_median']:.2f} ms (p95 {figures['total_p95']:.2f});"
                     f" {figures['bookings']} occupying bookings, {figures['slots']} free slots"
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     server_growth = float(last["server_median"]) / float(first["server_median"])
     print(
         f"PostgreSQL {server}: {small:,} -> {large:,} rows: query execution x{server_growth:.2f},"
-        f" list_occupying x{query_growth:.2f},"
+        f" occupied_spans x{query_growth:.2f},"
         f" availability (query + free_slots) x{total_growth:.2f} (goal: at most x1.5)",
         flush=True,
     )

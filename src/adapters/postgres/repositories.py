@@ -79,11 +79,15 @@ def _flush_in_savepoint(session: Session, apply: Callable[[], None]) -> None:
                 raise SlotUnavailable("the time is being booked by someone else") from exc
 
 
-# Same predicate as occupying_statement, so the exclusion constraint's GiST index serves it.
+# Same predicate as occupying_statement, so the exclusion constraint's GiST index serves it. The
+# casts matter: psycopg sends a small id as smallint, which btree_gist's bigint operator class
+# cannot search by, so PostgreSQL filtered the window's rows of every practitioner instead
+# (x12 slower at 1 000 000 rows).
 _OCCUPIED_SPANS = sa.text(
     "SELECT occupied_start, occupied_end FROM bookings "  # noqa: S608 - constants, no input
-    f"WHERE practitioner_id = :practitioner_id AND {OCCUPYING_SQL} "
-    "AND tstzrange(occupied_start, occupied_end, '[)') && tstzrange(:start, :end, '[)') "
+    f"WHERE practitioner_id = CAST(:practitioner_id AS bigint) AND {OCCUPYING_SQL} "
+    "AND tstzrange(occupied_start, occupied_end, '[)') "
+    "&& tstzrange(CAST(:start AS timestamptz), CAST(:end AS timestamptz), '[)') "
     "ORDER BY occupied_start"
 )
 
