@@ -16,6 +16,7 @@ from attrs import field, frozen
 from booking_core import availability as av
 from booking_core.errors import (
     BookingNotFound,
+    ConcurrentUpdate,
     CalendarUnavailable,
     InvalidTransition,
     OutsideAvailability,
@@ -836,3 +837,31 @@ def expire_stale_holds(
         released += 1
     return released
 
+
+
+def complete_finished_bookings(*, uow: UnitOfWork, clock: Clock, limit: int = 100) -> int:
+    """Mark confirmed bookings whose end has passed as completed; returns how many.
+
+    A booking that changed meanwhile (ConcurrentUpdate) is left for the next pass.
+    """
+    now = clock.now()
+    with uow:
+        candidates = uow.bookings.list(
+            BookingFilter(status=BookingStatus.CONFIRMED, start_to=now, limit=limit)
+        )
+    done = 0
+    for candidate in candidates:
+        if candidate.end > now:
+            continue
+        with uow:
+            booking = _get(uow, _id(candidate))
+            if booking.status is not BookingStatus.CONFIRMED:
+                continue
+            booking.transition_to(BookingStatus.COMPLETED, at=now)
+            try:
+                uow.bookings.save(booking)
+                uow.commit()
+            except ConcurrentUpdate:
+                continue
+        done += 1
+    return done

@@ -19,7 +19,8 @@ IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 
 def run_once(deps: Deps, *, batch: int = 20) -> dict[str, int]:
-    """One pass: expire holds, run due jobs, forget old idempotency answers; returns counts."""
+    """One pass: expire holds, run due jobs, complete past bookings, forget old idempotency
+    answers; returns counts."""
     released = usecases.expire_stale_holds(
         uow=deps.uow(), payments=deps.payments, calendar=deps.calendar, clock=deps.clock,
         limit=batch,
@@ -29,11 +30,17 @@ def run_once(deps: Deps, *, batch: int = 20) -> dict[str, int]:
         clock=deps.clock, rules=deps.rules,
     )
     counts = jobs.run_due_jobs(ctx, limit=batch)
+    completed = usecases.complete_finished_bookings(uow=deps.uow(), clock=deps.clock, limit=batch)
     uow = deps.uow()
     with uow:
         purged = uow.idempotency.purge(deps.clock.now() - IDEMPOTENCY_RETENTION)
         uow.commit()
-    counts = {"holds_released": released, **counts, "idempotency_purged": purged}
+    counts = {
+        "holds_released": released,
+        **counts,
+        "bookings_completed": completed,
+        "idempotency_purged": purged,
+    }
     if any(counts.values()):
         log.info("worker pass: %s", counts, extra=counts)
     return counts
