@@ -16,8 +16,8 @@ from attrs import field, frozen
 from booking_core import availability as av
 from booking_core.errors import (
     BookingNotFound,
-    ConcurrentUpdate,
     CalendarUnavailable,
+    ConcurrentUpdate,
     InvalidTransition,
     OutsideAvailability,
     PaymentFailed,
