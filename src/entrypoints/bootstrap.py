@@ -76,10 +76,13 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
     uow_factory = overrides.pop("uow_factory", None)
     check_database = overrides.pop("check_database", None)
     extras: dict[str, Any] = overrides.pop("extras", {})
+    engine = None
     if uow_factory is None:
-        uow_factory, check_database, close_db, live["database"], url = _database(settings)
-        closers.append(close_db)
-        extras["database_url"] = url
+        opened = open_database(settings)
+        closers.append(opened.close)
+        uow_factory, check_database = opened.database.unit_of_work, opened.database.ping
+        live["database"], extras["database_url"] = opened.where, opened.url
+        engine = opened.database.engine
     else:
         live["database"] = "provided"
 
@@ -91,7 +94,7 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
 
     calendar = overrides.pop("calendar", None)
     if calendar is None:
-        calendar, live["calendar"] = _calendar(settings, uow_factory, clock)
+        calendar, live["calendar"] = _calendar(settings, engine)
     else:
         live["calendar"] = type(calendar).__name__
 
@@ -178,14 +181,6 @@ def open_database(
     return OpenDatabase(database=database, url=url, where=where, close=close)
 
 
-def _database(
-    settings: Settings,
-) -> tuple[UnitOfWorkFactory, Callable[[], None], Callable[[], None], str, str]:
-    opened = open_database(settings)
-    database = opened.database
-    return database.unit_of_work, database.ping, opened.close, opened.where, opened.url
-
-
 def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
     if settings.stripe_secret_key:
         from adapters.stripe import StripePaymentGateway
@@ -210,9 +205,9 @@ def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
     return fake, "fake (offline checkout at /dev/checkout)"
 
 
-def _calendar(
-    settings: Settings, uow_factory: UnitOfWorkFactory, clock: Clock
-) -> tuple[CalendarGateway, str]:
+def _calendar(settings: Settings, engine: Any) -> tuple[CalendarGateway, str]:
+    """Cal.com when a key is set, with a slot cache every process shares: Redis when REDIS_URL
+    is set, else the database's calendar_cache table (in memory only without a database)."""
     if settings.calcom_api_key:
         from adapters.calcom import (
             CalComCalendarGateway,
@@ -221,11 +216,15 @@ def _calendar(
             SlotCache,
         )
 
-        # Several processes share slots and invalidations through Redis; one process can keep
-        # them in memory.
-        cache: SlotCache = (
-            RedisSlotCache(settings.redis_url) if settings.redis_url else InMemorySlotCache()
-        )
+        cache: SlotCache
+        if settings.redis_url:
+            cache, shared = RedisSlotCache(settings.redis_url), "Redis cache"
+        elif engine is not None:
+            from adapters.postgres.slot_cache import PostgresSlotCache
+
+            cache, shared = PostgresSlotCache(engine), "database cache"
+        else:
+            cache, shared = InMemorySlotCache(), "in-process cache"
         gateway = CalComCalendarGateway(
             api_key=settings.calcom_api_key,
             api_url=settings.calcom_api_url,
@@ -233,7 +232,6 @@ def _calendar(
             cache_seconds=settings.calcom_cache_seconds,
             cache=cache,
         )
-        shared = "Redis cache" if settings.redis_url else "in-process cache"
         return gateway, f"Cal.com at {settings.calcom_api_url} ({shared})"
     from adapters.schedule import ScheduleCalendarGateway
 

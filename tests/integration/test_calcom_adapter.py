@@ -494,6 +494,69 @@ def test_redis_cache_is_shared_by_gateways_of_two_processes(
     assert slot_requests(fake_calcom) == 2
 
 
+def test_database_cache_is_shared_by_gateways_of_two_processes(
+    fake_calcom: FakeCalcom, clean_database
+) -> None:  # type: ignore[no-untyped-def]
+    from adapters.postgres import Database
+    from adapters.postgres.slot_cache import PostgresSlotCache
+
+    # Two Database objects: two processes' pools on one database.
+    other = Database.connect(clean_database.url.render_as_string(hide_password=False))
+    try:
+        web = World(make_gateway(fake_calcom, cache=PostgresSlotCache(clean_database.engine)))
+        worker_gateway = make_gateway(fake_calcom, cache=PostgresSlotCache(other.engine))
+        worker = World(worker_gateway)
+        assert availability(web).source == "calcom"
+        assert starts(availability(worker).slots) == CALCOM_STARTS
+        assert slot_requests(fake_calcom) == 1  # the second process hit the shared entry
+
+        worker_gateway.invalidate(web.practitioner_id)
+        availability(web)
+        assert slot_requests(fake_calcom) == 2
+        availability(worker)
+        assert slot_requests(fake_calcom) == 2  # refetched once, shared again
+    finally:
+        other.dispose()
+
+
+def test_database_cache_expires_and_never_raises(clean_database) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from adapters.postgres.slot_cache import PostgresSlotCache
+
+    cache = PostgresSlotCache(clean_database.engine)
+    slot = Interval(datetime(2030, 1, 8, 9, tzinfo=UTC), datetime(2030, 1, 8, 10, tzinfo=UTC))
+    lookup = cache.get("k", [1, 2])
+    assert lookup.slots is None
+    assert lookup.stamp == (0, 0)
+    cache.put("k", [1, 2], lookup.stamp, [slot], ttl=60)
+    assert cache.get("k", [1, 2]).slots == [slot]
+    stale = cache.get("k", [1, 2]).stamp
+    cache.invalidate(2)
+    assert cache.get("k", [1, 2]).slots is None
+    cache.put("k", [1, 2], stale, [slot], ttl=60)  # fetched before the invalidation
+    assert cache.get("k", [1, 2]).slots is None
+    with clean_database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE calendar_cache SET expires_at = now() - interval '1s'"
+                                   " WHERE key LIKE '%slots:%'"))
+    fresh = cache.get("k", [1, 2])
+    cache.put("k", [1, 2], fresh.stamp, [slot], ttl=60)
+    assert cache.get("k", [1, 2]).slots == [slot]
+    with clean_database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE calendar_cache SET expires_at = now() - interval '1s'"
+                                   " WHERE key LIKE '%slots:%'"))
+    assert cache.get("k", [1, 2]).slots is None  # expired
+
+    from adapters.postgres import Database
+
+    dead = Database.connect("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
+    broken = PostgresSlotCache(dead.engine)
+    assert broken.get("k", [1]).slots is None  # a miss, not an error
+    broken.put("k", [1], (0,), [slot], ttl=60)
+    broken.invalidate(1)
+    dead.dispose()
+
+
 def test_redis_race_with_invalidation_and_unreadable_entries(redis_cache_factory) -> None:  # type: ignore[no-untyped-def]
     cache: RedisSlotCache = redis_cache_factory()
     found = cache.get("k", (5,))
@@ -731,3 +794,25 @@ def test_hanging_calcom_answers_within_the_budget_then_fast_with_the_breaker_ope
     )
     assert all(f < 1.5 for f in figures)
     assert worst_open < 0.05
+
+
+def test_bootstrap_shares_the_cache_through_the_database_without_redis(
+    database_url: str,
+) -> None:
+    from entrypoints.bootstrap import bootstrap
+    from entrypoints.settings import Settings
+
+    deps = bootstrap(Settings(database_url=database_url, calcom_api_key="cal_test_key"))
+    try:
+        assert deps.live["calendar"].endswith("(database cache)")
+        assert isinstance(deps.calendar, CalComCalendarGateway)
+    finally:
+        deps.close()
+    with_redis = bootstrap(
+        Settings(database_url=database_url, calcom_api_key="cal_test_key",
+                 redis_url="redis://127.0.0.1:6379")
+    )
+    try:
+        assert with_redis.live["calendar"].endswith("(Redis cache)")
+    finally:
+        with_redis.close()

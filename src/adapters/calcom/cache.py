@@ -55,15 +55,17 @@ class SlotCache(Protocol):
         """Make every entry owned by practitioner ``owner`` a miss, in every process sharing it."""
 
 
-def _encode(stamp: Stamp, slots: Sequence[Interval]) -> str:
+def encode_entry(stamp: Stamp, slots: Sequence[Interval]) -> str:
+    """An entry as stored in a shared cache: the owners' stamp and the slots, as JSON."""
     return json.dumps(
         {"stamp": list(stamp), "slots": [[s.start.isoformat(), s.end.isoformat()] for s in slots]},
         separators=(",", ":"),
     )
 
 
-def _decode(raw: str | bytes) -> tuple[Stamp, list[Interval]]:
-    body = json.loads(raw)
+def decode_entry(raw: str | bytes | dict[str, Any]) -> tuple[Stamp, list[Interval]]:
+    """The stamp and slots of an entry (JSON text, or already decoded as a JSONB column is)."""
+    body = json.loads(raw) if isinstance(raw, str | bytes) else raw
     stamp = tuple(int(g) for g in body["stamp"])
     slots = [
         Interval(datetime.fromisoformat(start), datetime.fromisoformat(end))
@@ -195,7 +197,7 @@ class RedisSlotCache:
         if raw is None:
             return Lookup(None, stamp)
         try:
-            stored, slots = _decode(raw)
+            stored, slots = decode_entry(raw)
         except (ValueError, KeyError, TypeError):
             return Lookup(None, stamp)  # an entry we cannot read is a miss; put overwrites it
         return Lookup(slots if stored == stamp else None, stamp)
@@ -206,7 +208,7 @@ class RedisSlotCache:
         if ttl <= 0 or len(stamp) != len(owners) or not self._available():
             return  # no stamp: the lookup failed, so we cannot tell whether this is fresh
         try:
-            self._client.set(self._entry_key(key), _encode(stamp, slots), px=int(ttl * 1000))
+            self._client.set(self._entry_key(key), encode_entry(stamp, slots), px=int(ttl * 1000))
         except self._errors as exc:
             self._warn("store", exc)
 
