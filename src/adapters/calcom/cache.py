@@ -74,6 +74,32 @@ def decode_entry(raw: str | bytes | dict[str, Any]) -> tuple[Stamp, list[Interva
     return stamp, slots
 
 
+class OutageGate:
+    """For a shared cache: after an error, leave the store alone for ``pause_seconds`` (so a
+    hanging store costs one short timeout, not one per call) and warn at most once a minute."""
+
+    def __init__(
+        self, name: str, *, pause_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._name = name
+        self._pause_seconds = pause_seconds
+        self._clock = clock
+        self._down_until = -1e18
+        self._last_warning = -1e18
+
+    def open(self) -> bool:
+        return self._clock() >= self._down_until
+
+    def failed(self, what: str, exc: Exception) -> None:
+        now = self._clock()
+        self._down_until = now + self._pause_seconds
+        if now - self._last_warning >= 60:
+            self._last_warning = now
+            log.warning(
+                "%s: %s failed (%s); continuing uncached", self._name, what, type(exc).__name__
+            )
+
+
 class InMemorySlotCache:
     """A SlotCache for one process: a bounded dict with expiry times (thread-safe)."""
 
@@ -159,10 +185,7 @@ class RedisSlotCache:
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
         )
-        self._pause_seconds = pause_seconds
-        self._clock = clock
-        self._down_until = -1e18
-        self._last_warning = -1e18
+        self._gate = OutageGate("Redis slot cache", pause_seconds=pause_seconds, clock=clock)
 
     def _entry_key(self, key: str) -> str:
         return f"{self.prefix}slots:{key}"
@@ -170,20 +193,8 @@ class RedisSlotCache:
     def _gen_key(self, owner: int) -> str:
         return f"{self.prefix}gen:{owner}"
 
-    def _available(self) -> bool:
-        return self._clock() >= self._down_until
-
-    def _warn(self, what: str, exc: Exception) -> None:
-        now = self._clock()
-        self._down_until = now + self._pause_seconds
-        if now - self._last_warning >= 60:
-            self._last_warning = now
-            log.warning(
-                "Redis slot cache: %s failed (%s); continuing uncached", what, type(exc).__name__
-            )
-
     def get(self, key: str, owners: Sequence[int]) -> Lookup:
-        if not self._available():
+        if not self._gate.open():
             return Lookup(None, ())
         try:
             values: list[Any] = self._client.mget(
@@ -191,7 +202,7 @@ class RedisSlotCache:
             )
             stamp = tuple(int(v) if v is not None else 0 for v in values[1:])
         except self._errors as exc:
-            self._warn("lookup", exc)
+            self._gate.failed("lookup", exc)
             return Lookup(None, ())
         raw = values[0]
         if raw is None:
@@ -205,21 +216,21 @@ class RedisSlotCache:
     def put(
         self, key: str, owners: Sequence[int], stamp: Stamp, slots: Sequence[Interval], ttl: float
     ) -> None:
-        if ttl <= 0 or len(stamp) != len(owners) or not self._available():
+        if ttl <= 0 or len(stamp) != len(owners) or not self._gate.open():
             return  # no stamp: the lookup failed, so we cannot tell whether this is fresh
         try:
             self._client.set(self._entry_key(key), encode_entry(stamp, slots), px=int(ttl * 1000))
         except self._errors as exc:
-            self._warn("store", exc)
+            self._gate.failed("store", exc)
 
     def invalidate(self, owner: int) -> None:
-        if not self._available():
+        if not self._gate.open():
             log.debug("Redis slot cache paused; invalidation of practitioner %s skipped", owner)
             return
         try:
             self._client.incr(self._gen_key(owner))
         except self._errors as exc:
-            self._warn("invalidate", exc)
+            self._gate.failed("invalidate", exc)
 
     def clear(self) -> None:
         """Delete every key under the prefix (tests and admin tools)."""

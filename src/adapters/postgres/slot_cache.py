@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from adapters.calcom.cache import Lookup, Stamp, decode_entry, encode_entry
+from adapters.calcom.cache import Lookup, OutageGate, Stamp, decode_entry, encode_entry
 from booking_core.model import Interval
 
 log = logging.getLogger(__name__)
@@ -52,9 +51,7 @@ class PostgresSlotCache:
     ) -> None:
         self._engine = engine
         self.prefix = prefix
-        self._pause_seconds = pause_seconds
-        self._down_until = -1e18
-        self._last_warning = -1e18
+        self._gate = OutageGate("PostgreSQL slot cache", pause_seconds=pause_seconds)
         self._stores = 0
         self._lock = threading.Lock()
 
@@ -64,21 +61,8 @@ class PostgresSlotCache:
     def _gen_key(self, owner: int) -> str:
         return f"{self.prefix}gen:{owner}"
 
-    def _available(self) -> bool:
-        return time.monotonic() >= self._down_until
-
-    def _warn(self, what: str, exc: Exception) -> None:
-        now = time.monotonic()
-        self._down_until = now + self._pause_seconds
-        if now - self._last_warning >= 60:
-            self._last_warning = now
-            log.warning(
-                "PostgreSQL slot cache: %s failed (%s); continuing uncached",
-                what, type(exc).__name__,
-            )
-
     def get(self, key: str, owners: Sequence[int]) -> Lookup:
-        if not self._available():
+        if not self._gate.open():
             return Lookup(None, ())
         entry_key = self._entry_key(key)
         keys = [entry_key, *(self._gen_key(o) for o in owners)]
@@ -88,7 +72,7 @@ class PostgresSlotCache:
                     name: value for name, value in connection.execute(_GET, {"keys": keys})
                 }
         except sa.exc.SQLAlchemyError as exc:
-            self._warn("lookup", exc)
+            self._gate.failed("lookup", exc)
             return Lookup(None, ())
         stamp = tuple(int((rows.get(self._gen_key(o)) or {}).get("gen", 0)) for o in owners)
         value = rows.get(entry_key)
@@ -103,7 +87,7 @@ class PostgresSlotCache:
     def put(
         self, key: str, owners: Sequence[int], stamp: Stamp, slots: Sequence[Interval], ttl: float
     ) -> None:
-        if ttl <= 0 or len(stamp) != len(owners) or not self._available():
+        if ttl <= 0 or len(stamp) != len(owners) or not self._gate.open():
             return  # no stamp: the lookup failed, so we cannot tell whether this is fresh
         with self._lock:
             self._stores += 1
@@ -115,14 +99,14 @@ class PostgresSlotCache:
                 if purge:
                     connection.execute(_PURGE)
         except sa.exc.SQLAlchemyError as exc:
-            self._warn("store", exc)
+            self._gate.failed("store", exc)
 
     def invalidate(self, owner: int) -> None:
         try:
             with self._engine.begin() as connection:
                 connection.execute(_BUMP, {"key": self._gen_key(owner)})
         except sa.exc.SQLAlchemyError as exc:
-            self._warn("invalidate", exc)
+            self._gate.failed("invalidate", exc)
 
     def clear(self) -> None:
         """Delete every entry and generation under the prefix (tests and admin tools)."""
