@@ -214,15 +214,21 @@ def _is_offered(
     service: Service,
     start: datetime,
     now: datetime,
-    occupied: list[Interval],
     calendar: CalendarGateway,
 ) -> bool:
+    """Whether ``start`` is on the day's offer, ignoring who holds it (see _is_taken)."""
     if not now <= start <= now + timedelta(days=service.max_advance_days):
         return False  # also keeps dates like 9999-12-31 away from date arithmetic
     day = start.astimezone(practitioner.zone).date()
     window = av.local_day_window(practitioner.zone, day, day)
-    slots, _ = _slots(practitioner, service, day, day, window, now, occupied, calendar)
+    slots, _ = _slots(practitioner, service, day, day, window, now, [], calendar)
     return any(s.start == start for s in slots)
+
+
+def _is_taken(service: Service, start: datetime, occupied: list[Interval]) -> bool:
+    """Whether the buffered span of a booking at ``start`` overlaps an occupied span."""
+    span = Interval(start - service.buffer_before, start + service.duration + service.buffer_after)
+    return any(span.overlaps(other) for other in occupied)
 
 
 def _occupied_around(
@@ -283,11 +289,11 @@ def request_booking(
         practitioner, service = _practitioner_and_service(
             uow, cmd.practitioner_id, cmd.service_id
         )
-    if not _is_offered(practitioner, service, start, now, [], calendar):
+    if not _is_offered(practitioner, service, start, now, calendar):
         raise OutsideAvailability(f"{start.isoformat()} is not an offered start for this service")
     with uow:
         occupied = _occupied_around(uow, practitioner, service, start)
-    if not _is_offered(practitioner, service, start, now, occupied, calendar):
+    if _is_taken(service, start, occupied):
         raise SlotUnavailable(f"{start.isoformat()} is already taken")
 
     token, token_hash = new_manage_token()
@@ -770,11 +776,11 @@ def reschedule_booking(
         practitioner, service = _practitioner_and_service(
             uow, booking.practitioner_id, booking.service_id
         )
-    if not _is_offered(practitioner, service, new_start, now, [], calendar):
+    if not _is_offered(practitioner, service, new_start, now, calendar):
         raise OutsideAvailability(f"{new_start.isoformat()} is not an offered start")
     with uow:
         occupied = _occupied_around(uow, practitioner, service, new_start, ignore=booking.id)
-    if not _is_offered(practitioner, service, new_start, now, occupied, calendar):
+    if _is_taken(service, new_start, occupied):
         raise SlotUnavailable(f"{new_start.isoformat()} is already taken")
     with uow:
         booking = _get(uow, cmd.booking_id)
@@ -836,7 +842,6 @@ def expire_stale_holds(
         calendar.invalidate(booking.practitioner_id)
         released += 1
     return released
-
 
 
 def complete_finished_bookings(*, uow: UnitOfWork, clock: Clock, limit: int = 100) -> int:
