@@ -100,6 +100,19 @@ class OutageGate:
             )
 
 
+class CacheKeys:
+    """Key names of a shared slot cache: entries and per-practitioner generations."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def entry(self, key: str) -> str:
+        return f"{self.prefix}slots:{key}"
+
+    def generation(self, owner: int) -> str:
+        return f"{self.prefix}gen:{owner}"
+
+
 class InMemorySlotCache:
     """A SlotCache for one process: a bounded dict with expiry times (thread-safe)."""
 
@@ -185,20 +198,15 @@ class RedisSlotCache:
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
         )
+        self._keys = CacheKeys(prefix)
         self._gate = OutageGate("Redis slot cache", pause_seconds=pause_seconds, clock=clock)
-
-    def _entry_key(self, key: str) -> str:
-        return f"{self.prefix}slots:{key}"
-
-    def _gen_key(self, owner: int) -> str:
-        return f"{self.prefix}gen:{owner}"
 
     def get(self, key: str, owners: Sequence[int]) -> Lookup:
         if not self._gate.open():
             return Lookup(None, ())
         try:
             values: list[Any] = self._client.mget(
-                [self._entry_key(key), *(self._gen_key(o) for o in owners)]
+                [self._keys.entry(key), *(self._keys.generation(o) for o in owners)]
             )
             stamp = tuple(int(v) if v is not None else 0 for v in values[1:])
         except self._errors as exc:
@@ -219,7 +227,7 @@ class RedisSlotCache:
         if ttl <= 0 or len(stamp) != len(owners) or not self._gate.open():
             return  # no stamp: the lookup failed, so we cannot tell whether this is fresh
         try:
-            self._client.set(self._entry_key(key), encode_entry(stamp, slots), px=int(ttl * 1000))
+            self._client.set(self._keys.entry(key), encode_entry(stamp, slots), px=int(ttl * 1000))
         except self._errors as exc:
             self._gate.failed("store", exc)
 
@@ -228,7 +236,7 @@ class RedisSlotCache:
             log.debug("Redis slot cache paused; invalidation of practitioner %s skipped", owner)
             return
         try:
-            self._client.incr(self._gen_key(owner))
+            self._client.incr(self._keys.generation(owner))
         except self._errors as exc:
             self._gate.failed("invalidate", exc)
 

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from adapters.calcom.cache import Lookup, OutageGate, Stamp, decode_entry, encode_entry
+from adapters.calcom.cache import CacheKeys, Lookup, OutageGate, Stamp, decode_entry, encode_entry
 from booking_core.model import Interval
 
 log = logging.getLogger(__name__)
@@ -51,21 +51,16 @@ class PostgresSlotCache:
     ) -> None:
         self._engine = engine
         self.prefix = prefix
+        self._keys = CacheKeys(prefix)
         self._gate = OutageGate("PostgreSQL slot cache", pause_seconds=pause_seconds)
         self._stores = 0
         self._lock = threading.Lock()
 
-    def _entry_key(self, key: str) -> str:
-        return f"{self.prefix}slots:{key}"
-
-    def _gen_key(self, owner: int) -> str:
-        return f"{self.prefix}gen:{owner}"
-
     def get(self, key: str, owners: Sequence[int]) -> Lookup:
         if not self._gate.open():
             return Lookup(None, ())
-        entry_key = self._entry_key(key)
-        keys = [entry_key, *(self._gen_key(o) for o in owners)]
+        entry_key = self._keys.entry(key)
+        keys = [entry_key, *(self._keys.generation(o) for o in owners)]
         try:
             with self._engine.connect() as connection:
                 rows: dict[str, Any] = {
@@ -74,7 +69,7 @@ class PostgresSlotCache:
         except sa.exc.SQLAlchemyError as exc:
             self._gate.failed("lookup", exc)
             return Lookup(None, ())
-        stamp = tuple(int((rows.get(self._gen_key(o)) or {}).get("gen", 0)) for o in owners)
+        stamp = tuple(int((rows.get(self._keys.generation(o)) or {}).get("gen", 0)) for o in owners)
         value = rows.get(entry_key)
         if value is None:
             return Lookup(None, stamp)
@@ -92,7 +87,7 @@ class PostgresSlotCache:
         with self._lock:
             self._stores += 1
             purge = self._stores % _PURGE_EVERY == 0
-        params = {"key": self._entry_key(key), "value": encode_entry(stamp, slots), "ttl": ttl}
+        params = {"key": self._keys.entry(key), "value": encode_entry(stamp, slots), "ttl": ttl}
         try:
             with self._engine.begin() as connection:
                 connection.execute(_PUT, params)
@@ -104,7 +99,7 @@ class PostgresSlotCache:
     def invalidate(self, owner: int) -> None:
         try:
             with self._engine.begin() as connection:
-                connection.execute(_BUMP, {"key": self._gen_key(owner)})
+                connection.execute(_BUMP, {"key": self._keys.generation(owner)})
         except sa.exc.SQLAlchemyError as exc:
             self._gate.failed("invalidate", exc)
 
