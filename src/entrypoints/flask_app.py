@@ -15,7 +15,9 @@ from flask import Flask, Response, g, request
 from entrypoints.bootstrap import Deps, bootstrap
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
-from entrypoints.web import admin, api, calendar, docs, pages, payments
+from entrypoints.web import admin, api, calendar, openapi, pages, payments
+from entrypoints.web.common import refuse_unsafe_text
+from entrypoints.web.ids import IdConverter
 from entrypoints.web.limits import init_limiter
 from entrypoints.web.problems import register_error_handlers
 
@@ -46,15 +48,17 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["booking"] = deps
+    app.url_map.converters["id"] = IdConverter
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(payments.bp)
     app.register_blueprint(calendar.bp)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(docs.bp)
+    app.register_blueprint(openapi.bp)
     init_limiter(app, deps.settings)
     register_error_handlers(app)
     _request_logging(app)
+    app.before_request(refuse_unsafe_text)
     return app
 
 

@@ -8,7 +8,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from adapters.calcom.webhooks import SIGNATURE_HEADER, verify_and_parse
 from booking_core import usecases as uc
-from entrypoints.web.common import deps
+from entrypoints.web.common import check_webhook_body, deps
+from entrypoints.web.openapi import WEBHOOK_RESPONSES, Header, operation
 
 bp = Blueprint("calendar", __name__)
 log = logging.getLogger(__name__)
@@ -17,15 +18,25 @@ _CANCELLED = "BOOKING_CANCELLED"
 
 
 @bp.post("/api/webhooks/calcom")
+@operation(
+    "Cal.com webhook (X-Cal-Signature-256); BOOKING_CANCELLED cancels ours",
+    raw_body=True,
+    headers=(Header(name=SIGNATURE_HEADER, description="hex HMAC-SHA256 of the raw body",
+                    required=True, schema={"type": "string", "minLength": 1}),),
+    responses=WEBHOOK_RESPONSES,
+)
 def calcom_webhook() -> Response:
     """Verify ``X-Cal-Signature-256`` over the raw body, act once per delivery, answer 200.
 
     Without CALCOM_WEBHOOK_SECRET every delivery is refused (400 invalid_signature).
     """
     d = deps()
+    payload = request.get_data(cache=False)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    check_webhook_body(payload, signature)
     event = verify_and_parse(
-        request.get_data(cache=False),
-        request.headers.get(SIGNATURE_HEADER),
+        payload,
+        signature,
         d.settings.calcom_webhook_secret or "",
     )
     if event.trigger_event == _CANCELLED and event.uid:

@@ -10,13 +10,21 @@ from adapters.memory import FakePaymentGateway, sign_fake_event
 from adapters.memory.gateways import FakeSession
 from booking_core import usecases as uc
 from booking_core.ports import CheckoutState, PaymentEventType
-from entrypoints.web.common import deps
+from entrypoints.web.common import check_webhook_body, deps
+from entrypoints.web.openapi import HTML, WEBHOOK_RESPONSES, Header, operation, problem
 
 bp = Blueprint("payments", __name__)
 log = logging.getLogger(__name__)
 
 
 @bp.post("/api/webhooks/stripe")
+@operation(
+    "Stripe events (signed with Stripe-Signature)",
+    raw_body=True,
+    headers=(Header(name="Stripe-Signature", description="t=<unix time>,v1=<HMAC-SHA256>",
+                    required=True, schema={"type": "string", "minLength": 1}),),
+    responses=WEBHOOK_RESPONSES,
+)
 def stripe_webhook() -> Response:
     """Verify the raw body's signature, apply the event once, answer 200 quickly.
 
@@ -25,7 +33,9 @@ def stripe_webhook() -> Response:
     """
     d = deps()
     payload = request.get_data(cache=False)
-    event = d.payments.parse_event(payload, request.headers.get("Stripe-Signature"))
+    signature = request.headers.get("Stripe-Signature")
+    check_webhook_body(payload, signature)
+    event = d.payments.parse_event(payload, signature)
     uc.handle_payment_event(event, uow=d.uow(), calendar=d.calendar, clock=d.clock, rules=d.rules)
     return jsonify(received=True)
 
@@ -69,7 +79,14 @@ Pay and Cancel send the same signed events Stripe would send to the webhook.</p>
 </body></html>"""
 
 
+_SESSION = {404: problem("not_found: no such offline checkout (or Stripe is configured)")}
+
+
 @bp.get("/dev/checkout/<session_id>")
+@operation(
+    "Offline checkout page (development without a Stripe key)",
+    responses={200: ("the checkout page", HTML), **_SESSION},
+)
 def dev_checkout(session_id: str) -> str:
     _, session = _fake_session(session_id)
     return render_template_string(_CHECKOUT_PAGE, session=session)
@@ -86,6 +103,10 @@ def _deliver(fake: FakePaymentGateway, session_id: str, event_type: str) -> str:
 
 
 @bp.post("/dev/checkout/<session_id>/pay")
+@operation(
+    "Offline checkout: pay",
+    responses={303: ("to the success page", None), **_SESSION},
+)
 def dev_checkout_pay(session_id: str) -> Response:
     fake, session = _fake_session(session_id)
     if session.state is CheckoutState.OPEN:
@@ -97,6 +118,10 @@ def dev_checkout_pay(session_id: str) -> Response:
 
 
 @bp.post("/dev/checkout/<session_id>/cancel")
+@operation(
+    "Offline checkout: cancel",
+    responses={303: ("to the cancel page", None), **_SESSION},
+)
 def dev_checkout_cancel(session_id: str) -> Response:
     fake, _ = _fake_session(session_id)
     if fake.expire_checkout(session_id) is CheckoutState.EXPIRED:
