@@ -38,7 +38,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
         settings = settings or Settings.from_env()
         configure_logging(settings.log_level)
         deps = bootstrap(settings)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no static route: /docs serves its own files
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         # Production refuses to start without SECRET_KEY (bootstrap); development shares one

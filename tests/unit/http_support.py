@@ -37,6 +37,8 @@ from entrypoints.flask_app import create_app
 from entrypoints.sample_data import seed
 from entrypoints.settings import Settings
 
+from .contract import ContractClient
+
 NOW = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
 ADMIN_TOKEN = "adm_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 WEBHOOK_SECRET = "whsec_httpUnitTestSecret0123456789"
@@ -143,6 +145,8 @@ class Web:
         wiring.update(overrides)
         self.deps: Deps = bootstrap(self.settings, **wiring)
         self.app: Flask = create_app(self.deps)
+        # Every answer a test gets is checked against the app's own OpenAPI document.
+        self.app.test_client_class = ContractClient
         self.client: FlaskClient = self.app.test_client()
 
     # -- requests ----------------------------------------------------------------------------

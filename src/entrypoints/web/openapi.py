@@ -248,8 +248,8 @@ def _all_responses(rule: Rule, op: Operation) -> dict[int, tuple[str, Body]]:
     if op.body is not None:
         out[415] = problem("unsupported_media_type: send application/json")
         out[422] = problem("validation_error: errors names each refused field")
-    if op.query is not None:
-        out[422] = problem("validation_error: errors names each refused parameter")
+    # Any route: a query parameter or path segment with a control character is refused.
+    out.setdefault(422, problem("validation_error: errors names each refused parameter"))
     if rule.arguments:
         out[404] = problem("not_found: no such id")
     if op.security:
