@@ -116,6 +116,7 @@ def availability(practitioner_id: int) -> Response:
     description='``?input={"practitionerId":1}`` answers ``{"result":{"data":...}}``; '
     "a superjson ``{\"json\": ...}`` wrapper is accepted.",
     query=sc.TrpcQuery,
+    query_json={"input": sc.TrpcAvailabilityInput},
     responses={
         200: ("open slots", sc.TrpcAvailabilityOut),
         404: problem("not_found: unknown practitioner or service"),

@@ -50,6 +50,8 @@ class Operation:
     summary: str
     responses: Mapping[int, tuple[str, Body]]
     query: type[BaseModel] | None = None
+    # query parameters whose text is JSON, with the model it must satisfy (the tRPC input)
+    query_json: Mapping[str, type[BaseModel]] = field(factory=dict)
     body: type[BaseModel] | None = None
     body_required: bool = True
     raw_body: bool = False  # a signed webhook: any JSON object, checked by the signature
@@ -63,6 +65,7 @@ def operation(
     *,
     responses: Mapping[int, tuple[str, Body]],
     query: type[BaseModel] | None = None,
+    query_json: Mapping[str, type[BaseModel]] | None = None,
     body: type[BaseModel] | None = None,
     body_required: bool = True,
     raw_body: bool = False,
@@ -75,6 +78,7 @@ def operation(
         summary=summary,
         responses=responses,
         query=query,
+        query_json=query_json or {},
         body=body,
         body_required=body_required,
         raw_body=raw_body,
@@ -110,7 +114,11 @@ def _path_parameters(rule: Rule) -> list[dict[str, Any]]:
         if isinstance(converter, IdConverter):
             schema = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
         else:
-            schema = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^/]+$"}
+            schema = {
+                "type": "string",
+                "minLength": 1,
+                "pattern": "^[^/" + schemas.PARAMETER_PATTERN.removeprefix("^[^"),
+            }
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     return params
 
@@ -122,7 +130,7 @@ def _query_parameters(model: type[BaseModel], refs: dict[str, Any]) -> list[dict
     required = set(schema.get("required", []))
     params = []
     for name, prop in schema["properties"].items():
-        prop = dict(prop)
+        prop = _without_null(dict(prop))
         description = prop.pop("description", None)
         prop.pop("title", None)
         prop.pop("default", None)
@@ -136,6 +144,18 @@ def _query_parameters(model: type[BaseModel], refs: dict[str, Any]) -> list[dict
             param["description"] = description
         params.append(param)
     return params
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter is absent, never null: drop pydantic's ``null`` branch."""
+    branches = schema.get("anyOf")
+    if isinstance(branches, list):
+        rest = [b for b in branches if b != {"type": "null"}]
+        if len(rest) == 1:
+            schema = {**{k: v for k, v in schema.items() if k != "anyOf"}, **rest[0]}
+        else:
+            schema = {**schema, "anyOf": rest}
+    return schema
 
 
 def _content(media: str, schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,6 +179,8 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             ops.append((rule, method.lower(), op))
         if op.body is not None:
             models.add((op.body, "validation"))
+        for model in op.query_json.values():
+            models.add((model, "validation"))
         for _, model in op.responses.values():
             if isinstance(model, type):
                 models.add((model, "serialization"))
@@ -175,6 +197,13 @@ def openapi_document(app: Flask) -> dict[str, Any]:
         parameters = _path_parameters(rule)
         if op.query is not None:
             parameters += _query_parameters(op.query, components)
+        for param in parameters:
+            model = op.query_json.get(param["name"])
+            if model is not None and param["in"] == "query":
+                inner = ref(model, "validation")
+                wrapped = {"type": "object", "required": ["json"], "properties": {"json": inner}}
+                param.pop("schema", None)
+                param["content"] = _content("application/json", {"anyOf": [inner, wrapped]})
         for header in op.headers:
             parameters.append(
                 {

@@ -59,7 +59,7 @@ def _find() -> Booking | None:
         session_id = sc.parse(sc.PageQuery, query_args()).session_id
     except ValidationFailed:
         return None
-    if not session_id:
+    if not session_id or len(session_id) > 255:  # no checkout has such an id
         return None
     return uc.find_booking_by_checkout(session_id, uow=deps().uow())
 

@@ -59,6 +59,19 @@ _DATE = re.compile(DATE_PATTERN)
 PHONE_PATTERN = r"^\+?[0-9 ()./-]{5,32}$"
 _PHONE = re.compile(PHONE_PATTERN)
 
+# The same rules, for the OpenAPI document (ECMA-262 patterns): no control characters (C0, DEL,
+# C1) and no bidi controls; names also need a character that is not a space.
+_NO_CONTROLS = r"\u0000-\u001f\u007f-\u009f"
+_NO_BIDI = r"\u202a-\u202e\u2066-\u2069"
+LINE_PATTERN = f"^[^{_NO_CONTROLS}{_NO_BIDI}]*$"
+PARAMETER_PATTERN = f"^[^{_NO_CONTROLS}]*$"  # what any query parameter or path segment may hold
+NAME_PATTERN = (
+    f"^[^{_NO_CONTROLS}{_NO_BIDI}]*[^\\s{_NO_CONTROLS}{_NO_BIDI}][^{_NO_CONTROLS}{_NO_BIDI}]*$"
+)
+NOTES_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f" + _NO_BIDI + "]*$"
+_EMAIL_PART = f"[^@\\s{_NO_CONTROLS}]+"
+EMAIL_PATTERN = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}$"
+
 # Bidirectional embeddings, overrides and isolates reorder what a reader sees (a name that
 # reads differently in an admin list or an email): refused in every text field.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -198,12 +211,25 @@ QueryId = Annotated[
     Field(strict=True, ge=MIN_ID, le=MAX_ID),
     WithJsonSchema({**_ID_SCHEMA}),
 ]
-Name = Annotated[str, Field(strict=True, min_length=1, max_length=120), AfterValidator(_name)]
+Name = Annotated[
+    str,
+    Field(strict=True, min_length=1, max_length=120),
+    AfterValidator(_name),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 120, "pattern": NAME_PATTERN}),
+]
 Email = Annotated[
     str,
     Field(strict=True, min_length=3, max_length=254),
     AfterValidator(_email),
-    WithJsonSchema({"type": "string", "format": "email", "minLength": 3, "maxLength": 254}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "minLength": 3,
+            "maxLength": 254,
+            "pattern": EMAIL_PATTERN,
+        }
+    ),
 ]
 Phone = Annotated[
     str,
@@ -211,9 +237,24 @@ Phone = Annotated[
     AfterValidator(_phone),
     WithJsonSchema({"type": "string", "pattern": PHONE_PATTERN, "maxLength": 32}),
 ]
-Notes = Annotated[str, Field(strict=True, max_length=2000), AfterValidator(_notes)]
-Reason = Annotated[str, Field(strict=True, max_length=500), AfterValidator(_notes)]
-Line = Annotated[str, Field(strict=True, max_length=254), AfterValidator(_line)]
+Notes = Annotated[
+    str,
+    Field(strict=True, max_length=2000),
+    AfterValidator(_notes),
+    WithJsonSchema({"type": "string", "maxLength": 2000, "pattern": NOTES_PATTERN}),
+]
+Reason = Annotated[
+    str,
+    Field(strict=True, max_length=500),
+    AfterValidator(_notes),
+    WithJsonSchema({"type": "string", "maxLength": 500, "pattern": NOTES_PATTERN}),
+]
+Line = Annotated[
+    str,
+    Field(strict=True, max_length=254),
+    AfterValidator(_line),
+    WithJsonSchema({"type": "string", "maxLength": 254, "pattern": LINE_PATTERN}),
+]
 DateTimeIn = Annotated[datetime, PlainValidator(_datetime), WithJsonSchema(_DATETIME_SCHEMA)]
 StartIn = Annotated[DateTimeIn, AfterValidator(_future_start)]
 DateIn = Annotated[
@@ -326,8 +367,18 @@ class AdminBookingsQuery(Request):
     from_: Annotated[DateTimeIn | None, Field(alias="from")] = None
     to: DateTimeIn | None = None
     email: Annotated[Line | None, Field(description="the client's email, exactly")] = None
-    limit: Annotated[int, BeforeValidator(_query_count), Field(strict=True, ge=1, le=500)] = 50
-    offset: Annotated[int, BeforeValidator(_query_count), Field(strict=True, ge=0, le=10**6)] = 0
+    limit: Annotated[
+        int,
+        BeforeValidator(_query_count),
+        Field(strict=True, ge=1, le=500),
+        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 500}),
+    ] = 50
+    offset: Annotated[
+        int,
+        BeforeValidator(_query_count),
+        Field(strict=True, ge=0, le=10**6),
+        WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 10**6}),
+    ] = 0
 
 
 class JobsQuery(Request):
@@ -342,7 +393,11 @@ class PageQuery(Request):
 
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
 
-    session_id: Annotated[Line | None, Field(max_length=255)] = None
+    session_id: Annotated[
+        str | None,
+        Field(strict=True),
+        WithJsonSchema({"type": "string", "pattern": PARAMETER_PATTERN}),
+    ] = None
 
 
 M = TypeVar("M", bound=BaseModel)
