@@ -87,3 +87,40 @@ def test_id_parameters_are_documented_in_bigint_range(web: Web) -> None:
     paths = web.client.get("/openapi.json").get_json()["paths"]
     param = paths["/api/bookings/{booking_id}"]["get"]["parameters"][0]
     assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+
+def _documented(web: Web, method: str, template: str, status: int) -> dict[str, object]:
+    doc = web.client.get("/openapi.json").get_json()
+    responses = doc["paths"][template][method]["responses"]
+    assert str(status) in responses, (method, template, status, sorted(responses))
+    return responses[str(status)]  # type: ignore[no-any-return]
+
+
+def test_what_schemathesis_found_undocumented_is_documented_now(web: Web) -> None:
+    """Each answer below was sent by the server but missing from the document (or documented
+    with another media type)."""
+    created = web.booked()
+    auth = {"Authorization": f"Bearer {created['manage_token']}"}
+    booking_id = created["booking"]["id"]
+    for action in ("cancel", "reschedule"):
+        path = f"/api/bookings/{booking_id}/{action}"
+        template = f"/api/bookings/{{booking_id}}/{action}"
+        answer = web.client.post(path, data=b"{", content_type="application/json", headers=auth)
+        assert answer.status_code == 400
+        _documented(web, "post", template, 400)
+        answer = web.client.post(path, data=b"x", content_type="text/plain", headers=auth)
+        assert answer.status_code == 415
+        _documented(web, "post", template, 415)
+    answer = web.client.get("/api/admin/jobs?status=x", headers=ADMIN)
+    assert answer.status_code == 422
+    _documented(web, "get", "/api/admin/jobs", 422)
+    for action in ("pay", "cancel"):
+        answer = web.client.post(f"/dev/checkout/cs_unknown/{action}")
+        assert answer.status_code == 404
+        assert answer.mimetype == "application/problem+json"
+        documented = _documented(web, "post", f"/dev/checkout/{{session_id}}/{action}", 404)
+        assert set(documented["content"]) == {"application/problem+json"}  # type: ignore[call-overload]
+    answer = web.client.get("/dev/checkout/cs_unknown")
+    assert answer.mimetype == "application/problem+json"
+    documented = _documented(web, "get", "/dev/checkout/{session_id}", 404)
+    assert set(documented["content"]) == {"application/problem+json"}  # type: ignore[call-overload]
