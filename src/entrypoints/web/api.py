@@ -168,6 +168,18 @@ def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
     "Hold a slot and open a checkout",
     body=sc.BookingRequest,
     headers=(IDEMPOTENCY_KEY,),
+    links={
+        201: {
+            name: (endpoint, {"booking_id": "$response.body#/booking/id"})
+            for name, endpoint in (
+                ("GetBooking", "api.get_booking"),
+                ("CancelBooking", "api.cancel_booking"),
+                ("RescheduleBooking", "api.reschedule_booking"),
+                ("GetBookingAsAdmin", "admin.get_booking"),
+                ("CancelBookingAsAdmin", "admin.cancel_booking"),
+            )
+        }
+    },
     responses={
         201: ("held; pay at checkout_url. The manage token is shown once.", sc.BookingCreated),
         400: problem("bad_request: malformed JSON or Idempotency-Key"),

@@ -58,6 +58,8 @@ class Operation:
     headers: tuple[Header, ...] = ()
     security: bool = False
     description: str | None = None
+    # OpenAPI links from a status: name -> (endpoint, {parameter: runtime expression})
+    links: Mapping[int, Mapping[str, tuple[str, Mapping[str, str]]]] = field(factory=dict)
 
 
 def operation(
@@ -72,6 +74,7 @@ def operation(
     headers: tuple[Header, ...] = (),
     security: bool = False,
     description: str | None = None,
+    links: Mapping[int, Mapping[str, tuple[str, Mapping[str, str]]]] | None = None,
 ) -> Callable[[F], F]:
     """Declare a view's operation for the document (the view parses with the same models)."""
     op = Operation(
@@ -85,6 +88,7 @@ def operation(
         headers=headers,
         security=security,
         description=description,
+        links=links or {},
     )
 
     def mark(view: F) -> F:
@@ -179,11 +183,11 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             ops.append((rule, method.lower(), op))
         if op.body is not None:
             models.add((op.body, "validation"))
-        for model in op.query_json.values():
-            models.add((model, "validation"))
-        for _, model in op.responses.values():
-            if isinstance(model, type):
-                models.add((model, "serialization"))
+        for query_model in op.query_json.values():
+            models.add((query_model, "validation"))
+        for _, body in op.responses.values():
+            if isinstance(body, type):
+                models.add((body, "serialization"))
 
     ordered = sorted(models, key=lambda m: (m[0].__name__, m[1]))
     mapping, definitions = models_json_schema(ordered, ref_template=_REF)
@@ -198,9 +202,9 @@ def openapi_document(app: Flask) -> dict[str, Any]:
         if op.query is not None:
             parameters += _query_parameters(op.query, components)
         for param in parameters:
-            model = op.query_json.get(param["name"])
-            if model is not None and param["in"] == "query":
-                inner = ref(model, "validation")
+            json_model = op.query_json.get(param["name"])
+            if json_model is not None and param["in"] == "query":
+                inner = ref(json_model, "validation")
                 wrapped = {"type": "object", "required": ["json"], "properties": {"json": inner}}
                 param.pop("schema", None)
                 param["content"] = _content("application/json", {"anyOf": [inner, wrapped]})
@@ -215,20 +219,29 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                 }
             )
         responses: dict[str, Any] = {}
-        for status, (description, model) in sorted(_all_responses(rule, op).items()):
+        for status, (description, shape) in sorted(_all_responses(rule, op).items()):
             answer: dict[str, Any] = {"description": description}
-            if model == HTML:
+            if shape == HTML:
                 answer["content"] = _content("text/html", {"type": "string"})
-            elif model is schemas.Problem:
+            elif shape is schemas.Problem:
                 answer["content"] = _content(
                     "application/problem+json", ref(schemas.Problem, "serialization")
                 )
-            elif isinstance(model, type):
-                answer["content"] = _content("application/json", ref(model, "serialization"))
-            elif isinstance(model, tuple):
-                answer["content"] = _content(*model)
+            elif isinstance(shape, type):
+                answer["content"] = _content("application/json", ref(shape, "serialization"))
+            elif isinstance(shape, tuple):
+                answer["content"] = _content(*shape)
+            if status in op.links:
+                answer["links"] = {
+                    name: {"operationId": endpoint, "parameters": dict(parameters)}
+                    for name, (endpoint, parameters) in op.links[status].items()
+                }
             responses[str(status)] = answer
-        item: dict[str, Any] = {"summary": op.summary, "responses": responses}
+        item: dict[str, Any] = {
+            "operationId": f"{rule.endpoint}.{method}" if _shared(rule) else rule.endpoint,
+            "summary": op.summary,
+            "responses": responses,
+        }
         if op.description:
             item["description"] = op.description
         if parameters:
@@ -266,6 +279,11 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             },
         },
     }
+
+
+def _shared(rule: Rule) -> bool:
+    """Whether the rule's endpoint serves more than one method (its ids need the method)."""
+    return len((rule.methods or set()) - {"HEAD", "OPTIONS"}) > 1
 
 
 def _all_responses(rule: Rule, op: Operation) -> dict[int, tuple[str, Body]]:
