@@ -75,7 +75,9 @@ def load_json(raw: bytes | str, *, finite_only: bool = False) -> Any:
         data = json.loads(raw, parse_float=finite, parse_int=integer, parse_constant=constant)
     except UnsafeJson:
         raise
-    except (ValueError, RecursionError) as exc:  # RecursionError: thousands of nested arrays
+    except RecursionError as exc:  # thousands of nested arrays: deeper than the parser goes
+        raise UnsafeJson(f"nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    except ValueError as exc:
         raise UnsafeJson("not valid JSON") from exc
     _check_tree(data)
     return data
