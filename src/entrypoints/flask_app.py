@@ -11,6 +11,7 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from entrypoints.bootstrap import Deps, bootstrap
 from entrypoints.logs import configure_logging
@@ -45,6 +46,12 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if deps.settings.trusted_proxies:
+        # The client's address is the one the Nth proxy from us saw; X-Forwarded-For entries
+        # further left are whatever the client wrote. Without proxies the header is ignored.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=deps.settings.trusted_proxies
+        )
     app.extensions["booking"] = deps
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
