@@ -7,6 +7,7 @@ from the SDK crosses the port. The SDK facts (16.1) it relies on: shared/referen
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Literal, NoReturn
 
@@ -209,18 +210,43 @@ class StripePaymentGateway:
                 payload, signature, self._webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
             )
         except stripe.SignatureVerificationError as exc:
-            raise InvalidSignature(
-                f"Stripe signature verification failed: {exc.user_message}"
-            ) from exc
+            raise InvalidSignature(_signature_refusal(exc)) from exc
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # The signature was checked first: this is a signed body that is not an event
             # (JSONDecodeError is a ValueError; a JSON array fails to build as an event).
             raise InvalidPayload("the webhook body is not a Stripe event") from exc
+        # stripe-python only refuses timestamps older than the tolerance; one from the future
+        # would let a captured signature be replayed for as long as its date is ahead of us.
+        signed_at = _signed_at(signature)
+        if signed_at is None or signed_at > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+            raise InvalidSignature("the signature's timestamp is outside the tolerance")
         try:
             # StripeObject stopped being a dict in stripe 15; to_dict() gives plain JSON values.
             return parse_stripe_shaped_event(event.to_dict())
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidPayload(f"the Stripe event is malformed: {type(exc).__name__}") from exc
+
+
+def _signed_at(header: str) -> int | None:
+    """The ``t=`` of a Stripe-Signature header (the SDK has checked its format by now)."""
+    for part in header.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _signature_refusal(exc: stripe.SignatureVerificationError) -> str:
+    """A fixed description of why the SDK refused a signature (its own text stays out)."""
+    text = str(exc.user_message or exc)
+    if "tolerance" in text:
+        return "the signature's timestamp is outside the tolerance"
+    if "Unable to extract" in text or "expected scheme" in text:
+        return "the Stripe-Signature header is malformed"
+    return "the signature does not match the body"
 
 
 def _checkout_state(status: str | None, session_id: str) -> CheckoutState:
