@@ -205,6 +205,11 @@ class StripePaymentGateway:
         """
         if not signature:
             raise InvalidSignature("the Stripe-Signature header is missing")
+        # stripe-python only refuses timestamps older than the tolerance; one from the future
+        # would let a captured signature be replayed for as long as its date is ahead of us.
+        signed_at = _signed_at(signature)
+        if signed_at is not None and signed_at > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+            raise InvalidSignature("the signature's timestamp is outside the tolerance")
         try:
             event = stripe.Webhook.construct_event(
                 payload, signature, self._webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
@@ -215,11 +220,6 @@ class StripePaymentGateway:
             # The signature was checked first: this is a signed body that is not an event
             # (JSONDecodeError is a ValueError; a JSON array fails to build as an event).
             raise InvalidPayload("the webhook body is not a Stripe event") from exc
-        # stripe-python only refuses timestamps older than the tolerance; one from the future
-        # would let a captured signature be replayed for as long as its date is ahead of us.
-        signed_at = _signed_at(signature)
-        if signed_at is None or signed_at > time.time() + WEBHOOK_TOLERANCE_SECONDS:
-            raise InvalidSignature("the signature's timestamp is outside the tolerance")
         try:
             # StripeObject stopped being a dict in stripe 15; to_dict() gives plain JSON values.
             return parse_stripe_shaped_event(event.to_dict())
@@ -228,7 +228,8 @@ class StripePaymentGateway:
 
 
 def _signed_at(header: str) -> int | None:
-    """The ``t=`` of a Stripe-Signature header (the SDK has checked its format by now)."""
+    """The ``t=`` of a Stripe-Signature header; None when absent or not a number (the SDK
+    then refuses the header as malformed)."""
     for part in header.split(","):
         key, _, value = part.partition("=")
         if key.strip() == "t":
