@@ -17,9 +17,13 @@ from entrypoints.web.common import silent_json
 # The views these limits guard; both count only booking creation, not reads.
 LIMITED_ENDPOINT = "api.create_booking"
 
-# Set on ``flask.g`` by the idempotency layer when an answer is a stored replay: a replay
-# creates no hold, so the per-email limit does not count it.
-REPLAYED = "booking_idempotent_replay"
+# Set on ``flask.g`` (by mark_replayed) when an answer is a stored Idempotency-Key replay.
+_REPLAYED = "booking_idempotent_replay"
+
+
+def mark_replayed() -> None:
+    """Tell the limits this request's answer is a stored replay: it creates no hold."""
+    setattr(g, _REPLAYED, True)
 
 
 def email_key(email: str, secret: str) -> str:
@@ -44,7 +48,7 @@ def _email_key() -> str:
 
 def _created_a_hold(response: Response) -> bool:
     """Only a new hold counts against an address: refusals and replays do not."""
-    return response.status_code == 201 and not g.get(REPLAYED, False)
+    return response.status_code == 201 and not g.get(_REPLAYED, False)
 
 
 def _retry_after(limit: RequestLimit) -> Response:
