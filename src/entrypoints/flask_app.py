@@ -17,6 +17,7 @@ from entrypoints.bootstrap import Deps, bootstrap
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
 from entrypoints.web import admin, api, calendar, docs, pages, payments
+from entrypoints.web.headers import install_security_headers
 from entrypoints.web.limits import init_limiter
 from entrypoints.web.problems import register_error_handlers
 
@@ -61,6 +62,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     app.register_blueprint(docs.bp)
     init_limiter(app, deps.settings)
     register_error_handlers(app)
+    install_security_headers(app, deps.settings)
     _request_logging(app)
     return app
 
@@ -75,7 +77,6 @@ def _request_logging(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         duration = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         log.info(
             "%s %s %s",
