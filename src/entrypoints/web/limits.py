@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import time
 
 from flask import Flask, Response, current_app, g
@@ -57,7 +56,7 @@ def _retry_after(limit: RequestLimit) -> Response:
     Flask-Limiter's own headers are off (they put Retry-After on every answer, 201s included);
     this response only lends its header to the problem the error handler renders.
     """
-    seconds = max(1, math.ceil(limit.reset_at - time.time()))
+    seconds = max(1, int(limit.reset_at - time.time()))
     return Response(status=429, headers={"Retry-After": str(seconds)})
 
 
