@@ -84,6 +84,7 @@ def test_a_rejected_stripe_key_is_a_503_without_stripes_words(
     gateway = make_stripe_gateway(api_key="sk_test_not_the_accounts_key")
     deps = bootstrap(
         Settings(
+            env="development",
             ratelimit_bookings_per_ip="0",
             ratelimit_bookings_per_email="0",
             base_url="http://booking.test",

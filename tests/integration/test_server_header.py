@@ -13,7 +13,8 @@ from pathlib import Path
 
 import requests
 
-# The app as production builds it, on memory adapters so the test needs no database.
+# The app under gunicorn, on memory adapters so the test needs no database (development
+# settings: production refuses the memory fakes; the Server header does not depend on them).
 _APP = """
 from adapters.memory import InMemoryStore
 from entrypoints.bootstrap import bootstrap
@@ -21,9 +22,9 @@ from entrypoints.flask_app import create_app
 from entrypoints.settings import Settings
 
 store = InMemoryStore()
-app = create_app(bootstrap(Settings(ratelimit_bookings_per_ip="0",
-                                    ratelimit_bookings_per_email="0"),
-                           uow_factory=store.unit_of_work))
+settings = Settings(env="development", ratelimit_bookings_per_ip="0",
+                    ratelimit_bookings_per_email="0")
+app = create_app(bootstrap(settings, uow_factory=store.unit_of_work))
 """
 
 

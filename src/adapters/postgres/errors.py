@@ -35,13 +35,6 @@ CHECK_VIOLATION = "23514"
 NOT_NULL_VIOLATION = "23502"
 SERIALIZATION_FAILURE = "40001"
 DEADLOCK_DETECTED = "40P01"
-_INTEGRITY = (
-    EXCLUSION_VIOLATION,
-    UNIQUE_VIOLATION,
-    FOREIGN_KEY_VIOLATION,
-    CHECK_VIOLATION,
-    NOT_NULL_VIOLATION,
-)
 
 
 class DatabaseUnavailable(ExternalServiceError):
@@ -73,6 +66,16 @@ def _constraint(error: sa_exc.DBAPIError) -> str:
     if isinstance(orig, psycopg.Error):
         return orig.diag.constraint_name or ""
     return ""
+
+
+# Integrity refusals: the caller's values met one of our constraints.
+_INTEGRITY = (
+    EXCLUSION_VIOLATION,
+    UNIQUE_VIOLATION,
+    FOREIGN_KEY_VIOLATION,
+    CHECK_VIOLATION,
+    NOT_NULL_VIOLATION,
+)
 
 
 def translate(error: Exception, *, where: str = "the database") -> Exception:

@@ -7,7 +7,6 @@ from the SDK crosses the port. The SDK facts (16.1) it relies on: shared/referen
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Literal, NoReturn
 
@@ -208,7 +207,8 @@ class StripePaymentGateway:
         # stripe-python only refuses timestamps older than the tolerance; one from the future
         # would let a captured signature be replayed for as long as its date is ahead of us.
         signed_at = _signed_at(signature)
-        if signed_at is not None and signed_at > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+        now = datetime.now(UTC).timestamp()
+        if signed_at is not None and signed_at > now + WEBHOOK_TOLERANCE_SECONDS:
             raise InvalidSignature("the signature's timestamp is outside the tolerance")
         try:
             event = stripe.Webhook.construct_event(
