@@ -7,8 +7,8 @@ from werkzeug.serving import WSGIRequestHandler
 
 from entrypoints.settings import Settings
 
-# Pages load nothing from elsewhere and run no inline script or style (those live under
-# /static), and no other site may frame them (clickjacking on Pay or Cancel).
+# Pages load nothing from elsewhere and run no inline script or style (style sheets and
+# scripts are their own files), and no other site may frame them (clickjacking on Pay).
 CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'"
 
 # Two years, as the HSTS preload list asks; only sent in production (https is required there).
