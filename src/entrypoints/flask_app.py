@@ -11,11 +11,13 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from entrypoints.bootstrap import Deps, bootstrap
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
 from entrypoints.web import admin, api, calendar, docs, pages, payments
+from entrypoints.web.headers import install_security_headers
 from entrypoints.web.limits import init_limiter
 from entrypoints.web.problems import register_error_handlers
 
@@ -45,6 +47,12 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if deps.settings.trusted_proxies:
+        # The client's address is the one the Nth proxy from us saw; X-Forwarded-For entries
+        # further left are whatever the client wrote. Without proxies the header is ignored.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=deps.settings.trusted_proxies
+        )
     app.extensions["booking"] = deps
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
@@ -54,6 +62,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     app.register_blueprint(docs.bp)
     init_limiter(app, deps.settings)
     register_error_handlers(app)
+    install_security_headers(app, deps.settings)
     _request_logging(app)
     return app
 
@@ -68,7 +77,6 @@ def _request_logging(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         duration = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         log.info(
             "%s %s %s",

@@ -54,6 +54,7 @@ def serve(settings: Settings, *, host: str, port: int, worker: bool = True) -> N
 
     from entrypoints import worker as worker_module
     from entrypoints.flask_app import create_app
+    from entrypoints.web.headers import QuietRequestHandler
 
     configure_logging(settings.log_level)
     if settings.base_url == "http://localhost:3000" and port != 3000:
@@ -73,7 +74,15 @@ def serve(settings: Settings, *, host: str, port: int, worker: bool = True) -> N
             )
             thread.start()
         print(startup_line(deps, host, port), flush=True)
-        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+        run_simple(
+            host,
+            port,
+            app,
+            threaded=True,
+            use_reloader=False,
+            use_debugger=False,
+            request_handler=QuietRequestHandler,
+        )
     finally:
         stop.set()
         if thread is not None:

@@ -78,6 +78,7 @@ class Settings:
     ratelimit_storage_uri: str = "memory://"
     ratelimit_bookings_per_ip: str = "30 per minute"
     ratelimit_bookings_per_email: str = "5 per hour"
+    trusted_proxies: int = 0
     redis_url: str | None = None
     sentry_dsn: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
@@ -146,6 +147,7 @@ class Settings:
             ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI") or "memory://",
             ratelimit_bookings_per_ip=get("RATELIMIT_BOOKINGS_PER_IP") or "30 per minute",
             ratelimit_bookings_per_email=get("RATELIMIT_BOOKINGS_PER_EMAIL") or "5 per hour",
+            trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, high=10),
             redis_url=get("REDIS_URL"),
             sentry_dsn=get("SENTRY_DSN"),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),

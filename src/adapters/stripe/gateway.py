@@ -204,14 +204,18 @@ class StripePaymentGateway:
         """
         if not signature:
             raise InvalidSignature("the Stripe-Signature header is missing")
+        # stripe-python only refuses timestamps older than the tolerance; one from the future
+        # would let a captured signature be replayed for as long as its date is ahead of us.
+        signed_at = _signed_at(signature)
+        now = datetime.now(UTC).timestamp()
+        if signed_at is not None and signed_at > now + WEBHOOK_TOLERANCE_SECONDS:
+            raise InvalidSignature("the signature's timestamp is outside the tolerance")
         try:
             event = stripe.Webhook.construct_event(
                 payload, signature, self._webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
             )
         except stripe.SignatureVerificationError as exc:
-            raise InvalidSignature(
-                f"Stripe signature verification failed: {exc.user_message}"
-            ) from exc
+            raise InvalidSignature(_signature_refusal(exc)) from exc
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # The signature was checked first: this is a signed body that is not an event
             # (JSONDecodeError is a ValueError; a JSON array fails to build as an event).
@@ -221,6 +225,29 @@ class StripePaymentGateway:
             return parse_stripe_shaped_event(event.to_dict())
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidPayload(f"the Stripe event is malformed: {type(exc).__name__}") from exc
+
+
+def _signed_at(header: str) -> int | None:
+    """The ``t=`` of a Stripe-Signature header; None when absent or not a number (the SDK
+    then refuses the header as malformed)."""
+    for part in header.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _signature_refusal(exc: stripe.SignatureVerificationError) -> str:
+    """A fixed description of why the SDK refused a signature (its own text stays out)."""
+    text = str(exc.user_message or exc)
+    if "tolerance" in text:
+        return "the signature's timestamp is outside the tolerance"
+    if "Unable to extract" in text or "expected scheme" in text:
+        return "the Stripe-Signature header is malformed"
+    return "the signature does not match the body"
 
 
 def _checkout_state(status: str | None, session_id: str) -> CheckoutState:

@@ -19,6 +19,7 @@ from flask import current_app
 from booking_core.errors import BadRequest, DuplicateRequest, RequestInProgress
 from booking_core.ports import IdempotencyRecord
 from entrypoints.bootstrap import Deps
+from entrypoints.web.limits import mark_replayed
 
 MAX_KEY_LENGTH = 255
 
@@ -88,6 +89,7 @@ def run_once(
         if existing.status_code is None or existing.response is None:
             raise RequestInProgress("the first request with this key is still running")
         answer = dict(existing.response)
+        mark_replayed()  # a replay creates no hold: the per-email limit does not count it
         if existing.sealed_secret:
             try:
                 answer["manage_token"] = unseal(secret, label, existing.sealed_secret)
