@@ -83,6 +83,8 @@ def init_auth(app: Flask, deps: Deps) -> None:
             },
         )
     app.register_blueprint(bp)
+    # Pages put it in <meta name="csrf-token" content="{{ csrf_token() or '' }}">.
+    app.context_processor(lambda: {"csrf_token": csrf_token})
 
 
 def safe_next(raw: str | None) -> str:
