@@ -458,6 +458,7 @@ def test_an_idle_session_ends(
     client: FlaskClient, oidc: FakeOidcProvider, clock: FixedClock
 ) -> None:
     login(client, oidc, sub="u-1")
+    assert "Set-Cookie" not in me(client).headers  # nothing changed: no cookie re-sent
     for _ in range(3):  # activity keeps it alive past the idle limit (30 min here)
         clock.advance(timedelta(minutes=25))
         assert me(client).status_code == 200

@@ -49,6 +49,9 @@ def configure_session(app: Flask, deps: Deps) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.is_production,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_max_hours),
+        # Flask would re-send a permanent session's cookie on every answer; ours changes only
+        # when the session does (sign-in, sign-out, the last-request time once a minute).
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
 
 
