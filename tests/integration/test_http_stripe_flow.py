@@ -37,6 +37,9 @@ class App:
     def __init__(self, fake: FakeStripe) -> None:
         self.fake = fake
         self.clock = FixedClock(NOW)
+        # NOW is taken when the module is imported, maybe minutes before the test runs (under
+        # xdist); the fake checks expires_at against its clock, so it follows the test's.
+        fake.now = lambda: self.clock.now().timestamp()
         self.store = InMemoryStore()
         self.gateway = StripePaymentGateway(
             api_key=stripe_fixtures.API_KEY,
