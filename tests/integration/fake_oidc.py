@@ -39,6 +39,7 @@ class FakeOidcProvider:
         self.identity: dict[str, Any] = {"sub": "user-1", "name": "Test User"}
         self.tamper: dict[str, Any] = {}
         self.sign_with_foreign_key = False
+        self.token_status = 200  # another status: the token endpoint fails with it
         self.codes: dict[str, dict[str, Any]] = {}
         self.token_requests = 0
         self._lock = threading.Lock()
@@ -68,6 +69,7 @@ class FakeOidcProvider:
         self.identity = {"sub": "user-1", "name": "Test User"}
         self.tamper = {}
         self.sign_with_foreign_key = False
+        self.token_status = 200
 
     # -- the browser's part ----------------------------------------------------------------------
 
@@ -135,6 +137,8 @@ class FakeOidcProvider:
         @app.post(f"{prefix}/token")
         def token() -> Any:
             self.token_requests += 1
+            if self.token_status != 200:
+                return "upstream trouble at 10.0.0.7", self.token_status
             auth = request.authorization
             if auth is None or (auth.username, auth.password) != (CLIENT_ID, CLIENT_SECRET):
                 return jsonify(error="invalid_client"), 401

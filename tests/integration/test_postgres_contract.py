@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
@@ -754,6 +755,34 @@ def test_user_writes_are_invisible_until_commit_and_gone_after_rollback(
         assert reader.users.get_by_open_id("s1") is None
         with pytest.raises(UserNotFound):
             reader.users.set_role(10**9, Role.ADMIN, None)
+
+
+def test_concurrent_first_sign_ins_of_one_open_id_make_one_user(clean_database: Any) -> None:
+    """PostgreSQL only: the memory store serialises everything, so it has no race to lose."""
+    barrier = threading.Barrier(4)
+    results: list[User] = []
+    errors: list[BaseException] = []
+
+    def sign_in(n: int) -> None:
+        try:
+            uow = clean_database.unit_of_work()
+            barrier.wait(5)
+            with uow:
+                results.append(uow.users.upsert(User(open_id="same-sub", name=f"N{n}")))
+                uow.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign_in, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len({u.id for u in results}) == 1
+    with clean_database.engine.connect() as connection:
+        count = connection.exec_driver_sql("SELECT count(*) FROM users").scalar_one()
+    assert count == 1
 
 
 def test_idempotency_keys(new_uow: UowFactory) -> None:

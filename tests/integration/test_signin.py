@@ -355,6 +355,15 @@ def test_a_bad_id_token_is_refused(
     _nobody_signed_in(client, store)
 
 
+def test_a_failing_token_endpoint_is_a_503_and_signs_nobody_in(
+    client: FlaskClient, oidc: FakeOidcProvider, store: InMemoryStore
+) -> None:
+    oidc.token_status = 502
+    body = assert_problem(login(client, oidc, sub=OWNER), 503, "signin_unavailable")
+    assert "10.0.0.7" not in str(body)
+    _nobody_signed_in(client, store)
+
+
 def test_a_refused_callback_signs_out_whoever_was_signed_in(
     client: FlaskClient, oidc: FakeOidcProvider
 ) -> None:
