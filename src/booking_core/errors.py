@@ -100,6 +100,18 @@ class BookingNotFound(NotFound):
     title = "Booking not found"
 
 
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    title = "User not found"
+
+
+class SignInFailed(BadRequest):
+    """The provider's answer was refused (state, nonce, ID token); nobody is signed in."""
+
+    code = "signin_failed"
+    title = "Sign-in failed"
+
+
 class SlotUnavailable(Conflict):
     """The slot overlaps a booking that occupies the calendar (pending or confirmed)."""
 

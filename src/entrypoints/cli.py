@@ -144,6 +144,23 @@ def seed() -> None:
         click.echo("practitioners exist already; nothing added")
 
 
+@main.group()
+def users() -> None:
+    """Users who signed in through the OpenID provider."""
+
+
+@users.command()
+@click.argument("email")
+@_clear_errors
+def promote(email: str) -> None:
+    """Make the user who signed in with EMAIL an admin (a first admin without a browser)."""
+    from booking_core.signin import promote_user
+
+    with _database() as opened:
+        user = promote_user(email, uow=opened.database.unit_of_work())
+    click.echo(f"user {user.id} ({user.email}) is now an admin")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,

@@ -17,6 +17,7 @@ from entrypoints.bootstrap import Deps, bootstrap
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings
 from entrypoints.web import admin, api, calendar, docs, pages, payments
+from entrypoints.web.auth import init_auth
 from entrypoints.web.headers import install_security_headers
 from entrypoints.web.limits import init_limiter
 from entrypoints.web.problems import register_error_handlers
@@ -60,6 +61,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     app.register_blueprint(calendar.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(docs.bp)
+    init_auth(app, deps)
     init_limiter(app, deps.settings)
     register_error_handlers(app)
     install_security_headers(app, deps.settings)

@@ -70,6 +70,8 @@ class Settings:
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = field(default=None, repr=False)
     owner_open_id: str | None = None
+    session_idle_minutes: int = 120
+    session_max_hours: int = 12
     admin_api_token: str | None = field(default=None, repr=False)
     hold_minutes: int = 30
     cancellation_window_hours: int = 24
@@ -86,6 +88,11 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def signin_configured(self) -> bool:
+        """OpenID Connect sign-in needs an issuer, a client id and a client secret."""
+        return bool(self.oauth_issuer and self.oauth_client_id and self.oauth_client_secret)
 
     @classmethod
     def from_env(
@@ -137,6 +144,8 @@ class Settings:
             oauth_client_id=get("OAUTH_CLIENT_ID", "MANUS_OAUTH_CLIENT_ID"),
             oauth_client_secret=get("OAUTH_CLIENT_SECRET", "MANUS_OAUTH_CLIENT_SECRET"),
             owner_open_id=get("OWNER_OPEN_ID"),
+            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 120, low=1, high=7 * 24 * 60),
+            session_max_hours=_int(env, "SESSION_MAX_HOURS", 12, low=1, high=24 * 90),
             admin_api_token=get("ADMIN_API_TOKEN"),
             # Stripe allows a Checkout Session to live 30 min to 24 h; the hold adds a
             # minute of grace (booking_core.policy.HOLD_GRACE), so stay under 24 h.

@@ -75,9 +75,20 @@ class UserRow(RowBase):
     name: Mapped[str | None]
     email: Mapped[str | None]
     role: Mapped[Role] = mapped_column(pg_enum(Role, "user_role"), server_default="user")
+    # The practitioner a ``practitioner`` user manages (migration 0002_users_roles).
+    practitioner_id: Mapped[int | None] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("practitioners.id"), index=True
+    )
     last_signed_in: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "role::text <> 'practitioner' OR practitioner_id IS NOT NULL",
+            name="practitioner_linked",
+        ),
+    )
 
 
 class PractitionerRow(RowBase):

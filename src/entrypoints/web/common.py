@@ -7,8 +7,9 @@ from typing import Any
 
 from flask import current_app, request
 
-from booking_core.errors import BadRequest, Unauthorized
+from booking_core.errors import BadRequest, Forbidden, Unauthorized
 from entrypoints.bootstrap import Deps
+from entrypoints.web.session import cookie_user
 
 # JSON bodies of the API are small; anything larger is refused before it is parsed.
 MAX_JSON_BYTES = 16 * 1024
@@ -74,12 +75,22 @@ def is_admin_token(token: str | None) -> bool:
 
 
 def require_admin() -> None:
-    """Admins authenticate with ``Authorization: Bearer <ADMIN_API_TOKEN>``."""
+    """Admins send ``Authorization: Bearer <ADMIN_API_TOKEN>`` or are signed in as an admin.
+
+    A bearer token is judged alone (no cookie, no CSRF); a signed-in session must carry its CSRF
+    token on state changes. Raises Unauthorized (no or a bad credential), Forbidden (signed in,
+    not an admin), CsrfFailed.
+    """
     token = bearer_token()
-    if token is None:
-        raise Unauthorized("send Authorization: Bearer <admin token>")
-    if not is_admin_token(token):
-        raise Unauthorized("the admin token is not valid")
+    if token is not None:
+        if not is_admin_token(token):
+            raise Unauthorized("the admin token is not valid")
+        return
+    user = cookie_user()
+    if user is None:
+        raise Unauthorized("send Authorization: Bearer <admin token>, or sign in at /auth/login")
+    if not user.is_admin:
+        raise Forbidden("this needs an admin")
 
 
 def path_id(value: int) -> int:

@@ -37,6 +37,9 @@ def _id(name: str, where: str = "path") -> dict[str, Any]:
 
 
 _BEARER = [{"bearer": []}]
+_SESSION = [{"session": []}]
+# Admin routes: the admin token, or the session cookie of a signed-in admin (+ X-CSRF-Token).
+_ADMIN = [{"bearer": []}, {"session": []}]
 _ERR_AUTH = {"401": _problem("No or malformed token"), "404": _problem("Unknown booking or token")}
 
 _SCHEMAS: dict[str, Any] = {
@@ -175,6 +178,21 @@ _SCHEMAS: dict[str, Any] = {
             "last_error": {"type": "string"},
             "run_at": {"type": "string", "format": "date-time"},
             "created_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "Me": {
+        "type": "object",
+        "required": ["id", "open_id", "name", "email", "role", "practitioner_id",
+                     "last_signed_in", "csrf_token"],
+        "properties": {
+            "id": {"type": "integer"},
+            "open_id": {"type": "string"},
+            "name": {"type": ["string", "null"]},
+            "email": {"type": ["string", "null"]},
+            "role": {"type": "string", "enum": ["user", "practitioner", "admin"]},
+            "practitioner_id": {"type": ["integer", "null"]},
+            "last_signed_in": {"type": ["string", "null"], "format": "date-time"},
+            "csrf_token": {"type": "string"},
         },
     },
 }
@@ -378,7 +396,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/admin/bookings": {
         "get": {
             "summary": "Bookings with filters (admin)",
-            "security": _BEARER,
+            "security": _ADMIN,
             "parameters": [
                 _id("practitioner_id", "query"),
                 {"name": "status", "in": "query", "schema": {"type": "string"}},
@@ -401,7 +419,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/admin/bookings/{booking_id}": {
         "get": {
             "summary": "One booking (admin)",
-            "security": _BEARER,
+            "security": _ADMIN,
             "parameters": [_id("booking_id")],
             "responses": {"200": _json(_ref("Booking")), "401": _problem("unauthorized"),
                           "404": _problem("not_found")},
@@ -410,7 +428,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/admin/bookings/{booking_id}/cancel": {
         "post": {
             "summary": "Admin cancel; refund true/false overrides the policy",
-            "security": _BEARER,
+            "security": _ADMIN,
             "parameters": [_id("booking_id")],
             "responses": {
                 "200": _json({"type": "object",
@@ -425,13 +443,49 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/admin/jobs": {
         "get": {
             "summary": "Background jobs; status=parked lists the ones that need a person",
-            "security": _BEARER,
+            "security": _ADMIN,
             "parameters": [{"name": "status", "in": "query", "schema": {"type": "string"}}],
             "responses": {
                 "200": _json({"type": "object",
                               "properties": {"items": {"type": "array", "items": _ref("Job")}}}),
                 "401": _problem("unauthorized"),
             },
+        }
+    },
+    "/auth/login": {
+        "get": {
+            "summary": "Sign in: 302 to the OpenID provider (code + PKCE S256, state, nonce)",
+            "parameters": [{"name": "next", "in": "query",
+                            "schema": {"type": "string", "default": "/"},
+                            "description": "a path on this site to return to"}],
+            "responses": {"302": {"description": "to the provider"},
+                          "400": _problem("invalid_next"),
+                          "503": _problem("signin_not_configured / signin_unavailable")},
+        }
+    },
+    "/auth/callback": {
+        "get": {
+            "summary": "The provider's answer: checked, the user upserted, the session cookie set",
+            "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}}
+                           for n in ("code", "state", "error")],
+            "responses": {"302": {"description": "to next, signed in"},
+                          "400": _problem("signin_failed (state, nonce or ID token refused)"),
+                          "503": _problem("signin_not_configured / signin_unavailable")},
+        }
+    },
+    "/auth/logout": {
+        "post": {
+            "summary": "Sign out (send X-CSRF-Token while signed in)",
+            "security": _SESSION,
+            "responses": {"204": {"description": "signed out"},
+                          "403": _problem("csrf_failed")},
+        }
+    },
+    "/api/me": {
+        "get": {
+            "summary": "The signed-in user, with the CSRF token for state-changing requests",
+            "security": _SESSION,
+            "responses": {"200": _json(_ref("Me")), "401": _problem("unauthorized")},
         }
     },
     "/openapi.json": {"get": {"summary": "This document",
@@ -453,7 +507,10 @@ def openapi_document() -> dict[str, Any]:
             "schemas": _SCHEMAS,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "manage token (shown once at booking) or admin token"}
+                           "description": "manage token (shown once at booking) or admin token"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "booking_session",
+                            "description": "set by /auth/callback; state-changing requests "
+                                           "also send X-CSRF-Token (from GET /api/me)"},
             },
         },
     }
