@@ -74,13 +74,15 @@ def _bad_signatures(payload: bytes) -> list[str | None]:
         "t=abc,v1=00",
         sign_fake_event(payload, "whsec_someone_else", now),  # wrong secret
         sign_fake_event(payload, WEBHOOK_SECRET, now - 301),  # stale
+        sign_fake_event(payload, WEBHOOK_SECRET, now + 301),  # dated in the future
+        sign_fake_event(payload, WEBHOOK_SECRET, now + 86400),  # a day ahead
         sign_fake_event(payload + b" ", WEBHOOK_SECRET, now),  # another body
         good.replace(f"t={now}", f"t={now + 1}"),  # timestamp changed after signing
         f"t={now}",  # no v1
     ]
 
 
-@pytest.mark.parametrize("case", range(9))
+@pytest.mark.parametrize("case", range(11))
 def test_a_bad_signature_is_400_and_changes_nothing(web: Web, case: int) -> None:
     booking_id, payload = _paid_event(web)
     signature = _bad_signatures(payload)[case]
