@@ -34,10 +34,10 @@ from datetime import UTC, date, datetime, timedelta
 import sqlalchemy as sa
 
 from adapters.postgres import Database, migrate, normalize_url
-from adapters.postgres.embedded import start_embedded
 from adapters.postgres.repositories import occupying_statement
 from booking_core.availability import free_slots, local_day_window, occupied_window
 from booking_core.model import Money, Practitioner, Service, WeeklyHours
+from entrypoints.dev.embedded_postgres import start_embedded
 
 FIRST_DAY = date(2030, 3, 1)
 DAYS = 60

@@ -17,8 +17,8 @@ from adapters.memory import FixedClock, InMemoryStore, RecordingNotifier
 from adapters.schedule import ScheduleCalendarGateway
 from adapters.stripe import StripePaymentGateway
 from entrypoints.bootstrap import bootstrap
+from entrypoints.dev.sample_data import seed
 from entrypoints.flask_app import create_app
-from entrypoints.sample_data import seed
 from entrypoints.settings import Settings
 from entrypoints.worker import run_once
 
@@ -48,6 +48,7 @@ class App:
         )
         self.deps = bootstrap(
             Settings(
+                env="test",
                 admin_api_token=ADMIN,
                 ratelimit_bookings_per_ip="0",
                 ratelimit_bookings_per_email="0",
