@@ -275,3 +275,19 @@ def test_a_local_secret_is_made_once_per_data_folder(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert [p.name for p in path.parent.iterdir()] == ["offline-webhook-secret"]
+
+
+def test_the_document_lists_the_offline_checkout_when_it_is_served(web: Web) -> None:
+    paths = web.client.get("/openapi.json").get_json()["paths"]
+    documented = {(p, m) for p, item in paths.items() if p.startswith("/dev/") for m in item}
+    routed = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
+        for rule in web.app.url_map.iter_rules()
+        if rule.rule.startswith("/dev/")
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+    assert documented == routed
+    assert len(routed) == 3
+    pay = paths["/dev/checkout/{session_id}/pay"]["post"]
+    form = pay["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert form["required"] == ["secret"]

@@ -370,19 +370,21 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "Offline checkout page (development without a Stripe key)",
             "parameters": [{"name": "session_id", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
-            "responses": {"200": _HTML, "404": _HTML},
+            "responses": {"200": _HTML, "404": _problem("no such checkout session")},
         }
     },
     "/dev/checkout/{session_id}/pay": {
         "post": {"summary": "Offline checkout: pay", "requestBody": _FORM_SECRET, "parameters": [
             {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"303": {"description": "to the success page"}, "404": _HTML}}
+            "responses": {"303": {"description": "to the success page"},
+                          "404": _problem("no such session, or not its secret")}}
     },
     "/dev/checkout/{session_id}/cancel": {
         "post": {"summary": "Offline checkout: cancel", "requestBody": _FORM_SECRET,
                  "parameters": [
             {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"303": {"description": "to the cancel page"}, "404": _HTML}}
+            "responses": {"303": {"description": "to the cancel page"},
+                          "404": _problem("no such session, or not its secret")}}
     },
     "/api/admin/bookings": {
         "get": {
