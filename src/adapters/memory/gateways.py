@@ -87,7 +87,8 @@ class FakePaymentGateway:
     - ``fail_next(n)`` / ``failing = True`` make calls raise PaymentUnavailable, as an outage would;
     - webhook bodies are verified with the same HMAC scheme as Stripe's, 300 s either way.
 
-    ``checkout_base_url`` is where the offline checkout page lives (``/dev/checkout/<id>``).
+    ``checkout_base_url`` prefixes the checkout URLs it hands out (``/dev/checkout/<id>``); this
+    fake serves no page: the development stand-in is entrypoints.dev.offline_checkout.
     """
 
     def __init__(
