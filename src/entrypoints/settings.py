@@ -186,8 +186,9 @@ class Settings:
         return problems
 
 
+# The class's defaults by field name (fields built by a factory have no single default).
 _DEFAULTS: dict[str, Any] = {
-    a.name: a.default for a in attrs.fields(Settings) if not isinstance(a.default, attrs.Factory)
+    a.name: a.default for a in attrs.fields(Settings) if not hasattr(a.default, "factory")
 }
 
 
