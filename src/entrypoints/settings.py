@@ -6,7 +6,9 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import attrs
 from attrs import field, frozen
 from dotenv import dotenv_values
 
@@ -49,14 +51,19 @@ def _calendar_links(env: Mapping[str, str]) -> dict[int, CalendarLink]:
 
 @frozen(kw_only=True)
 class Settings:
-    """Every setting of DESIGN.md section 7; ``.env.example`` documents each one."""
+    """Every setting of DESIGN.md section 7; ``.env.example`` documents each one.
+
+    Each default is written here once; ``from_mapping`` falls back to these. ``env`` defaults to
+    production: development (the offline checkout, generated local secrets) must be asked for
+    with ``BOOKING_ENV=development`` or ``booking serve``.
+    """
 
     database_url: str | None = None
     data_dir: str | None = None
     db_pool_size: int = 5
     base_url: str = "http://localhost:3000"
     port: int = 3000
-    env: str = "development"
+    env: str = "production"
     secret_key: str | None = field(default=None, repr=False)
     stripe_secret_key: str | None = field(default=None, repr=False)
     stripe_webhook_secret: str | None = field(default=None, repr=False)
@@ -96,18 +103,26 @@ class Settings:
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, env_dir: str | Path | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        env_dir: str | Path | None = None,
+        default_env: str | None = None,
     ) -> Settings:
         """Read the process environment, falling back to ``.env.local`` then ``.env``.
 
-        Real environment variables win over the files. Raises SettingsError on bad values.
+        Real environment variables win over the files. ``default_env`` applies when neither
+        sets ``BOOKING_ENV`` (``booking serve`` passes "development"; otherwise production).
+        Raises SettingsError on bad values.
         """
         env = dict(read_env_files(Path(env_dir) if env_dir else Path.cwd()))
         env.update(os.environ if environ is None else environ)
-        return cls.from_mapping(env)
+        return cls.from_mapping(env, default_env=default_env)
 
     @classmethod
-    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+    def from_mapping(cls, env: Mapping[str, str], *, default_env: str | None = None) -> Settings:
+        d = _DEFAULTS
+
         def get(name: str, *aliases: str) -> str | None:
             for key in (name, *aliases):
                 value = env.get(key, "").strip()
@@ -115,10 +130,10 @@ class Settings:
                     return value
             return None
 
-        booking_env = (get("BOOKING_ENV") or "development").lower()
+        booking_env = (get("BOOKING_ENV") or default_env or d["env"]).lower()
         if booking_env not in ("development", "production", "test"):
             raise SettingsError("BOOKING_ENV must be development, production or test")
-        calcom_url = (get("CALCOM_API_URL") or "https://api.cal.com/v2").rstrip("/")
+        calcom_url = (get("CALCOM_API_URL") or d["calcom_api_url"]).rstrip("/")
         if re.search(r"/v1(/|$)", calcom_url):
             raise SettingsError(
                 "CALCOM_API_URL points at Cal.com API v1, which was shut down in 2026; "
@@ -127,9 +142,9 @@ class Settings:
         return cls(
             database_url=get("DATABASE_URL"),
             data_dir=get("BOOKING_DATA_DIR"),
-            db_pool_size=_int(env, "DB_POOL_SIZE", 5, low=1, high=100),
-            base_url=(get("BASE_URL") or "http://localhost:3000").rstrip("/"),
-            port=_int(env, "PORT", 3000, low=1, high=65535),
+            db_pool_size=_int(env, "DB_POOL_SIZE", d["db_pool_size"], low=1, high=100),
+            base_url=(get("BASE_URL") or d["base_url"]).rstrip("/"),
+            port=_int(env, "PORT", d["port"], low=1, high=65535),
             env=booking_env,
             secret_key=get("SECRET_KEY"),
             stripe_secret_key=get("STRIPE_SECRET_KEY"),
@@ -138,28 +153,32 @@ class Settings:
             calcom_api_key=get("CALCOM_API_KEY"),
             calcom_api_url=calcom_url,
             calcom_webhook_secret=get("CALCOM_WEBHOOK_SECRET"),
-            calcom_cache_seconds=_int(env, "CALCOM_CACHE_SECONDS", 300, low=0, high=86400),
+            calcom_cache_seconds=_int(env, "CALCOM_CACHE_SECONDS", d["calcom_cache_seconds"],
+                                      low=0, high=86400),
             calcom_links=_calendar_links(env),
             oauth_issuer=get("OAUTH_ISSUER", "MANUS_OAUTH_ISSUER"),
             oauth_client_id=get("OAUTH_CLIENT_ID", "MANUS_OAUTH_CLIENT_ID"),
             oauth_client_secret=get("OAUTH_CLIENT_SECRET", "MANUS_OAUTH_CLIENT_SECRET"),
             owner_open_id=get("OWNER_OPEN_ID"),
-            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 120, low=1, high=7 * 24 * 60),
-            session_max_hours=_int(env, "SESSION_MAX_HOURS", 12, low=1, high=24 * 90),
+            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", d["session_idle_minutes"], low=1, high=7 * 24 * 60),
+            session_max_hours=_int(env, "SESSION_MAX_HOURS", d["session_max_hours"], low=1, high=24 * 90),
             admin_api_token=get("ADMIN_API_TOKEN"),
             # Stripe allows a Checkout Session to live 30 min to 24 h; the hold adds a
             # minute of grace (booking_core.policy.HOLD_GRACE), so stay under 24 h.
-            hold_minutes=_int(env, "HOLD_MINUTES", 30, low=30, high=24 * 60 - 2),
-            cancellation_window_hours=_int(env, "CANCELLATION_WINDOW_HOURS", 24, high=24 * 365),
+            hold_minutes=_int(env, "HOLD_MINUTES", d["hold_minutes"], low=30, high=24 * 60 - 2),
+            cancellation_window_hours=_int(env, "CANCELLATION_WINDOW_HOURS",
+                                           d["cancellation_window_hours"], high=24 * 365),
             smtp_url=get("SMTP_URL"),
-            mail_from=get("MAIL_FROM") or "bookings@localhost",
-            ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI") or "memory://",
-            ratelimit_bookings_per_ip=get("RATELIMIT_BOOKINGS_PER_IP") or "30 per minute",
-            ratelimit_bookings_per_email=get("RATELIMIT_BOOKINGS_PER_EMAIL") or "5 per hour",
-            trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, high=10),
+            mail_from=get("MAIL_FROM") or d["mail_from"],
+            ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI") or d["ratelimit_storage_uri"],
+            ratelimit_bookings_per_ip=get("RATELIMIT_BOOKINGS_PER_IP")
+            or d["ratelimit_bookings_per_ip"],
+            ratelimit_bookings_per_email=get("RATELIMIT_BOOKINGS_PER_EMAIL")
+            or d["ratelimit_bookings_per_email"],
+            trusted_proxies=_int(env, "TRUSTED_PROXIES", d["trusted_proxies"], high=10),
             redis_url=get("REDIS_URL"),
             sentry_dsn=get("SENTRY_DSN"),
-            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            log_level=(get("LOG_LEVEL") or d["log_level"]).upper(),
         )
 
     def production_problems(self) -> list[str]:
@@ -176,6 +195,12 @@ class Settings:
         if not self.base_url.startswith("https://"):
             problems.append("BASE_URL must be https:// in production")
         return problems
+
+
+# The class's defaults by field name (fields built by a factory have no single default).
+_DEFAULTS: dict[str, Any] = {
+    a.name: a.default for a in attrs.fields(Settings) if not hasattr(a.default, "factory")
+}
 
 
 def read_env_files(directory: Path) -> dict[str, str]:

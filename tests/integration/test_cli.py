@@ -17,6 +17,8 @@ import pytest
 from adapters.postgres import Database, migrate
 from booking_core.model import Role, User
 
+HEAD = migrate.head()  # the newest migration shipped
+
 if TYPE_CHECKING:
     from conftest import PgServer
 
@@ -83,10 +85,9 @@ def test_migrate_seed_and_downgrade(elsewhere: Path, fresh_url: str) -> None:
     result = booking("db", "upgrade", cwd=elsewhere, DATABASE_URL=fresh_url)
     assert result.returncode == 0, result.stderr
     assert "applied 0001" in result.stderr  # progress goes to stderr
-    head = migrate.head()
-    assert result.stdout.strip() == f"database at revision {head}"
+    assert result.stdout.strip() == f"database at revision {HEAD}"
     assert booking("db", "current", cwd=elsewhere, DATABASE_URL=fresh_url).stdout.strip() == (
-        f"{head} (head)"
+        f"{HEAD} (head)"
     )
 
     first = booking("seed", cwd=elsewhere, DATABASE_URL=fresh_url)
@@ -167,5 +168,5 @@ def test_without_database_url_the_embedded_server_is_used(elsewhere: Path) -> No
     assert result.returncode == 0, result.stderr
     assert "embedded PostgreSQL" in result.stderr
     result = booking("db", "current", cwd=elsewhere, BOOKING_DATA_DIR=str(data))
-    assert result.stdout.strip() == f"{migrate.head()} (head)"
+    assert result.stdout.strip() == f"{HEAD} (head)"
     assert (data / "embedded.json").read_text() == '{"pids": []}'  # stopped on the way out

@@ -17,8 +17,8 @@ from adapters.memory import FixedClock, InMemoryStore, RecordingNotifier
 from adapters.schedule import ScheduleCalendarGateway
 from adapters.stripe import StripePaymentGateway
 from entrypoints.bootstrap import bootstrap
+from entrypoints.dev.sample_data import seed
 from entrypoints.flask_app import create_app
-from entrypoints.sample_data import seed
 from entrypoints.settings import Settings
 from entrypoints.worker import run_once
 
@@ -29,17 +29,16 @@ except ModuleNotFoundError:  # tests/integration imported as a package
 
 fake_stripe = stripe_fixtures.fake_stripe
 WEBHOOK_SECRET = stripe_fixtures.WEBHOOK_SECRET
-NOW = datetime.now(UTC).replace(microsecond=0)
 ADMIN = "admin-token-for-tests"
 
 
 class App:
     def __init__(self, fake: FakeStripe) -> None:
         self.fake = fake
-        self.clock = FixedClock(NOW)
-        # NOW is taken when the module is imported, maybe minutes before the test runs (under
-        # xdist); the fake checks expires_at against its clock, so it follows the test's.
-        fake.now = lambda: self.clock.now().timestamp()
+        # Now, when the test starts (not at import): the fake Stripe checks expires_at against
+        # the real clock, and a long suite can start this test minutes after collecting it.
+        self.now = datetime.now(UTC).replace(microsecond=0)
+        self.clock = FixedClock(self.now)
         self.store = InMemoryStore()
         self.gateway = StripePaymentGateway(
             api_key=stripe_fixtures.API_KEY,
@@ -51,6 +50,7 @@ class App:
         )
         self.deps = bootstrap(
             Settings(
+                env="test",
                 admin_api_token=ADMIN,
                 ratelimit_bookings_per_ip="0",
                 ratelimit_bookings_per_email="0",
@@ -66,8 +66,8 @@ class App:
         self.client: FlaskClient = create_app(self.deps).test_client()
 
     def first_slot(self, practitioner_id: int = 2, service_id: int = 3) -> str:
-        day = (NOW + timedelta(days=3)).date().isoformat()
-        to = (NOW + timedelta(days=10)).date().isoformat()
+        day = (self.now + timedelta(days=3)).date().isoformat()
+        to = (self.now + timedelta(days=10)).date().isoformat()
         body = self.client.get(
             f"/api/practitioners/{practitioner_id}/availability",
             query_string={"service_id": service_id, "from": day, "to": to},
@@ -145,7 +145,7 @@ def test_book_pay_confirm_cancel_refund_over_http(app: App) -> None:
     assert page.status_code == 200
     assert b"confirmed" in page.data
 
-    app.clock.set(NOW + timedelta(hours=1))
+    app.clock.set(app.now + timedelta(hours=1))
     cancelled = app.client.post(
         f"/api/bookings/{booking_id}/cancel",
         json={"reason": "travel"},

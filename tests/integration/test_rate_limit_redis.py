@@ -16,6 +16,7 @@ from entrypoints.settings import Settings
 def _app(storage: str) -> FlaskClient:
     deps = bootstrap(
         Settings(
+            env="test",
             ratelimit_storage_uri=storage,
             ratelimit_bookings_per_ip="3 per minute",
             ratelimit_bookings_per_email="0",

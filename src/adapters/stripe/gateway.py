@@ -14,7 +14,7 @@ import stripe
 from stripe.params import RefundCreateParams
 from stripe.params.checkout import SessionCreateParams
 
-from adapters.memory.gateways import parse_stripe_shaped_event
+from adapters.stripe.events import parse_stripe_event
 from booking_core.errors import (
     InvalidPayload,
     InvalidSignature,
@@ -222,7 +222,7 @@ class StripePaymentGateway:
             raise InvalidPayload("the webhook body is not a Stripe event") from exc
         try:
             # StripeObject stopped being a dict in stripe 15; to_dict() gives plain JSON values.
-            return parse_stripe_shaped_event(event.to_dict())
+            return parse_stripe_event(event.to_dict())
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidPayload(f"the Stripe event is malformed: {type(exc).__name__}") from exc
 

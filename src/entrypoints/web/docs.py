@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 bp = Blueprint("docs", __name__)
 
@@ -208,6 +208,14 @@ _AVAILABILITY_PARAMS = [
 
 _HTML = {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
 
+# The offline checkout's Pay / Cancel forms post the session's own secret (from its page).
+_FORM_SECRET: dict[str, Any] = {
+    "required": True,
+    "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["secret"], "properties": {"secret": {"type": "string"}},
+    }}},
+}
+
 PATHS: dict[str, dict[str, Any]] = {
     "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"})}}},
     "/readyz": {
@@ -380,18 +388,21 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "Offline checkout page (development without a Stripe key)",
             "parameters": [{"name": "session_id", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
-            "responses": {"200": _HTML, "404": _HTML},
+            "responses": {"200": _HTML, "404": _problem("no such checkout session")},
         }
     },
     "/dev/checkout/{session_id}/pay": {
-        "post": {"summary": "Offline checkout: pay", "parameters": [
+        "post": {"summary": "Offline checkout: pay", "requestBody": _FORM_SECRET, "parameters": [
             {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"303": {"description": "to the success page"}}}
+            "responses": {"303": {"description": "to the success page"},
+                          "404": _problem("no such session, or not its secret")}}
     },
     "/dev/checkout/{session_id}/cancel": {
-        "post": {"summary": "Offline checkout: cancel", "parameters": [
+        "post": {"summary": "Offline checkout: cancel", "requestBody": _FORM_SECRET,
+                 "parameters": [
             {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"303": {"description": "to the cancel page"}}}
+            "responses": {"303": {"description": "to the cancel page"},
+                          "404": _problem("no such session, or not its secret")}}
     },
     "/api/admin/bookings": {
         "get": {
@@ -494,7 +505,9 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(*, offline_checkout: bool = False) -> dict[str, Any]:
+    """The document; the offline checkout's paths only when it is served (development)."""
+    paths = {p: v for p, v in PATHS.items() if offline_checkout or not p.startswith("/dev/")}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -502,7 +515,7 @@ def openapi_document() -> dict[str, Any]:
             "version": "0.1.0",
             "description": "Book a practitioner, pay with Stripe Checkout, manage the booking.",
         },
-        "paths": PATHS,
+        "paths": paths,
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {
@@ -518,7 +531,8 @@ def openapi_document() -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    return jsonify(openapi_document())
+    served = "offline_checkout" in current_app.extensions
+    return jsonify(openapi_document(offline_checkout=served))
 
 
 # A self-contained page: renders the document with a few lines of script, fetches nothing
