@@ -20,7 +20,7 @@ from adapters.schedule import ScheduleCalendarGateway
 from booking_core.errors import Conflict, InvalidSignature, ValidationFailed
 from entrypoints.bootstrap import bootstrap
 from entrypoints.flask_app import create_app
-from entrypoints.sample_data import seed
+from entrypoints.dev.sample_data import seed
 from entrypoints.settings import Settings
 
 try:

@@ -52,11 +52,13 @@ _LOCAL_PATH = re.compile(r"^/(?![/\\])[^\\\x00-\x20\x7f]*$")
 class SignInNotConfigured(ExternalServiceError):
     code = "signin_not_configured"
     title = "Sign-in is not configured"
+    public_detail = True  # names the missing settings, never their values
 
 
 class SignInUnavailable(ExternalServiceError):
     code = "signin_unavailable"
     title = "The sign-in provider did not answer"
+    public_detail = True  # raised with fixed sentences only
 
 
 class InvalidNext(BadRequest):

@@ -145,4 +145,5 @@ def _server_side(error: Exception, status: int) -> Response:
     )
     if status == 500 or not isinstance(error, BookingError):
         return problem(500, "internal_error", "Internal server error", _INTERNAL_DETAIL)
-    return problem(status, error.code, error.title, _OUTAGE_DETAIL)
+    detail = error.detail if error.public_detail else _OUTAGE_DETAIL
+    return problem(status, error.code, error.title, detail)
