@@ -166,7 +166,14 @@ def open_database(
         server = start_embedded(settings.data_dir, progress=progress)
         url = server.url
     try:
-        database = Database.connect(url, pool_size=settings.db_pool_size)
+        database = Database.connect(
+            url,
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            idle_in_transaction_timeout_ms=settings.db_idle_tx_timeout_ms,
+        )
     except BaseException:
         if server is not None:
             server.stop()

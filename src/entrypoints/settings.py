@@ -13,6 +13,7 @@ from dotenv import dotenv_values
 from booking_core.model import CalendarLink
 
 _TRUTHY = {"1", "true", "yes", "on"}
+_HOUR = 3_600_000  # ms
 
 
 class SettingsError(ValueError):
@@ -54,6 +55,10 @@ class Settings:
     database_url: str | None = None
     data_dir: str | None = None
     db_pool_size: int = 5
+    db_pool_timeout: int = 5
+    db_connect_timeout: int = 3
+    db_statement_timeout_ms: int = 5000
+    db_idle_tx_timeout_ms: int = 30000
     base_url: str = "http://localhost:3000"
     port: int = 3000
     env: str = "development"
@@ -61,6 +66,7 @@ class Settings:
     stripe_secret_key: str | None = field(default=None, repr=False)
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
+    stripe_max_concurrent_calls: int = 4
     calcom_api_key: str | None = field(default=None, repr=False)
     calcom_api_url: str = "https://api.cal.com/v2"
     calcom_webhook_secret: str | None = field(default=None, repr=False)
@@ -84,6 +90,7 @@ class Settings:
     redis_url: str | None = None
     sentry_dsn: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    worker_job_lease_seconds: int = 30
 
     @property
     def is_production(self) -> bool:
@@ -128,6 +135,10 @@ class Settings:
             database_url=get("DATABASE_URL"),
             data_dir=get("BOOKING_DATA_DIR"),
             db_pool_size=_int(env, "DB_POOL_SIZE", 5, low=1, high=100),
+            db_pool_timeout=_int(env, "DB_POOL_TIMEOUT", 5, low=1, high=300),
+            db_connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 3, low=2, high=300),
+            db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, low=100, high=_HOUR),
+            db_idle_tx_timeout_ms=_int(env, "DB_IDLE_TX_TIMEOUT_MS", 30000, low=1000, high=_HOUR),
             base_url=(get("BASE_URL") or "http://localhost:3000").rstrip("/"),
             port=_int(env, "PORT", 3000, low=1, high=65535),
             env=booking_env,
@@ -135,6 +146,7 @@ class Settings:
             stripe_secret_key=get("STRIPE_SECRET_KEY"),
             stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
             stripe_api_base=get("STRIPE_API_BASE"),
+            stripe_max_concurrent_calls=_int(env, "STRIPE_MAX_CONCURRENT_CALLS", 4, low=1),
             calcom_api_key=get("CALCOM_API_KEY"),
             calcom_api_url=calcom_url,
             calcom_webhook_secret=get("CALCOM_WEBHOOK_SECRET"),
@@ -160,6 +172,7 @@ class Settings:
             redis_url=get("REDIS_URL"),
             sentry_dsn=get("SENTRY_DSN"),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            worker_job_lease_seconds=_int(env, "WORKER_JOB_LEASE_SECONDS", 30, low=2, high=3600),
         )
 
     def production_problems(self) -> list[str]:
