@@ -190,6 +190,7 @@ def open_database(
 
 def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
     if settings.stripe_secret_key:
+        from adapters.resilience import Bulkhead, CircuitBreaker
         from adapters.stripe import StripePaymentGateway
 
         gateway = StripePaymentGateway(
@@ -200,6 +201,10 @@ def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
             # Three tries of at most 3 s + 5 s stay inside gunicorn's worker timeout (30 s),
             # so a booking against a hanging Stripe still releases its hold and answers 503.
             timeout=(3.05, 5.0),
+            # Only this many threads may wait on Stripe at once: a hanging Stripe leaves the
+            # others free for health checks, availability and pages.
+            bulkhead=Bulkhead(settings.stripe_max_concurrent_calls),
+            breaker=CircuitBreaker(threshold=5, cooldown=30.0),
         )
         where = "Stripe" + (f" at {settings.stripe_api_base}" if settings.stripe_api_base else "")
         return gateway, where
