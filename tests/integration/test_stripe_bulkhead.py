@@ -152,7 +152,8 @@ def test_sixteen_slow_checkouts_leave_health_and_availability_answering(
             started = time.monotonic()
             assert requests.get(f"{base}/healthz", timeout=2).status_code == 200
             assert _availability(base).status_code == 200
-            assert time.monotonic() - started < 1.0
+            assert requests.get(f"{base}/booking/cancel", timeout=2).status_code == 200  # a page
+            assert time.monotonic() - started < 1.5
         refused = [f.result() for f in futures if f.done()]
         assert len(refused) == THREADS - LIMIT
         assert all(r[:2] == (503, "payment_unavailable") for r in refused), refused
