@@ -147,7 +147,9 @@ def test_sixteen_slow_checkouts_leave_health_and_availability_answering(
     pool = ThreadPoolExecutor(THREADS)
     try:
         futures = [pool.submit(book, n) for n in range(THREADS)]
-        time.sleep(1.0)  # every booking is in; LIMIT of them wait on the hanging Stripe
+        deadline = time.monotonic() + 5  # all but LIMIT are refused at once; LIMIT wait on Stripe
+        while sum(f.done() for f in futures) < THREADS - LIMIT and time.monotonic() < deadline:
+            time.sleep(0.05)
         for _ in range(3):
             started = time.monotonic()
             assert requests.get(f"{base}/healthz", timeout=2).status_code == 200
@@ -157,7 +159,7 @@ def test_sixteen_slow_checkouts_leave_health_and_availability_answering(
         refused = [f.result() for f in futures if f.done()]
         assert len(refused) == THREADS - LIMIT
         assert all(r[:2] == (503, "payment_unavailable") for r in refused), refused
-        assert all(took < 1.0 for _, _, took in refused)
+        assert all(took < 2.0 for _, _, took in refused), refused
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         try:
             with engine.connect() as connection:
