@@ -173,6 +173,13 @@ class Outbox(Protocol):
         (PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE run_at.)
         """
 
+    def renew(self, job_id: int, *, leased_until: datetime, until: datetime) -> bool:
+        """Extend a running job's lease from ``leased_until`` to ``until`` (a heartbeat).
+
+        True when renewed; False when the job is no longer pending under that lease (finished,
+        parked, or its lease lapsed and another worker took it): the caller stops renewing.
+        """
+
     def complete(self, job_id: int) -> None: ...
 
     def retry(self, job_id: int, *, error: str, run_at: datetime) -> None:

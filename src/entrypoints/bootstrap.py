@@ -173,7 +173,14 @@ def open_database(
         server = start_embedded(settings.data_dir, progress=progress)
         url = server.url
     try:
-        database = Database.connect(url, pool_size=settings.db_pool_size)
+        database = Database.connect(
+            url,
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            idle_in_transaction_timeout_ms=settings.db_idle_tx_timeout_ms,
+        )
     except BaseException:
         if server is not None:
             server.stop()
@@ -192,6 +199,7 @@ def _payments(settings: Settings, engine: Any, clock: Clock) -> tuple[PaymentGat
     """Stripe when STRIPE_SECRET_KEY is set; otherwise (development only) the offline checkout,
     its sessions in the database, its webhook secret generated for the data folder."""
     if settings.stripe_secret_key:
+        from adapters.resilience import Bulkhead, CircuitBreaker
         from adapters.stripe import StripePaymentGateway
 
         gateway = StripePaymentGateway(
@@ -202,6 +210,10 @@ def _payments(settings: Settings, engine: Any, clock: Clock) -> tuple[PaymentGat
             # Three tries of at most 3 s + 5 s stay inside gunicorn's worker timeout (30 s),
             # so a booking against a hanging Stripe still releases its hold and answers 503.
             timeout=(3.05, 5.0),
+            # Only this many threads may wait on Stripe at once: a hanging Stripe leaves the
+            # others free for health checks, availability and pages.
+            bulkhead=Bulkhead(settings.stripe_max_concurrent_calls),
+            breaker=CircuitBreaker(threshold=5, cooldown=30.0),
         )
         where = "Stripe" + (f" at {settings.stripe_api_base}" if settings.stripe_api_base else "")
         return gateway, where

@@ -15,6 +15,7 @@ from dotenv import dotenv_values
 from booking_core.model import CalendarLink
 
 _TRUTHY = {"1", "true", "yes", "on"}
+_HOUR = 3_600_000  # ms
 
 
 class SettingsError(ValueError):
@@ -61,6 +62,10 @@ class Settings:
     database_url: str | None = None
     data_dir: str | None = None
     db_pool_size: int = 5
+    db_pool_timeout: int = 5
+    db_connect_timeout: int = 3
+    db_statement_timeout_ms: int = 5000
+    db_idle_tx_timeout_ms: int = 30000
     base_url: str = "http://localhost:3000"
     port: int = 3000
     env: str = "production"
@@ -68,6 +73,7 @@ class Settings:
     stripe_secret_key: str | None = field(default=None, repr=False)
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
+    stripe_max_concurrent_calls: int = 4
     calcom_api_key: str | None = field(default=None, repr=False)
     calcom_api_url: str = "https://api.cal.com/v2"
     calcom_webhook_secret: str | None = field(default=None, repr=False)
@@ -91,6 +97,7 @@ class Settings:
     redis_url: str | None = None
     sentry_dsn: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    worker_job_lease_seconds: int = 30
 
     @property
     def is_production(self) -> bool:
@@ -143,6 +150,16 @@ class Settings:
             database_url=get("DATABASE_URL"),
             data_dir=get("BOOKING_DATA_DIR"),
             db_pool_size=_int(env, "DB_POOL_SIZE", d["db_pool_size"], low=1, high=100),
+            db_pool_timeout=_int(env, "DB_POOL_TIMEOUT", d["db_pool_timeout"], low=1, high=300),
+            db_connect_timeout=_int(
+                env, "DB_CONNECT_TIMEOUT", d["db_connect_timeout"], low=2, high=300
+            ),
+            db_statement_timeout_ms=_int(
+                env, "DB_STATEMENT_TIMEOUT_MS", d["db_statement_timeout_ms"], low=100, high=_HOUR
+            ),
+            db_idle_tx_timeout_ms=_int(
+                env, "DB_IDLE_TX_TIMEOUT_MS", d["db_idle_tx_timeout_ms"], low=1000, high=_HOUR
+            ),
             base_url=(get("BASE_URL") or d["base_url"]).rstrip("/"),
             port=_int(env, "PORT", d["port"], low=1, high=65535),
             env=booking_env,
@@ -150,6 +167,7 @@ class Settings:
             stripe_secret_key=get("STRIPE_SECRET_KEY"),
             stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
             stripe_api_base=get("STRIPE_API_BASE"),
+            stripe_max_concurrent_calls=_int(env, "STRIPE_MAX_CONCURRENT_CALLS", d["stripe_max_concurrent_calls"], low=1),
             calcom_api_key=get("CALCOM_API_KEY"),
             calcom_api_url=calcom_url,
             calcom_webhook_secret=get("CALCOM_WEBHOOK_SECRET"),
@@ -179,6 +197,9 @@ class Settings:
             redis_url=get("REDIS_URL"),
             sentry_dsn=get("SENTRY_DSN"),
             log_level=(get("LOG_LEVEL") or d["log_level"]).upper(),
+            worker_job_lease_seconds=_int(
+                env, "WORKER_JOB_LEASE_SECONDS", d["worker_job_lease_seconds"], low=2, high=3600
+            ),
         )
 
     def production_problems(self) -> list[str]:

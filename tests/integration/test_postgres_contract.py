@@ -895,3 +895,32 @@ def test_claimed_jobs_are_skipped_by_a_concurrent_worker(new_uow: UowFactory) ->
     assert len(mine) == 2
     assert len(theirs) == 1
     assert {j.id for j in mine}.isdisjoint({j.id for j in theirs})
+
+
+def test_a_lease_is_renewed_only_by_its_holder(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        uow.outbox.add("email", {"n": 1}, T0)
+        uow.commit()
+    lease = T0 + timedelta(seconds=30)
+    with uow:
+        (job,) = uow.outbox.claim_due(T0, limit=1, lease_seconds=30)
+        uow.commit()
+    job_id = job.id or 0
+    with uow:
+        assert uow.outbox.renew(job_id, leased_until=lease, until=lease + timedelta(seconds=30))
+        uow.commit()
+    with uow:
+        assert uow.outbox.claim_due(T0 + timedelta(seconds=45)) == []  # renewed: still held
+        # Another worker took it after a lapse: the old holder's renewal is refused.
+        (taken,) = uow.outbox.claim_due(T0 + timedelta(seconds=61), limit=1, lease_seconds=30)
+        uow.commit()
+    with uow:
+        assert not uow.outbox.renew(job_id, leased_until=lease + timedelta(seconds=30), until=T0)
+        uow.outbox.complete(job_id)
+        uow.commit()
+    with uow:
+        later = T0 + timedelta(seconds=91)
+        assert not uow.outbox.renew(job_id, leased_until=later, until=later)
+        assert not uow.outbox.renew(987_654, leased_until=later, until=later)
+    assert taken.id == job_id

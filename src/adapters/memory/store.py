@@ -429,6 +429,17 @@ class _Outbox:
                     store.jobs[job.id] = leased
         return due
 
+    def renew(self, job_id: int, *, leased_until: datetime, until: datetime) -> bool:
+        self._uow._require_open()
+        try:
+            job = self._job(job_id)
+        except KeyError:
+            return False
+        if job.status is not JobStatus.PENDING or job.run_at != leased_until:
+            return False
+        self._uow.staged_jobs[job_id] = attrs.evolve(job, run_at=until)
+        return True
+
     def complete(self, job_id: int) -> None:
         self._uow.staged_jobs[job_id] = attrs.evolve(self._job(job_id), status=JobStatus.DONE)
 

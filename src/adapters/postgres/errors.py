@@ -35,6 +35,7 @@ CHECK_VIOLATION = "23514"
 NOT_NULL_VIOLATION = "23502"
 SERIALIZATION_FAILURE = "40001"
 DEADLOCK_DETECTED = "40P01"
+QUERY_CANCELED = "57014"  # statement_timeout (or a cancel): the server is too slow right now
 
 
 class DatabaseUnavailable(ExternalServiceError):
@@ -106,6 +107,7 @@ def translate(error: Exception, *, where: str = "the database") -> Exception:
             or error.connection_invalidated
             or state.startswith("08")  # connection exception class
             or state.startswith("57P")  # admin shutdown, crash shutdown, cannot connect now
+            or state == QUERY_CANCELED
             or state == "53300"  # too many connections
         ):
             return DatabaseUnavailable(f"{where} is unavailable: {_first_line(error)}")

@@ -477,6 +477,20 @@ class SqlAlchemyOutbox:
             if self._session().execute(stmt).scalar_one_or_none() is None:
                 raise KeyError(f"no job {job_id}")
 
+    def renew(self, job_id: int, *, leased_until: datetime, until: datetime) -> bool:
+        with translated(self._where):
+            stmt = (
+                sa.update(OutboxJobRow)
+                .where(
+                    OutboxJobRow.id == job_id,
+                    OutboxJobRow.status == JobStatus.PENDING,
+                    OutboxJobRow.run_at == leased_until,
+                )
+                .values(run_at=until)
+                .returning(OutboxJobRow.id)
+            )
+            return self._session().execute(stmt).scalar_one_or_none() is not None
+
     def complete(self, job_id: int) -> None:
         self._update(job_id, status=JobStatus.DONE)
 

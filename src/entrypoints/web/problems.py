@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
+# Every 503 says when to come back (RFC 9110 section 10.2.3): database and provider deadlines
+# and the breakers' cool-downs are a few seconds, so clients retry soon, not in a tight loop.
+RETRY_AFTER_SECONDS = 5
+
 # Category -> status; the first match in this order wins (leaves inherit their category).
 _STATUS: list[tuple[type[BookingError], int]] = [
     (BadRequest, 400),
@@ -77,6 +81,8 @@ def problem(
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value
+    if status == 503 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 
