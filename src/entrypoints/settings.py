@@ -167,25 +167,33 @@ class Settings:
             stripe_secret_key=get("STRIPE_SECRET_KEY"),
             stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
             stripe_api_base=get("STRIPE_API_BASE"),
-            stripe_max_concurrent_calls=_int(env, "STRIPE_MAX_CONCURRENT_CALLS", d["stripe_max_concurrent_calls"], low=1),
+            stripe_max_concurrent_calls=_int(
+                env, "STRIPE_MAX_CONCURRENT_CALLS", d["stripe_max_concurrent_calls"], low=1
+            ),
             calcom_api_key=get("CALCOM_API_KEY"),
             calcom_api_url=calcom_url,
             calcom_webhook_secret=get("CALCOM_WEBHOOK_SECRET"),
-            calcom_cache_seconds=_int(env, "CALCOM_CACHE_SECONDS", d["calcom_cache_seconds"],
-                                      low=0, high=86400),
+            calcom_cache_seconds=_int(
+                env, "CALCOM_CACHE_SECONDS", d["calcom_cache_seconds"], low=0, high=86400
+            ),
             calcom_links=_calendar_links(env),
             oauth_issuer=get("OAUTH_ISSUER", "MANUS_OAUTH_ISSUER"),
             oauth_client_id=get("OAUTH_CLIENT_ID", "MANUS_OAUTH_CLIENT_ID"),
             oauth_client_secret=get("OAUTH_CLIENT_SECRET", "MANUS_OAUTH_CLIENT_SECRET"),
             owner_open_id=get("OWNER_OPEN_ID"),
-            session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", d["session_idle_minutes"], low=1, high=7 * 24 * 60),
-            session_max_hours=_int(env, "SESSION_MAX_HOURS", d["session_max_hours"], low=1, high=24 * 90),
+            session_idle_minutes=_int(
+                env, "SESSION_IDLE_MINUTES", d["session_idle_minutes"], low=1, high=7 * 24 * 60
+            ),
+            session_max_hours=_int(
+                env, "SESSION_MAX_HOURS", d["session_max_hours"], low=1, high=24 * 90
+            ),
             admin_api_token=get("ADMIN_API_TOKEN"),
             # Stripe allows a Checkout Session to live 30 min to 24 h; the hold adds a
             # minute of grace (booking_core.policy.HOLD_GRACE), so stay under 24 h.
             hold_minutes=_int(env, "HOLD_MINUTES", d["hold_minutes"], low=30, high=24 * 60 - 2),
-            cancellation_window_hours=_int(env, "CANCELLATION_WINDOW_HOURS",
-                                           d["cancellation_window_hours"], high=24 * 365),
+            cancellation_window_hours=_int(
+                env, "CANCELLATION_WINDOW_HOURS", d["cancellation_window_hours"], high=24 * 365
+            ),
             smtp_url=get("SMTP_URL"),
             mail_from=get("MAIL_FROM") or d["mail_from"],
             ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI") or d["ratelimit_storage_uri"],

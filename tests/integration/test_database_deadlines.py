@@ -24,12 +24,12 @@ import sqlalchemy as sa
 
 from adapters.memory import FakePaymentGateway, RecordingNotifier
 from adapters.postgres import Database, DatabaseUnavailable, migrate
-from entrypoints.dev.embedded_postgres import EmbeddedServer, start_embedded
 from adapters.postgres.errors import translated
 from adapters.schedule import ScheduleCalendarGateway
 from entrypoints.bootstrap import Deps, bootstrap
-from entrypoints.flask_app import create_app
+from entrypoints.dev.embedded_postgres import EmbeddedServer, start_embedded
 from entrypoints.dev.sample_data import seed
+from entrypoints.flask_app import create_app
 from entrypoints.settings import Settings
 
 

@@ -19,8 +19,8 @@ from adapters.postgres.errors import translated
 from adapters.schedule import ScheduleCalendarGateway
 from booking_core.errors import Conflict, InvalidSignature, ValidationFailed
 from entrypoints.bootstrap import bootstrap
-from entrypoints.flask_app import create_app
 from entrypoints.dev.sample_data import seed
+from entrypoints.flask_app import create_app
 from entrypoints.settings import Settings
 
 try:

@@ -73,7 +73,9 @@ def gunicorn_app(
     }
     for name in ("CALCOM_API_KEY", "SMTP_URL", "REDIS_URL", "SENTRY_DSN"):
         env.pop(name, None)
-    seed = "from entrypoints.bootstrap import bootstrap; from entrypoints.dev.sample_data import seed"
+    seed = (
+        "from entrypoints.bootstrap import bootstrap; from entrypoints.dev.sample_data import seed"
+    )
     subprocess.run(
         [sys.executable, "-c", f"{seed}; d = bootstrap(); seed(d.uow()); d.close()"],
         env=env, cwd=tmp_path, check=True, timeout=60,
