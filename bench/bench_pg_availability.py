@@ -34,10 +34,11 @@ from datetime import UTC, date, datetime, timedelta
 import sqlalchemy as sa
 
 from adapters.postgres import Database, migrate, normalize_url
-from adapters.postgres.embedded import start_embedded
 from adapters.postgres.repositories import occupying_statement
 from booking_core.availability import free_slots, local_day_window, occupied_window
-from booking_core.model import Money, Practitioner, Service, WeeklyHours
+from booking_core.model import Money, Practitioner, Service
+from entrypoints.dev.embedded_postgres import start_embedded
+from entrypoints.dev.sample_data import sample_practitioner, sample_service
 
 FIRST_DAY = date(2030, 3, 1)
 DAYS = 60
@@ -83,14 +84,11 @@ def add_practitioners(database: Database) -> tuple[Practitioner, Service]:
     uow = database.unit_of_work()
     with uow:
         target = uow.practitioners.add(
-            Practitioner(
+            sample_practitioner(
                 name="Measured practitioner",
-                timezone="Europe/London",
-                weekly_hours=WeeklyHours.from_mapping({d: ["09:00-17:00"] for d in range(5)}),
+                hours={d: ["09:00-17:00"] for d in range(5)},
                 services=[
-                    Service(
-                        name="Session",
-                        duration_minutes=50,
+                    sample_service(
                         price=Money(8000, "gbp"),
                         buffer_after_minutes=10,
                         max_advance_days=365,

@@ -18,6 +18,9 @@ class BookingError(Exception):
 
     code = "booking_error"
     title = "Booking error"
+    # A 5xx answers a fixed sentence instead of the detail (which may carry a host or a vendor's
+    # words); an error whose detail is always a fixed sentence of ours may say it instead.
+    public_detail = False
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail or self.title)
@@ -98,6 +101,18 @@ class ServiceNotFound(NotFound):
 
 class BookingNotFound(NotFound):
     title = "Booking not found"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    title = "User not found"
+
+
+class SignInFailed(BadRequest):
+    """The provider's answer was refused (state, nonce, ID token); nobody is signed in."""
+
+    code = "signin_failed"
+    title = "Sign-in failed"
 
 
 class SlotUnavailable(Conflict):

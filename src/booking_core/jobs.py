@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,24 +73,46 @@ class PermanentJobError(BookingError):
     title = "Background job failed permanently"
 
 
-def run_due_jobs(
-    ctx: JobContext, *, retry: RetryPolicy | None = None, limit: int = 10
-) -> dict[str, int]:
-    """Claim and run due jobs once; returns counts of done, retried and parked jobs.
+JOB_LEASE_SECONDS = 30
 
+KeepAlive = Callable[[Job, datetime], AbstractContextManager[object]]
+"""``keep_alive(job, leased_until)``: a context that renews the job's lease while it runs."""
+
+
+def run_due_jobs(
+    ctx: JobContext,
+    *,
+    retry: RetryPolicy | None = None,
+    limit: int = 10,
+    lease_seconds: int = JOB_LEASE_SECONDS,
+    keep_alive: KeepAlive | None = None,
+) -> dict[str, int]:
+    """Claim and run up to ``limit`` due jobs, one at a time; returns counts of done, retried
+    and parked jobs.
+
+    Each job is claimed alone for ``lease_seconds`` just before it runs, and ``keep_alive``
+    (the worker's heartbeat) renews that lease while it runs: a worker that dies delays only
+    the job it was running, by at most the lease, and the jobs behind it stay free for others.
     A failing job is retried with backoff and parked after ``max_attempts``; a parked job keeps
     its last error for admins and is never dropped.
     """
     retry = retry or RetryPolicy()
     counts = {"done": 0, "retried": 0, "parked": 0}
-    now = ctx.clock.now()
-    with ctx.uow:
-        jobs = ctx.uow.outbox.claim_due(now, limit)
-        ctx.uow.commit()
-    for job in jobs:
+    for _ in range(limit):
+        now = ctx.clock.now()
+        with ctx.uow:
+            claimed = ctx.uow.outbox.claim_due(now, 1, lease_seconds)
+            ctx.uow.commit()
+        if not claimed:
+            break
+        job = claimed[0]
         job_id = job.id or 0
         try:
-            run_job(job, ctx)
+            if keep_alive is None:
+                run_job(job, ctx)
+            else:
+                with keep_alive(job, now + timedelta(seconds=lease_seconds)):
+                    run_job(job, ctx)
         except Exception as exc:  # any failure is recorded on the job, never lost
             error = f"{type(exc).__name__}: {exc}"[:1000]
             attempts = job.attempts + 1

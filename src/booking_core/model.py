@@ -293,7 +293,10 @@ class Practitioner:
 
 
 class Role(enum.StrEnum):
+    """What a signed-in user may do: nothing admin (user), one practitioner's things, everything."""
+
     USER = "user"
+    PRACTITIONER = "practitioner"
     ADMIN = "admin"
 
 
@@ -306,6 +309,7 @@ class User:
     name: str | None = None
     email: str | None = None
     role: Role = Role.USER
+    practitioner_id: int | None = None  # the practitioner a ``practitioner`` user manages
     last_signed_in: datetime | None = field(default=None, validator=_optional_aware)
 
     @property

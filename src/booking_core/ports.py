@@ -22,6 +22,7 @@ from booking_core.model import (
     Interval,
     Money,
     Practitioner,
+    Role,
     Service,
     User,
 )
@@ -109,10 +110,26 @@ class BookingRepository(Protocol):
 
 
 class UserRepository(Protocol):
+    """Users who signed in; ``open_id`` is unique. Reads see this unit of work's own writes."""
+
     def upsert(self, user: User) -> User:
-        """Insert or update by ``open_id`` (name, email, role, last_signed_in); returns the row."""
+        """Insert ``user``, or update the one with its ``open_id``, in one step; returns it stored.
+
+        An update sets name, email and last_signed_in. The stored role and practitioner_id are
+        kept, except that a ``user.role`` of ADMIN makes the stored user an admin (the owner).
+        A new user gets ``user.role`` and ``user.practitioner_id``. Two concurrent upserts of
+        one open_id leave one user.
+        """
+
+    def get(self, user_id: int) -> User | None: ...
 
     def get_by_open_id(self, open_id: str) -> User | None: ...
+
+    def find_by_email(self, email: str) -> list[User]:
+        """Users whose email equals ``email`` ignoring case, by id."""
+
+    def set_role(self, user_id: int, role: Role, practitioner_id: int | None) -> User:
+        """Change a user's role; raises UserNotFound when there is no such user."""
 
 
 class PaymentEventLog(Protocol):
@@ -154,6 +171,13 @@ class Outbox(Protocol):
         Once this unit of work commits, other workers skip them until the lease ends, so a job
         runs once even with many workers, and again only if its worker died mid-job.
         (PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE run_at.)
+        """
+
+    def renew(self, job_id: int, *, leased_until: datetime, until: datetime) -> bool:
+        """Extend a running job's lease from ``leased_until`` to ``until`` (a heartbeat).
+
+        True when renewed; False when the job is no longer pending under that lease (finished,
+        parked, or its lease lapsed and another worker took it): the caller stops renewing.
         """
 
     def complete(self, job_id: int) -> None: ...

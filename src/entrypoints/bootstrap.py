@@ -7,10 +7,12 @@ fixed clock). Nothing here runs at import time.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 from attrs import define, field
 
 from booking_core.policy import BookingRules
@@ -68,9 +70,10 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
         problems = settings.production_problems()
         if problems:
             raise SettingsError("refusing to start in production: " + "; ".join(problems))
+    _check_extras(settings)
     _monitoring(settings)
     clock: Clock = overrides.pop("clock", None) or SystemClock()
-    live: dict[str, str] = {}
+    live: dict[str, str] = {"environment": settings.env}
     closers: list[Callable[[], None]] = []
 
     uow_factory = overrides.pop("uow_factory", None)
@@ -86,9 +89,16 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
     else:
         live["database"] = "provided"
 
+    if not settings.is_production and not settings.secret_key:
+        # Development generates its secret once per data folder (every process on the folder
+        # agrees on it); on memory adapters (tests) the process makes one up.
+        settings = attrs.evolve(settings, secret_key=_development_secret(settings, engine))
+
     payments = overrides.pop("payments", None)
     if payments is None:
-        payments, live["payments"] = _payments(settings)
+        payments, live["payments"] = _payments(settings, engine, clock)
+        if live["payments"].startswith("offline"):
+            extras["offline_checkout"] = payments
     else:
         live["payments"] = type(payments).__name__
 
@@ -104,11 +114,8 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
     else:
         live["email"] = type(notifier).__name__
 
-    if settings.is_production:
-        from adapters.memory import FakePaymentGateway
-
-        if isinstance(payments, FakePaymentGateway):
-            raise SettingsError("refusing to start in production with the fake payment gateway")
+    if settings.is_production and _is_a_stand_in(payments):
+        raise SettingsError("refusing to start in production with the fake payment gateway")
     rules = overrides.pop("rules", None) or BookingRules(
         hold_minutes=settings.hold_minutes,
         cancellation_window_hours=settings.cancellation_window_hours,
@@ -157,7 +164,7 @@ def open_database(
     EmbeddedServerError (the embedded server could not start); nothing connects yet.
     """
     from adapters.postgres import Database
-    from adapters.postgres.embedded import start_embedded
+    from entrypoints.dev.embedded_postgres import start_embedded
 
     settings = settings or Settings.from_env()
     url = settings.database_url
@@ -166,7 +173,14 @@ def open_database(
         server = start_embedded(settings.data_dir, progress=progress)
         url = server.url
     try:
-        database = Database.connect(url, pool_size=settings.db_pool_size)
+        database = Database.connect(
+            url,
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout,
+            connect_timeout=settings.db_connect_timeout,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            idle_in_transaction_timeout_ms=settings.db_idle_tx_timeout_ms,
+        )
     except BaseException:
         if server is not None:
             server.stop()
@@ -181,8 +195,11 @@ def open_database(
     return OpenDatabase(database=database, url=url, where=where, close=close)
 
 
-def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
+def _payments(settings: Settings, engine: Any, clock: Clock) -> tuple[PaymentGateway, str]:
+    """Stripe when STRIPE_SECRET_KEY is set; otherwise (development only) the offline checkout,
+    its sessions in the database, its webhook secret generated for the data folder."""
     if settings.stripe_secret_key:
+        from adapters.resilience import Bulkhead, CircuitBreaker
         from adapters.stripe import StripePaymentGateway
 
         gateway = StripePaymentGateway(
@@ -193,16 +210,54 @@ def _payments(settings: Settings) -> tuple[PaymentGateway, str]:
             # Three tries of at most 3 s + 5 s stay inside gunicorn's worker timeout (30 s),
             # so a booking against a hanging Stripe still releases its hold and answers 503.
             timeout=(3.05, 5.0),
+            # Only this many threads may wait on Stripe at once: a hanging Stripe leaves the
+            # others free for health checks, availability and pages.
+            bulkhead=Bulkhead(settings.stripe_max_concurrent_calls),
+            breaker=CircuitBreaker(threshold=5, cooldown=30.0),
         )
         where = "Stripe" + (f" at {settings.stripe_api_base}" if settings.stripe_api_base else "")
         return gateway, where
+    if settings.is_production:  # production_problems() refused this already; never fall back
+        raise SettingsError("refusing to start in production without STRIPE_SECRET_KEY")
+    from entrypoints.dev import offline_checkout as offline
+
+    sessions: offline.OfflineSessions
+    if engine is not None:
+        sessions, kept = offline.PostgresOfflineSessions(engine), "sessions in the database"
+    else:
+        sessions, kept = offline.InMemoryOfflineSessions(), "sessions in memory"
+    webhook_secret = settings.stripe_webhook_secret or _development_secret(
+        settings, engine, name="offline-webhook-secret", prefix="whsec_"
+    )
+    stand_in = offline.OfflineCheckoutGateway(
+        sessions=sessions,
+        checkout_base_url=settings.base_url,
+        webhook_secret=webhook_secret,
+        clock=clock,
+    )
+    return stand_in, f"offline checkout at {offline.CHECKOUT_PATH} ({kept})"
+
+
+def _development_secret(
+    settings: Settings, engine: Any, *, name: str = "secret-key", prefix: str = ""
+) -> str:
+    """A secret of the data folder when development opened the database, else a fresh one
+    (memory adapters, or the ``test`` environment, which leaves the data folder alone)."""
+    if engine is None or settings.env != "development":
+        return prefix + secrets.token_urlsafe(32)
+    from entrypoints.dev.local_secrets import data_folder, local_secret
+
+    return local_secret(data_folder(settings.data_dir), name, prefix=prefix)
+
+
+def _is_a_stand_in(payments: PaymentGateway) -> bool:
     from adapters.memory import FakePaymentGateway
 
-    fake = FakePaymentGateway(
-        checkout_base_url=settings.base_url,
-        webhook_secret=settings.stripe_webhook_secret or "whsec_offline_development",
-    )
-    return fake, "fake (offline checkout at /dev/checkout)"
+    if isinstance(payments, FakePaymentGateway):
+        return True
+    from entrypoints.dev.offline_checkout import OfflineCheckoutGateway
+
+    return isinstance(payments, OfflineCheckoutGateway)
 
 
 def _calendar(settings: Settings, engine: Any) -> tuple[CalendarGateway, str]:
@@ -245,6 +300,23 @@ def _notifier(settings: Settings) -> tuple[Notifier, str]:
         notifier = SmtpNotifier.from_url(settings.smtp_url, mail_from=settings.mail_from)
         return notifier, f"SMTP at {notifier.host}"
     return LoggingNotifier(), "log only (no SMTP_URL)"
+
+
+def _check_extras(settings: Settings) -> None:
+    """A setting that needs an optional package names the extra that installs it."""
+    import importlib.util
+
+    needed = [
+        (settings.redis_url or settings.ratelimit_storage_uri.startswith("redis"), "redis",
+         "redis", "REDIS_URL or a redis RATELIMIT_STORAGE_URI"),
+        (settings.sentry_dsn, "sentry_sdk", "sentry", "SENTRY_DSN"),
+    ]
+    for wanted, module, extra, what in needed:
+        if wanted and importlib.util.find_spec(module) is None:
+            raise SettingsError(
+                f"{what} is set but its client is not installed: "
+                f'python -m pip install -e ".[{extra}]"'
+            )
 
 
 def _monitoring(settings: Settings) -> None:

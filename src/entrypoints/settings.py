@@ -6,13 +6,16 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import attrs
 from attrs import field, frozen
 from dotenv import dotenv_values
 
 from booking_core.model import CalendarLink
 
 _TRUTHY = {"1", "true", "yes", "on"}
+_HOUR = 3_600_000  # ms
 
 
 class SettingsError(ValueError):
@@ -49,18 +52,28 @@ def _calendar_links(env: Mapping[str, str]) -> dict[int, CalendarLink]:
 
 @frozen(kw_only=True)
 class Settings:
-    """Every setting of DESIGN.md section 7; ``.env.example`` documents each one."""
+    """Every setting of DESIGN.md section 7; ``.env.example`` documents each one.
+
+    Each default is written here once; ``from_mapping`` falls back to these. ``env`` defaults to
+    production: development (the offline checkout, generated local secrets) must be asked for
+    with ``BOOKING_ENV=development`` or ``booking serve``.
+    """
 
     database_url: str | None = None
     data_dir: str | None = None
     db_pool_size: int = 5
+    db_pool_timeout: int = 5
+    db_connect_timeout: int = 3
+    db_statement_timeout_ms: int = 5000
+    db_idle_tx_timeout_ms: int = 30000
     base_url: str = "http://localhost:3000"
     port: int = 3000
-    env: str = "development"
+    env: str = "production"
     secret_key: str | None = field(default=None, repr=False)
     stripe_secret_key: str | None = field(default=None, repr=False)
     stripe_webhook_secret: str | None = field(default=None, repr=False)
     stripe_api_base: str | None = None
+    stripe_max_concurrent_calls: int = 4
     calcom_api_key: str | None = field(default=None, repr=False)
     calcom_api_url: str = "https://api.cal.com/v2"
     calcom_webhook_secret: str | None = field(default=None, repr=False)
@@ -70,6 +83,8 @@ class Settings:
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = field(default=None, repr=False)
     owner_open_id: str | None = None
+    session_idle_minutes: int = 120
+    session_max_hours: int = 12
     admin_api_token: str | None = field(default=None, repr=False)
     hold_minutes: int = 30
     cancellation_window_hours: int = 24
@@ -78,28 +93,43 @@ class Settings:
     ratelimit_storage_uri: str = "memory://"
     ratelimit_bookings_per_ip: str = "30 per minute"
     ratelimit_bookings_per_email: str = "5 per hour"
+    trusted_proxies: int = 0
     redis_url: str | None = None
     sentry_dsn: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    worker_job_lease_seconds: int = 30
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
 
+    @property
+    def signin_configured(self) -> bool:
+        """OpenID Connect sign-in needs an issuer, a client id and a client secret."""
+        return bool(self.oauth_issuer and self.oauth_client_id and self.oauth_client_secret)
+
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, env_dir: str | Path | None = None
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        env_dir: str | Path | None = None,
+        default_env: str | None = None,
     ) -> Settings:
         """Read the process environment, falling back to ``.env.local`` then ``.env``.
 
-        Real environment variables win over the files. Raises SettingsError on bad values.
+        Real environment variables win over the files. ``default_env`` applies when neither
+        sets ``BOOKING_ENV`` (``booking serve`` passes "development"; otherwise production).
+        Raises SettingsError on bad values.
         """
         env = dict(read_env_files(Path(env_dir) if env_dir else Path.cwd()))
         env.update(os.environ if environ is None else environ)
-        return cls.from_mapping(env)
+        return cls.from_mapping(env, default_env=default_env)
 
     @classmethod
-    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+    def from_mapping(cls, env: Mapping[str, str], *, default_env: str | None = None) -> Settings:
+        d = _DEFAULTS
+
         def get(name: str, *aliases: str) -> str | None:
             for key in (name, *aliases):
                 value = env.get(key, "").strip()
@@ -107,10 +137,10 @@ class Settings:
                     return value
             return None
 
-        booking_env = (get("BOOKING_ENV") or "development").lower()
+        booking_env = (get("BOOKING_ENV") or default_env or d["env"]).lower()
         if booking_env not in ("development", "production", "test"):
             raise SettingsError("BOOKING_ENV must be development, production or test")
-        calcom_url = (get("CALCOM_API_URL") or "https://api.cal.com/v2").rstrip("/")
+        calcom_url = (get("CALCOM_API_URL") or d["calcom_api_url"]).rstrip("/")
         if re.search(r"/v1(/|$)", calcom_url):
             raise SettingsError(
                 "CALCOM_API_URL points at Cal.com API v1, which was shut down in 2026; "
@@ -119,36 +149,65 @@ class Settings:
         return cls(
             database_url=get("DATABASE_URL"),
             data_dir=get("BOOKING_DATA_DIR"),
-            db_pool_size=_int(env, "DB_POOL_SIZE", 5, low=1, high=100),
-            base_url=(get("BASE_URL") or "http://localhost:3000").rstrip("/"),
-            port=_int(env, "PORT", 3000, low=1, high=65535),
+            db_pool_size=_int(env, "DB_POOL_SIZE", d["db_pool_size"], low=1, high=100),
+            db_pool_timeout=_int(env, "DB_POOL_TIMEOUT", d["db_pool_timeout"], low=1, high=300),
+            db_connect_timeout=_int(
+                env, "DB_CONNECT_TIMEOUT", d["db_connect_timeout"], low=2, high=300
+            ),
+            db_statement_timeout_ms=_int(
+                env, "DB_STATEMENT_TIMEOUT_MS", d["db_statement_timeout_ms"], low=100, high=_HOUR
+            ),
+            db_idle_tx_timeout_ms=_int(
+                env, "DB_IDLE_TX_TIMEOUT_MS", d["db_idle_tx_timeout_ms"], low=1000, high=_HOUR
+            ),
+            base_url=(get("BASE_URL") or d["base_url"]).rstrip("/"),
+            port=_int(env, "PORT", d["port"], low=1, high=65535),
             env=booking_env,
             secret_key=get("SECRET_KEY"),
             stripe_secret_key=get("STRIPE_SECRET_KEY"),
             stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
             stripe_api_base=get("STRIPE_API_BASE"),
+            stripe_max_concurrent_calls=_int(
+                env, "STRIPE_MAX_CONCURRENT_CALLS", d["stripe_max_concurrent_calls"], low=1
+            ),
             calcom_api_key=get("CALCOM_API_KEY"),
             calcom_api_url=calcom_url,
             calcom_webhook_secret=get("CALCOM_WEBHOOK_SECRET"),
-            calcom_cache_seconds=_int(env, "CALCOM_CACHE_SECONDS", 300, low=0, high=86400),
+            calcom_cache_seconds=_int(
+                env, "CALCOM_CACHE_SECONDS", d["calcom_cache_seconds"], low=0, high=86400
+            ),
             calcom_links=_calendar_links(env),
             oauth_issuer=get("OAUTH_ISSUER", "MANUS_OAUTH_ISSUER"),
             oauth_client_id=get("OAUTH_CLIENT_ID", "MANUS_OAUTH_CLIENT_ID"),
             oauth_client_secret=get("OAUTH_CLIENT_SECRET", "MANUS_OAUTH_CLIENT_SECRET"),
             owner_open_id=get("OWNER_OPEN_ID"),
+            session_idle_minutes=_int(
+                env, "SESSION_IDLE_MINUTES", d["session_idle_minutes"], low=1, high=7 * 24 * 60
+            ),
+            session_max_hours=_int(
+                env, "SESSION_MAX_HOURS", d["session_max_hours"], low=1, high=24 * 90
+            ),
             admin_api_token=get("ADMIN_API_TOKEN"),
             # Stripe allows a Checkout Session to live 30 min to 24 h; the hold adds a
             # minute of grace (booking_core.policy.HOLD_GRACE), so stay under 24 h.
-            hold_minutes=_int(env, "HOLD_MINUTES", 30, low=30, high=24 * 60 - 2),
-            cancellation_window_hours=_int(env, "CANCELLATION_WINDOW_HOURS", 24, high=24 * 365),
+            hold_minutes=_int(env, "HOLD_MINUTES", d["hold_minutes"], low=30, high=24 * 60 - 2),
+            cancellation_window_hours=_int(
+                env, "CANCELLATION_WINDOW_HOURS", d["cancellation_window_hours"], high=24 * 365
+            ),
             smtp_url=get("SMTP_URL"),
-            mail_from=get("MAIL_FROM") or "bookings@localhost",
-            ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI") or "memory://",
-            ratelimit_bookings_per_ip=get("RATELIMIT_BOOKINGS_PER_IP") or "30 per minute",
-            ratelimit_bookings_per_email=get("RATELIMIT_BOOKINGS_PER_EMAIL") or "5 per hour",
+            mail_from=get("MAIL_FROM") or d["mail_from"],
+            ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI") or d["ratelimit_storage_uri"],
+            ratelimit_bookings_per_ip=get("RATELIMIT_BOOKINGS_PER_IP")
+            or d["ratelimit_bookings_per_ip"],
+            ratelimit_bookings_per_email=get("RATELIMIT_BOOKINGS_PER_EMAIL")
+            or d["ratelimit_bookings_per_email"],
+            trusted_proxies=_int(env, "TRUSTED_PROXIES", d["trusted_proxies"], high=10),
             redis_url=get("REDIS_URL"),
             sentry_dsn=get("SENTRY_DSN"),
-            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            log_level=(get("LOG_LEVEL") or d["log_level"]).upper(),
+            worker_job_lease_seconds=_int(
+                env, "WORKER_JOB_LEASE_SECONDS", d["worker_job_lease_seconds"], low=2, high=3600
+            ),
         )
 
     def production_problems(self) -> list[str]:
@@ -165,6 +224,12 @@ class Settings:
         if not self.base_url.startswith("https://"):
             problems.append("BASE_URL must be https:// in production")
         return problems
+
+
+# The class's defaults by field name (fields built by a factory have no single default).
+_DEFAULTS: dict[str, Any] = {
+    a.name: a.default for a in attrs.fields(Settings) if not hasattr(a.default, "factory")
+}
 
 
 def read_env_files(directory: Path) -> dict[str, str]:

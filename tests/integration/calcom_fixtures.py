@@ -16,8 +16,9 @@ import pytest
 from adapters.calcom import CalComCalendarGateway, RedisSlotCache
 from adapters.memory import FakePaymentGateway, FixedClock, InMemoryStore, RecordingNotifier
 from booking_core.jobs import JobContext
-from booking_core.model import CalendarLink, Money, Practitioner, Service, WeeklyHours
+from booking_core.model import CalendarLink, Money
 from booking_core.policy import BookingRules
+from entrypoints.dev.sample_data import sample_practitioner, sample_service
 
 try:
     from fake_calcom import FakeCalcom, free_port_url
@@ -136,11 +137,11 @@ class World:
         self.calendar = calendar
         self.payments = FakePaymentGateway()
         self.notifier = RecordingNotifier()
-        practitioner = Practitioner(
+        practitioner = sample_practitioner(
             name="Dr Ada",
             timezone="Europe/Berlin",
-            services=[Service(name="Session", duration_minutes=60, price=Money(8000, "eur"))],
-            weekly_hours=WeeklyHours.from_mapping({d: ["09:00-17:00"] for d in range(5)}),
+            services=[sample_service(duration_minutes=60, price=Money(8000, "eur"))],
+            hours={d: ["09:00-17:00"] for d in range(5)},
             calendar_link=CalendarLink(str(EVENT_TYPE_ID)) if stored_link else None,
         )
         with self.store.unit_of_work() as uow:

@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from adapters.postgres import Database, DatabaseUnavailable, migrate, normalize_url
-from adapters.postgres.embedded import EmbeddedServer, start_embedded
 from adapters.postgres.rows import RowBase
+from entrypoints.dev.embedded_postgres import EmbeddedServer, start_embedded
 
 
 class PgServer:

@@ -802,14 +802,14 @@ def test_bootstrap_shares_the_cache_through_the_database_without_redis(
     from entrypoints.bootstrap import bootstrap
     from entrypoints.settings import Settings
 
-    deps = bootstrap(Settings(database_url=database_url, calcom_api_key="cal_test_key"))
+    deps = bootstrap(Settings(env="test", database_url=database_url, calcom_api_key="cal_test_key"))
     try:
         assert deps.live["calendar"].endswith("(database cache)")
         assert isinstance(deps.calendar, CalComCalendarGateway)
     finally:
         deps.close()
     with_redis = bootstrap(
-        Settings(database_url=database_url, calcom_api_key="cal_test_key",
+        Settings(env="test", database_url=database_url, calcom_api_key="cal_test_key",
                  redis_url="redis://127.0.0.1:6379")
     )
     try:

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from adapters.postgres import Database
+from adapters.postgres import Database, migrate
+from booking_core.model import Role, User
+
+HEAD = migrate.head()  # the newest migration shipped
 
 if TYPE_CHECKING:
     from conftest import PgServer
@@ -82,9 +85,9 @@ def test_migrate_seed_and_downgrade(elsewhere: Path, fresh_url: str) -> None:
     result = booking("db", "upgrade", cwd=elsewhere, DATABASE_URL=fresh_url)
     assert result.returncode == 0, result.stderr
     assert "applied 0001" in result.stderr  # progress goes to stderr
-    assert result.stdout.strip() == "database at revision 0001"
+    assert result.stdout.strip() == f"database at revision {HEAD}"
     assert booking("db", "current", cwd=elsewhere, DATABASE_URL=fresh_url).stdout.strip() == (
-        "0001 (head)"
+        f"{HEAD} (head)"
     )
 
     first = booking("seed", cwd=elsewhere, DATABASE_URL=fresh_url)
@@ -103,9 +106,34 @@ def test_migrate_seed_and_downgrade(elsewhere: Path, fresh_url: str) -> None:
     assert len({p.timezone for p in practitioners}) == 2
     assert all(p.services and p.weekly_hours.days != ((),) * 7 for p in practitioners)
 
-    result = booking("db", "downgrade", cwd=elsewhere, DATABASE_URL=fresh_url)
+    result = booking("db", "downgrade", "base", cwd=elsewhere, DATABASE_URL=fresh_url)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "database at revision base (empty)"
+
+
+def test_users_promote_makes_a_signed_in_user_admin(elsewhere: Path, fresh_url: str) -> None:
+    assert booking("db", "upgrade", cwd=elsewhere, DATABASE_URL=fresh_url).returncode == 0
+    error = _one_error_line(
+        booking("users", "promote", "grace@example.com", cwd=elsewhere, DATABASE_URL=fresh_url)
+    )
+    assert "no user with the email 'grace@example.com'" in error
+    database = Database.connect(fresh_url)
+    try:
+        uow = database.unit_of_work()
+        with uow:
+            stored = uow.users.upsert(User(open_id="sub-g", email="Grace@Example.com"))
+            uow.users.upsert(User(open_id="sub-h", email="h@example.com"))
+            uow.commit()
+        result = booking(
+            "users", "promote", "grace@example.com", cwd=elsewhere, DATABASE_URL=fresh_url
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"user {stored.id} (Grace@Example.com) is now an admin"
+        with uow:
+            roles = {u: uow.users.get_by_open_id(u).role for u in ("sub-g", "sub-h")}  # type: ignore[union-attr]
+    finally:
+        database.dispose()
+    assert roles == {"sub-g": Role.ADMIN, "sub-h": Role.USER}
 
 
 def test_an_unreachable_database_is_one_clear_line(elsewhere: Path) -> None:
@@ -140,5 +168,5 @@ def test_without_database_url_the_embedded_server_is_used(elsewhere: Path) -> No
     assert result.returncode == 0, result.stderr
     assert "embedded PostgreSQL" in result.stderr
     result = booking("db", "current", cwd=elsewhere, BOOKING_DATA_DIR=str(data))
-    assert result.stdout.strip() == "0001 (head)"
+    assert result.stdout.strip() == f"{HEAD} (head)"
     assert (data / "embedded.json").read_text() == '{"pids": []}'  # stopped on the way out

@@ -16,8 +16,8 @@ from adapters.memory import FakePaymentGateway, FixedClock, RecordingNotifier
 from adapters.postgres import Database
 from adapters.schedule import ScheduleCalendarGateway
 from entrypoints.bootstrap import bootstrap
+from entrypoints.dev.sample_data import seed
 from entrypoints.flask_app import create_app
-from entrypoints.sample_data import seed
 from entrypoints.settings import Settings
 
 ADMIN = {"Authorization": "Bearer admin-token-for-hostile-input"}
@@ -28,6 +28,8 @@ NOW = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
 def client(clean_database: Database) -> FlaskClient:
     deps = bootstrap(
         Settings(
+            env="test",
+            secret_key="secret-key-for-hostile-input-tests",
             admin_api_token=ADMIN["Authorization"].split()[1],
             ratelimit_bookings_per_ip="0",
             ratelimit_bookings_per_email="0",

@@ -17,8 +17,8 @@ from adapters.memory import FixedClock, InMemoryStore, RecordingNotifier
 from adapters.schedule import ScheduleCalendarGateway
 from adapters.stripe import StripePaymentGateway
 from entrypoints.bootstrap import bootstrap
+from entrypoints.dev.sample_data import seed
 from entrypoints.flask_app import create_app
-from entrypoints.sample_data import seed
 from entrypoints.settings import Settings
 from entrypoints.worker import run_once
 
@@ -35,8 +35,8 @@ ADMIN = "admin-token-for-tests"
 class App:
     def __init__(self, fake: FakeStripe) -> None:
         self.fake = fake
-        # The fake Stripe checks expires_at against real time: take "now" when the test starts,
-        # not when the module was imported (a loaded machine may run the test minutes later).
+        # Now, when the test starts (not at import): the fake Stripe checks expires_at against
+        # the real clock, and a long suite can start this test minutes after collecting it.
         self.now = datetime.now(UTC).replace(microsecond=0)
         self.clock = FixedClock(self.now)
         self.store = InMemoryStore()
@@ -50,6 +50,7 @@ class App:
         )
         self.deps = bootstrap(
             Settings(
+                env="test",
                 admin_api_token=ADMIN,
                 ratelimit_bookings_per_ip="0",
                 ratelimit_bookings_per_email="0",

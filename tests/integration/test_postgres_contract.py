@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
@@ -19,6 +20,7 @@ from booking_core.errors import (
     ConcurrentUpdate,
     PractitionerNotFound,
     SlotUnavailable,
+    UserNotFound,
 )
 from booking_core.model import (
     Booking,
@@ -688,6 +690,101 @@ def test_user_upsert_by_open_id(new_uow: UowFactory) -> None:
     assert stored.is_admin
 
 
+def test_a_user_keeps_a_granted_role_when_signing_in_again(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        practitioner = uow.practitioners.add(_practitioner())
+        promoted = uow.users.upsert(User(open_id="sub-a", email="A@Example.com"))
+        linked = uow.users.upsert(User(open_id="sub-p", email="p@example.com"))
+        uow.commit()
+    assert practitioner.id is not None
+    assert promoted.id is not None
+    assert linked.id is not None
+    with uow:
+        uow.users.set_role(promoted.id, Role.ADMIN, None)
+        changed = uow.users.set_role(linked.id, Role.PRACTITIONER, practitioner.id)
+        uow.commit()
+    assert (changed.role, changed.practitioner_id) == (Role.PRACTITIONER, practitioner.id)
+    with uow:
+        # A later sign-in (role USER in the upsert) updates the profile, never the role.
+        again = uow.users.upsert(User(open_id="sub-a", name="Ann", last_signed_in=T0))
+        still = uow.users.upsert(User(open_id="sub-p", name="Pat", last_signed_in=T0))
+        uow.commit()
+    assert (again.id, again.role, again.name, again.email) == (promoted.id, Role.ADMIN, "Ann", None)
+    assert (still.role, still.practitioner_id, still.name) == (
+        Role.PRACTITIONER,
+        practitioner.id,
+        "Pat",
+    )
+    with uow:
+        by_id = uow.users.get(linked.id)
+        assert uow.users.get(10**9) is None
+    assert by_id is not None
+    assert (by_id.open_id, by_id.role, by_id.last_signed_in) == ("sub-p", Role.PRACTITIONER, T0)
+
+
+def test_users_found_by_email_ignoring_case(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        first = uow.users.upsert(User(open_id="s1", email="Grace@Example.com"))
+        uow.users.upsert(User(open_id="s2", email="other@example.com"))
+        uow.users.upsert(User(open_id="s3"))
+        # Visible to the unit of work that wrote it, before the commit ...
+        assert [u.open_id for u in uow.users.find_by_email("grace@example.COM")] == ["s1"]
+        uow.commit()
+    with uow:
+        second = uow.users.upsert(User(open_id="s4", email="grace@example.com"))
+        uow.commit()
+    with uow:
+        found = uow.users.find_by_email("GRACE@example.com")
+        assert uow.users.find_by_email("nobody@example.com") == []
+    assert [u.id for u in found] == [first.id, second.id]
+
+
+def test_user_writes_are_invisible_until_commit_and_gone_after_rollback(
+    new_uow: UowFactory,
+) -> None:
+    writer, reader = new_uow(), new_uow()
+    with writer:
+        added = writer.users.upsert(User(open_id="s1", email="a@example.com"))
+        assert added.id is not None
+        with reader:
+            assert reader.users.get_by_open_id("s1") is None
+        # no commit: rolled back
+    with reader:
+        assert reader.users.get_by_open_id("s1") is None
+        with pytest.raises(UserNotFound):
+            reader.users.set_role(10**9, Role.ADMIN, None)
+
+
+def test_concurrent_first_sign_ins_of_one_open_id_make_one_user(clean_database: Any) -> None:
+    """PostgreSQL only: the memory store serialises everything, so it has no race to lose."""
+    barrier = threading.Barrier(4)
+    results: list[User] = []
+    errors: list[BaseException] = []
+
+    def sign_in(n: int) -> None:
+        try:
+            uow = clean_database.unit_of_work()
+            barrier.wait(5)
+            with uow:
+                results.append(uow.users.upsert(User(open_id="same-sub", name=f"N{n}")))
+                uow.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign_in, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len({u.id for u in results}) == 1
+    with clean_database.engine.connect() as connection:
+        count = connection.exec_driver_sql("SELECT count(*) FROM users").scalar_one()
+    assert count == 1
+
+
 def test_idempotency_keys(new_uow: UowFactory) -> None:
     uow = new_uow()
     record = IdempotencyRecord(key="key-1", fingerprint="f1", created_at=T0)
@@ -798,3 +895,32 @@ def test_claimed_jobs_are_skipped_by_a_concurrent_worker(new_uow: UowFactory) ->
     assert len(mine) == 2
     assert len(theirs) == 1
     assert {j.id for j in mine}.isdisjoint({j.id for j in theirs})
+
+
+def test_a_lease_is_renewed_only_by_its_holder(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        uow.outbox.add("email", {"n": 1}, T0)
+        uow.commit()
+    lease = T0 + timedelta(seconds=30)
+    with uow:
+        (job,) = uow.outbox.claim_due(T0, limit=1, lease_seconds=30)
+        uow.commit()
+    job_id = job.id or 0
+    with uow:
+        assert uow.outbox.renew(job_id, leased_until=lease, until=lease + timedelta(seconds=30))
+        uow.commit()
+    with uow:
+        assert uow.outbox.claim_due(T0 + timedelta(seconds=45)) == []  # renewed: still held
+        # Another worker took it after a lapse: the old holder's renewal is refused.
+        (taken,) = uow.outbox.claim_due(T0 + timedelta(seconds=61), limit=1, lease_seconds=30)
+        uow.commit()
+    with uow:
+        assert not uow.outbox.renew(job_id, leased_until=lease + timedelta(seconds=30), until=T0)
+        uow.outbox.complete(job_id)
+        uow.commit()
+    with uow:
+        later = T0 + timedelta(seconds=91)
+        assert not uow.outbox.renew(job_id, leased_until=later, until=later)
+        assert not uow.outbox.renew(987_654, leased_until=later, until=later)
+    assert taken.id == job_id

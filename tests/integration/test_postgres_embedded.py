@@ -12,11 +12,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from adapters.postgres.embedded import start_embedded
+from entrypoints.dev.embedded_postgres import start_embedded
 
 JOIN = """
 import sys
-from adapters.postgres.embedded import start_embedded
+from entrypoints.dev.embedded_postgres import start_embedded
 server = start_embedded(sys.argv[1])
 print(server.port, flush=True)
 sys.stdin.read()  # hold the server until the test closes our stdin (or kills us)

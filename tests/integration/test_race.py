@@ -24,12 +24,11 @@ from booking_core.model import (
     Interval,
     Money,
     Practitioner,
-    Service,
-    WeeklyHours,
 )
 from booking_core.policy import BookingRules
 from booking_core.ports import UnitOfWork
 from booking_core.usecases import BookingRequested, RequestBooking, request_booking
+from entrypoints.dev.sample_data import sample_practitioner, sample_service
 
 THREADS = 40
 ROUNDS = 4
@@ -59,13 +58,12 @@ def _practitioner(new_uow: UowFactory) -> Practitioner:
     uow = new_uow()
     with uow:
         practitioner = uow.practitioners.add(
-            Practitioner(
+            sample_practitioner(
                 name="Popular Practitioner",
                 timezone="UTC",
-                weekly_hours=WeeklyHours.from_mapping({d: ["00:00-24:00"] for d in range(7)}),
+                hours={d: ["00:00-24:00"] for d in range(7)},
                 services=[
-                    Service(
-                        name="Session",
+                    sample_service(
                         duration_minutes=60,
                         price=Money(8000, "usd"),
                         buffer_before_minutes=15,

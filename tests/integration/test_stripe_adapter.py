@@ -33,10 +33,7 @@ from booking_core.model import (
     BookingStatus,
     Client,
     Money,
-    Practitioner,
     RefundStatus,
-    Service,
-    WeeklyHours,
 )
 from booking_core.policy import BookingRules
 from booking_core.ports import (
@@ -58,6 +55,7 @@ from booking_core.usecases import (
     handle_payment_event,
     request_booking,
 )
+from entrypoints.dev.sample_data import sample_practitioner, sample_service
 
 try:
     import stripe_fixtures
@@ -581,11 +579,12 @@ class World:
         self.rules = BookingRules()
         with self.uow() as uow:
             practitioner = uow.practitioners.add(
-                Practitioner(
+                sample_practitioner(
                     name="Jordan Lee",
                     timezone="UTC",
-                    weekly_hours=WeeklyHours.from_mapping({d: ["09:00-17:00"] for d in range(7)}),
-                    services=[Service(name="Coaching session", duration_minutes=60, price=PRICE)],
+                    hours={d: ["09:00-17:00"] for d in range(7)},
+                    services=[sample_service(name="Coaching session", duration_minutes=60,
+                                             price=PRICE)],
                 )
             )
             uow.commit()

@@ -1,7 +1,7 @@
 """Helpers for the HTTP tests: the Flask app on memory adapters, a fixed clock and sample data.
 
 The clock stands at Monday 7 January 2030, 08:00 UTC (London is on GMT, so local = UTC there).
-The seeded practitioners (entrypoints.sample_data) are:
+The seeded practitioners (entrypoints.dev.sample_data) are:
 
 - 1, Dr. Maya Okafor, Europe/London, Mon-Fri 09:00-12:00 and 13:00-17:00;
   service 1 "Initial consultation": 50 min on the hour, 12 h notice, 10 min buffer after, 90 GBP;
@@ -33,8 +33,8 @@ from adapters.schedule import ScheduleCalendarGateway
 from booking_core.model import Booking
 from booking_core.ports import PaymentEventType
 from entrypoints.bootstrap import Deps, bootstrap
+from entrypoints.dev.sample_data import seed
 from entrypoints.flask_app import create_app
-from entrypoints.sample_data import seed
 from entrypoints.settings import Settings
 
 from .contract import ContractClient
@@ -117,15 +117,19 @@ class Web:
         self,
         *,
         settings: dict[str, Any] | None = None,
+        offline_checkout: bool = False,
         **overrides: Any,
     ) -> None:
+        """``offline_checkout``: let bootstrap build the development offline checkout (on
+        memory sessions) instead of the Stripe-like fake."""
         self.store: InMemoryStore = overrides.pop("store", None) or Int8Store()
         self.clock = FixedClock(NOW)
-        self.payments = overrides.pop("payments", None) or FakePaymentGateway(
+        self.payments: Any = overrides.pop("payments", None) or FakePaymentGateway(
             webhook_secret=WEBHOOK_SECRET
         )
         self.notifier = RecordingNotifier()
         options: dict[str, Any] = {
+            "env": "test",  # production (the default) refuses the fakes
             "admin_api_token": ADMIN_TOKEN,
             "secret_key": SECRET_KEY,
             "stripe_webhook_secret": WEBHOOK_SECRET,
@@ -142,8 +146,11 @@ class Web:
             "calendar": ScheduleCalendarGateway(),
             "notifier": self.notifier,
         }
+        if offline_checkout:
+            del wiring["payments"]
         wiring.update(overrides)
         self.deps: Deps = bootstrap(self.settings, **wiring)
+        self.payments = self.deps.payments
         self.app: Flask = create_app(self.deps)
         # Every answer a test gets is checked against the app's own OpenAPI document.
         self.app.test_client_class = ContractClient

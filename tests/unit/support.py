@@ -18,13 +18,11 @@ from booking_core.model import (
     Booking,
     BookingStatus,
     Client,
-    Money,
     Practitioner,
-    Service,
-    WeeklyHours,
 )
 from booking_core.ports import Job, PaymentEvent, PaymentEventType
 from entrypoints.bootstrap import Deps
+from entrypoints.dev.sample_data import sample_practitioner, sample_service
 
 # Monday 7 January 2030, 08:00 UTC. London is on GMT (UTC+0) in January, so local = UTC here.
 NOW = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
@@ -40,18 +38,11 @@ def at(day: date, hhmm: str) -> datetime:
 
 def therapist() -> Practitioner:
     """Europe/London, Mon-Fri 09:00-12:00 and 13:00-17:00, one 50-minute service on the hour."""
-    return Practitioner(
-        name="Dr. Maya Okafor",
+    return sample_practitioner(
         email="maya@example.com",
-        timezone="Europe/London",
-        weekly_hours=WeeklyHours.from_mapping(
-            {d: ["09:00-12:00", "13:00-17:00"] for d in range(5)}
-        ),
         services=[
-            Service(
+            sample_service(
                 name="Consultation",
-                duration_minutes=50,
-                price=Money(9000, "gbp"),
                 buffer_after_minutes=10,
                 min_notice_minutes=60,
                 max_advance_days=30,

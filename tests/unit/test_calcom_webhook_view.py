@@ -20,8 +20,8 @@ from adapters.memory import (
 from booking_core.model import Booking, BookingStatus, Client, Money, RefundStatus
 from booking_core.ports import JobStatus
 from entrypoints.bootstrap import bootstrap
+from entrypoints.dev.sample_data import seed
 from entrypoints.flask_app import create_app
-from entrypoints.sample_data import seed
 from entrypoints.settings import Settings
 
 SECRET = "calcom-webhook-secret"
@@ -51,7 +51,7 @@ def _post(client: FlaskClient, body: dict[str, object], secret: str = SECRET) ->
 def world() -> tuple[InMemoryStore, FlaskClient, int]:
     store = InMemoryStore()
     deps = bootstrap(
-        Settings(calcom_webhook_secret=SECRET),
+        Settings(env="test", calcom_webhook_secret=SECRET),
         uow_factory=store.unit_of_work,
         clock=FixedClock(NOW),
         payments=FakePaymentGateway(),

@@ -103,8 +103,10 @@ def test_a_start_that_is_not_offered_is_422_outside_availability(web: Web, start
 
 def test_payment_outage_is_503_and_the_slot_is_offered_again(web: Web) -> None:
     web.payments.fail_next()
-    body = assert_problem(web.book(), 503, "payment_unavailable")
+    response = web.book()
+    body = assert_problem(response, 503, "payment_unavailable")
     assert "Retry-After" not in body
+    assert int(response.headers["Retry-After"]) > 0  # every 503 says when to come back
     assert SLOT in web.slots()
     assert all(b.status is BookingStatus.EXPIRED for b in web.bookings())
     # ...and booking it again works at once.

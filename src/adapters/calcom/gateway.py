@@ -25,8 +25,8 @@ import requests
 from attrs import frozen
 from urllib3.exceptions import NewConnectionError
 
-from adapters.calcom.breaker import CircuitBreaker, CircuitOpen
 from adapters.calcom.cache import InMemorySlotCache, SlotCache
+from adapters.resilience import CircuitBreaker, CircuitOpen
 from booking_core.errors import CalendarSlotTaken, CalendarUnavailable
 from booking_core.model import CalendarLink, Interval, Practitioner, Service
 from booking_core.ports import CalendarBookingRequest

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 from attrs import define, field
 
+from adapters.stripe.events import (
+    checkout_session_event,
+    parse_stripe_event,
+    sign_payload,
+    verify_signature,
+)
 from booking_core.errors import (
     CalendarSlotTaken,
     CalendarUnavailable,
     DuplicateRequest,
     ExternalServiceError,
     InvalidPayload,
-    InvalidSignature,
     PaymentUnavailable,
     RefundFailed,
 )
@@ -73,9 +75,7 @@ class FakeSession:
 
 def sign_fake_event(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     """A ``t=...,v1=...`` header computed as Stripe does, for the fake gateway's webhooks."""
-    ts = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{ts}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={ts},v1={mac}"
+    return sign_payload(payload, secret, timestamp)
 
 
 class FakePaymentGateway:
@@ -85,9 +85,10 @@ class FakePaymentGateway:
     - only an open session can be expired; a completed one reports COMPLETE;
     - refunds are idempotent per key and cannot exceed what was paid;
     - ``fail_next(n)`` / ``failing = True`` make calls raise PaymentUnavailable, as an outage would;
-    - webhook bodies are verified with the same HMAC scheme and 300 s tolerance as Stripe's.
+    - webhook bodies are verified with the same HMAC scheme as Stripe's, 300 s either way.
 
-    ``checkout_base_url`` is where the offline checkout page lives (``/dev/checkout/<id>``).
+    ``checkout_base_url`` prefixes the checkout URLs it hands out (``/dev/checkout/<id>``); this
+    fake serves no page: the development stand-in is entrypoints.dev.offline_checkout.
     """
 
     def __init__(
@@ -199,108 +200,26 @@ class FakePaymentGateway:
     def event_for(self, session_id: str, event_type: str, *, event_id: str | None = None) -> bytes:
         """A Stripe-shaped event body for a session (what Stripe would POST to the webhook)."""
         session = self.sessions[session_id]
-        paid = session.state is CheckoutState.COMPLETE
-        body = {
-            "id": event_id or f"evt_fake{next(self._ids):06d}",
-            "object": "event",
-            "type": event_type,
-            "created": int(time.time()),
-            "livemode": False,
-            "data": {
-                "object": {
-                    "id": session.id,
-                    "object": "checkout.session",
-                    "amount_total": session.amount.amount,
-                    "currency": session.amount.currency,
-                    "client_reference_id": str(session.booking_id),
-                    "metadata": {"booking_id": str(session.booking_id)},
-                    "payment_intent": session.payment_intent_id,
-                    "payment_status": "paid" if paid else "unpaid",
-                    "status": session.state.value,
-                }
-            },
-        }
-        return json.dumps(body).encode()
+        return checkout_session_event(
+            event_id=event_id or f"evt_fake{next(self._ids):06d}",
+            event_type=event_type,
+            session_id=session.id,
+            booking_id=session.booking_id,
+            amount=session.amount,
+            status=session.state.value,
+            payment_intent_id=session.payment_intent_id,
+        )
 
     def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
         self._verify(payload, signature)
         try:
             body = json.loads(payload)
-            return parse_stripe_shaped_event(body)
+            return parse_stripe_event(body)
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidPayload("webhook body is not a valid event") from exc
 
     def _verify(self, payload: bytes, signature: str | None) -> None:
-        if not signature:
-            raise InvalidSignature("missing signature header")
-        parts = dict(p.split("=", 1) for p in signature.split(",") if "=" in p)
-        try:
-            timestamp = int(parts["t"])
-        except (KeyError, ValueError) as exc:
-            raise InvalidSignature("malformed signature header") from exc
-        expected = sign_fake_event(payload, self.webhook_secret, timestamp).split("v1=")[1]
-        if not hmac.compare_digest(expected, parts.get("v1", "")):
-            raise InvalidSignature("signature does not match")
-        if timestamp < time.time() - self.tolerance:
-            raise InvalidSignature("signature timestamp is too old")
-
-
-def parse_stripe_shaped_event(body: dict[str, object]) -> PaymentEvent:
-    """Reduce a Stripe event (as a JSON dict) to the core's PaymentEvent.
-
-    Shared by the fake gateway here and usable by any adapter holding a decoded event.
-    Raises KeyError/TypeError/ValueError on a malformed body.
-    """
-    data = body["data"]
-    if not isinstance(data, dict):
-        raise TypeError("data must be an object")
-    obj = data["object"]
-    if not isinstance(obj, dict):
-        raise TypeError("data.object must be an object")
-    kind = str(body["type"])
-    try:
-        created = datetime.fromtimestamp(int(str(body["created"])), UTC)
-    except (OverflowError, OSError) as exc:  # a timestamp no calendar has
-        raise ValueError("created is out of range") from exc
-    event_id = str(body["id"])
-    livemode = bool(body.get("livemode", False))
-    if obj.get("object") == "checkout.session":
-        metadata = obj.get("metadata") or {}
-        booking_ref = (
-            metadata.get("booking_id") if isinstance(metadata, dict) else None
-        ) or obj.get("client_reference_id")
-        amount = obj.get("amount_total")
-        currency = obj.get("currency")
-        intent = obj.get("payment_intent")
-        if isinstance(intent, dict):
-            intent = intent.get("id")
-        return PaymentEvent(
-            id=event_id,
-            type=kind,
-            created=created,
-            session_id=str(obj["id"]),
-            # Not ours (another integration on the same Stripe account): no booking, not an error.
-            booking_id=int(str(booking_ref)) if str(booking_ref or "").isdigit() else None,
-            payment_status=str(obj.get("payment_status") or "") or None,
-            amount=Money(int(amount), str(currency))
-            if amount is not None and currency
-            else None,
-            payment_intent_id=str(intent) if intent else None,
-            livemode=livemode,
-        )
-    if obj.get("object") in ("refund", "charge"):
-        intent = obj.get("payment_intent")
-        refund_id = obj.get("id") if obj.get("object") == "refund" else None
-        return PaymentEvent(
-            id=event_id,
-            type=kind,
-            created=created,
-            payment_intent_id=str(intent) if intent else None,
-            refund_id=str(refund_id) if refund_id else None,
-            refund_status=str(obj.get("status") or "") or None,
-            livemode=livemode,
-        )
-    return PaymentEvent(id=event_id, type=kind, created=created, livemode=livemode)
+        verify_signature(payload, signature, self.webhook_secret, tolerance=self.tolerance)
 
 
 # -- calendar ------------------------------------------------------------------------------------

@@ -12,8 +12,13 @@ from typing import Any, Self
 
 import attrs
 
-from booking_core.errors import ConcurrentUpdate, PractitionerNotFound, SlotUnavailable
-from booking_core.model import Booking, Interval, Practitioner, RefundStatus, User
+from booking_core.errors import (
+    ConcurrentUpdate,
+    PractitionerNotFound,
+    SlotUnavailable,
+    UserNotFound,
+)
+from booking_core.model import Booking, Interval, Practitioner, RefundStatus, Role, User
 from booking_core.ports import BookingFilter, IdempotencyRecord, Job, JobStatus
 
 
@@ -315,16 +320,52 @@ class _Users:
 
     def upsert(self, user: User) -> User:
         self._uow._require_open()
-        existing = self.get_by_open_id(user.open_id)
-        stored = attrs.evolve(user, id=existing.id if existing else self._uow.store.next_id("u"))
-        self._uow.staged_users[user.open_id] = stored
+        with self._uow.store.lock:
+            existing = self._find(user.open_id)
+            if existing is None:
+                stored = attrs.evolve(user, id=self._uow.store.next_id("u"))
+            else:
+                stored = attrs.evolve(
+                    existing,
+                    name=user.name,
+                    email=user.email,
+                    last_signed_in=user.last_signed_in,
+                    role=Role.ADMIN if user.role is Role.ADMIN else existing.role,
+                )
+            self._uow.staged_users[user.open_id] = stored
         return attrs.evolve(stored)
+
+    def _find(self, open_id: str) -> User | None:
+        return self._uow.staged_users.get(open_id) or self._uow.store.users.get(open_id)
+
+    def _visible(self) -> list[User]:
+        with self._uow.store.lock:
+            return list({**self._uow.store.users, **self._uow.staged_users}.values())
+
+    def get(self, user_id: int) -> User | None:
+        self._uow._require_open()
+        found = next((u for u in self._visible() if u.id == user_id), None)
+        return attrs.evolve(found) if found is not None else None
 
     def get_by_open_id(self, open_id: str) -> User | None:
         self._uow._require_open()
         with self._uow.store.lock:
-            found = self._uow.staged_users.get(open_id) or self._uow.store.users.get(open_id)
+            found = self._find(open_id)
         return attrs.evolve(found) if found is not None else None
+
+    def find_by_email(self, email: str) -> list[User]:
+        self._uow._require_open()
+        wanted = email.lower()
+        found = [u for u in self._visible() if u.email is not None and u.email.lower() == wanted]
+        return [attrs.evolve(u) for u in sorted(found, key=lambda u: u.id or 0)]
+
+    def set_role(self, user_id: int, role: Role, practitioner_id: int | None) -> User:
+        user = self.get(user_id)
+        if user is None:
+            raise UserNotFound(f"no user with id {user_id}")
+        stored = attrs.evolve(user, role=role, practitioner_id=practitioner_id)
+        self._uow.staged_users[stored.open_id] = stored
+        return attrs.evolve(stored)
 
 
 class _Events:
@@ -387,6 +428,17 @@ class _Outbox:
                 if job.id in store.jobs:
                     store.jobs[job.id] = leased
         return due
+
+    def renew(self, job_id: int, *, leased_until: datetime, until: datetime) -> bool:
+        self._uow._require_open()
+        try:
+            job = self._job(job_id)
+        except KeyError:
+            return False
+        if job.status is not JobStatus.PENDING or job.run_at != leased_until:
+            return False
+        self._uow.staged_jobs[job_id] = attrs.evolve(job, run_at=until)
+        return True
 
     def complete(self, job_id: int) -> None:
         self._uow.staged_jobs[job_id] = attrs.evolve(self._job(job_id), status=JobStatus.DONE)

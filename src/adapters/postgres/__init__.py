@@ -4,7 +4,7 @@
   the UnitOfWorkFactory the core needs; ``ping``, ``describe``, ``dispose`` serve health checks,
   start-up lines and shutdown.
 - ``adapters.postgres.migrate`` runs the Alembic migrations shipped in this package.
-- ``adapters.postgres.embedded.start_embedded`` runs a local server when no URL is configured.
+- The embedded server for development (no URL configured) lives in ``entrypoints.dev``.
 
 No SQLAlchemy or psycopg exception leaves this package: constraint violations become core errors
 (SlotUnavailable, ConcurrentUpdate, ...), connection trouble becomes DatabaseUnavailable.

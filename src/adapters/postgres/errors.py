@@ -7,6 +7,7 @@ anything else becomes DatabaseError (a bug or a schema mismatch, not the caller'
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +26,8 @@ from booking_core.errors import (
     ValidationFailed,
 )
 
+log = logging.getLogger(__name__)
+
 EXCLUSION_VIOLATION = "23P01"
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
@@ -32,6 +35,7 @@ CHECK_VIOLATION = "23514"
 NOT_NULL_VIOLATION = "23502"
 SERIALIZATION_FAILURE = "40001"
 DEADLOCK_DETECTED = "40P01"
+QUERY_CANCELED = "57014"  # statement_timeout (or a cancel): the server is too slow right now
 
 
 class DatabaseUnavailable(ExternalServiceError):
@@ -65,6 +69,16 @@ def _constraint(error: sa_exc.DBAPIError) -> str:
     return ""
 
 
+# Integrity refusals: the caller's values met one of our constraints.
+_INTEGRITY = (
+    EXCLUSION_VIOLATION,
+    UNIQUE_VIOLATION,
+    FOREIGN_KEY_VIOLATION,
+    CHECK_VIOLATION,
+    NOT_NULL_VIOLATION,
+)
+
+
 def translate(error: Exception, *, where: str = "the database") -> Exception:
     """The core error for a SQLAlchemy/psycopg exception (others are returned unchanged)."""
     if isinstance(error, orm_exc.StaleDataError):
@@ -74,14 +88,18 @@ def translate(error: Exception, *, where: str = "the database") -> Exception:
         constraint = _constraint(error)
         if state == EXCLUSION_VIOLATION and constraint in (NO_OVERLAP, ""):
             return SlotUnavailable("the time overlaps another booking")
+        if state in _INTEGRITY:
+            # The constraint's name is ours to know (it names tables and columns): the log
+            # gets it, the error the caller may see gets a fixed description.
+            log.info("%s refused a statement: SQLSTATE %s, constraint %s", where, state, constraint)
         if state == EXCLUSION_VIOLATION:
-            return Conflict(f"the record conflicts with another one ({constraint})")
+            return Conflict("the record conflicts with another one")
         if state == UNIQUE_VIOLATION:
-            return Conflict(f"a record with the same unique value exists ({constraint})")
+            return Conflict("a record with the same unique value exists")
         if state == FOREIGN_KEY_VIOLATION:
-            return NotFound(f"a record this one refers to does not exist ({constraint})")
+            return NotFound("a record this one refers to does not exist")
         if state in (CHECK_VIOLATION, NOT_NULL_VIOLATION):
-            return ValidationFailed(f"the database refused the values ({constraint or state})")
+            return ValidationFailed("the database refused the values")
         if state in (SERIALIZATION_FAILURE, DEADLOCK_DETECTED):
             return ConcurrentUpdate("a concurrent transaction got in the way; try again")
         if (
@@ -89,6 +107,7 @@ def translate(error: Exception, *, where: str = "the database") -> Exception:
             or error.connection_invalidated
             or state.startswith("08")  # connection exception class
             or state.startswith("57P")  # admin shutdown, crash shutdown, cannot connect now
+            or state == QUERY_CANCELED
             or state == "53300"  # too many connections
         ):
             return DatabaseUnavailable(f"{where} is unavailable: {_first_line(error)}")

@@ -263,6 +263,7 @@ def user_from_row(row: UserRow) -> User:
         name=row.name,
         email=row.email,
         role=row.role,
+        practitioner_id=row.practitioner_id,
         last_signed_in=utc_or_none(row.last_signed_in),
     )
 
@@ -274,6 +275,7 @@ def user_values(user: User) -> dict[str, Any]:
         "name": user.name,
         "email": user.email,
         "role": user.role,
+        "practitioner_id": user.practitioner_id,
         "last_signed_in": user.last_signed_in,
     }
 

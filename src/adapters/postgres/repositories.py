@@ -45,8 +45,9 @@ from booking_core.errors import (
     PractitionerNotFound,
     ServiceNotFound,
     SlotUnavailable,
+    UserNotFound,
 )
-from booking_core.model import Booking, Interval, Practitioner, User
+from booking_core.model import Booking, Interval, Practitioner, Role, User
 from booking_core.ports import BookingFilter, IdempotencyRecord, Job, JobStatus
 
 SessionSource = Callable[[], Session]
@@ -348,27 +349,58 @@ class SqlAlchemyUserRepository:
         self._where = where
 
     def upsert(self, user: User) -> User:
+        """One INSERT ... ON CONFLICT (open_id) DO UPDATE ... RETURNING (see the port)."""
         with translated(self._where):
-            values = user_values(user)
-            insert = pg_insert(UserRow).values(**values)
+            insert = pg_insert(UserRow).values(**user_values(user))
+            changes: dict[str, Any] = {
+                "name": insert.excluded.name,
+                "email": insert.excluded.email,
+                "last_signed_in": insert.excluded.last_signed_in,
+                "updated_at": sa.func.now(),
+            }
+            # Only the owner's sign-in changes a stored role (to admin); a promoted admin or a
+            # practitioner keeps theirs when they sign in again.
+            if user.role is Role.ADMIN:
+                changes["role"] = insert.excluded.role
             stmt = insert.on_conflict_do_update(
-                index_elements=[UserRow.open_id],
-                set_={
-                    "name": insert.excluded.name,
-                    "email": insert.excluded.email,
-                    "role": insert.excluded.role,
-                    "last_signed_in": insert.excluded.last_signed_in,
-                    "updated_at": sa.func.now(),
-                },
+                index_elements=[UserRow.open_id], set_=changes
             ).returning(UserRow)
             row = self._session().scalars(stmt, execution_options=_FRESH).one()
             return user_from_row(row)
 
-    def get_by_open_id(self, open_id: str) -> User | None:
+    def _one(self, stmt: sa.Select[UserRow]) -> User | None:
         with translated(self._where):
-            stmt = sa.select(UserRow).where(UserRow.open_id == open_id)
             row = self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
             return user_from_row(row) if row is not None else None
+
+    def get(self, user_id: int) -> User | None:
+        return self._one(sa.select(UserRow).where(UserRow.id == user_id))
+
+    def get_by_open_id(self, open_id: str) -> User | None:
+        return self._one(sa.select(UserRow).where(UserRow.open_id == open_id))
+
+    def find_by_email(self, email: str) -> list[User]:
+        with translated(self._where):
+            stmt = (
+                sa.select(UserRow)
+                .where(sa.func.lower(UserRow.email) == email.lower())
+                .order_by(UserRow.id)
+            )
+            rows = self._session().scalars(stmt, execution_options=_FRESH).all()
+            return [user_from_row(row) for row in rows]
+
+    def set_role(self, user_id: int, role: Role, practitioner_id: int | None) -> User:
+        with translated(self._where):
+            stmt = (
+                sa.update(UserRow)
+                .where(UserRow.id == user_id)
+                .values(role=role, practitioner_id=practitioner_id, updated_at=sa.func.now())
+                .returning(UserRow)
+            )
+            row = self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
+            if row is None:
+                raise UserNotFound(f"no user with id {user_id}")
+            return user_from_row(row)
 
 
 class SqlAlchemyPaymentEventLog:
@@ -444,6 +476,20 @@ class SqlAlchemyOutbox:
             )
             if self._session().execute(stmt).scalar_one_or_none() is None:
                 raise KeyError(f"no job {job_id}")
+
+    def renew(self, job_id: int, *, leased_until: datetime, until: datetime) -> bool:
+        with translated(self._where):
+            stmt = (
+                sa.update(OutboxJobRow)
+                .where(
+                    OutboxJobRow.id == job_id,
+                    OutboxJobRow.status == JobStatus.PENDING,
+                    OutboxJobRow.run_at == leased_until,
+                )
+                .values(run_at=until)
+                .returning(OutboxJobRow.id)
+            )
+            return self._session().execute(stmt).scalar_one_or_none() is not None
 
     def complete(self, job_id: int) -> None:
         self._update(job_id, status=JobStatus.DONE)

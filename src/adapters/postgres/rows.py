@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 ORM rows for the PostgreSQL schema (migration 0001 creates it; keep both in step).
+"""SQLAlchemy 2 ORM rows for the PostgreSQL schema (the migrations create it; keep both in step).
 
 Rows are storage shapes only: ``mapping`` turns them into domain objects and back. Class names end
 in ``Row`` and never reuse a domain name. Enum columns store the domain enums' values.
@@ -75,9 +75,20 @@ class UserRow(RowBase):
     name: Mapped[str | None]
     email: Mapped[str | None]
     role: Mapped[Role] = mapped_column(pg_enum(Role, "user_role"), server_default="user")
+    # The practitioner a ``practitioner`` user manages (migration 0002_users_roles).
+    practitioner_id: Mapped[int | None] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("practitioners.id"), index=True
+    )
     last_signed_in: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "role::text <> 'practitioner' OR practitioner_id IS NOT NULL",
+            name="practitioner_linked",
+        ),
+    )
 
 
 class PractitionerRow(RowBase):
@@ -364,3 +375,39 @@ class CalendarCacheRow(RowBase):
     key: Mapped[str] = mapped_column(primary_key=True)
     value: Mapped[Any] = mapped_column(JSONB)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class OfflineCheckoutSessionRow(RowBase):
+    """A session of the offline checkout, the development stand-in for Stripe Checkout.
+
+    ``state`` holds ports.CheckoutState values; ``form_secret`` is what Pay / Cancel post back.
+    """
+
+    __tablename__ = "offline_checkout_sessions"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    form_secret: Mapped[str]
+    idempotency_key: Mapped[str] = mapped_column(unique=True)
+    booking_id: Mapped[int] = mapped_column(sa.BigInteger)
+    amount: Mapped[int]
+    currency: Mapped[str]
+    description: Mapped[str]
+    customer_email: Mapped[str]
+    expires_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(server_default="open")
+    payment_intent_id: Mapped[str | None] = mapped_column(unique=True)
+    refunded_amount: Mapped[int] = mapped_column(server_default="0")
+    created_at: Mapped[datetime] = _created()
+
+
+class OfflineCheckoutRefundRow(RowBase):
+    """A refund the offline checkout granted, one per idempotency key (as Stripe keeps them)."""
+
+    __tablename__ = "offline_checkout_refunds"
+
+    idempotency_key: Mapped[str] = mapped_column(primary_key=True)
+    id: Mapped[str] = mapped_column(unique=True)
+    payment_intent_id: Mapped[str]
+    amount: Mapped[int]
+    currency: Mapped[str]
+    created_at: Mapped[datetime] = _created()

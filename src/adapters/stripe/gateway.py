@@ -7,14 +7,16 @@ from the SDK crosses the port. The SDK facts (16.1) it relies on: shared/referen
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, TypeVar
 
 import stripe
 from stripe.params import RefundCreateParams
 from stripe.params.checkout import SessionCreateParams
 
-from adapters.memory.gateways import parse_stripe_shaped_event
+from adapters.resilience import Bulkhead, BulkheadFull, CircuitBreaker, CircuitOpen
+from adapters.stripe.events import parse_stripe_event
 from booking_core.errors import (
     InvalidPayload,
     InvalidSignature,
@@ -45,6 +47,12 @@ _REFUND_REASONS: dict[str, _RefundReason] = {
 }
 _STATES = {state.value: state for state in CheckoutState}
 
+T = TypeVar("T")
+
+# Answers that say Stripe itself is in trouble (count towards the breaker); any other answer,
+# a 4xx refusal included, proves it is up.
+_OUTAGES = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
+
 
 class StripePaymentGateway:
     """The PaymentGateway port on Stripe Checkout (mode ``payment``) and the Refunds API.
@@ -54,6 +62,10 @@ class StripePaymentGateway:
     is (connect, read) seconds per attempt; with ``max_network_retries`` the SDK retries connection
     errors, timeouts, 409 and 5xx answers with the same idempotency key (StripeClient's own
     default is no retry at all).
+
+    ``bulkhead`` caps how many threads may wait on Stripe at once (beyond it a call fails at once
+    with PaymentUnavailable, so a hanging Stripe cannot take every web thread); ``breaker`` stops
+    calling for a cool-down after consecutive outages (connection errors, timeouts, 5xx, 429).
     """
 
     def __init__(
@@ -65,6 +77,8 @@ class StripePaymentGateway:
         api_base: str | None = None,
         timeout: float | tuple[float, float] = (3.05, 10.0),
         max_network_retries: int = 2,
+        bulkhead: Bulkhead | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("StripePaymentGateway needs an API key")
@@ -76,6 +90,8 @@ class StripePaymentGateway:
         stripe.enable_telemetry = False
         self._webhook_secret = webhook_secret
         self._base_url = base_url.rstrip("/")
+        self.bulkhead = bulkhead or Bulkhead(16)
+        self.breaker = breaker or CircuitBreaker(threshold=5, cooldown=30.0)
         self._http = stripe.RequestsClient(timeout=timeout)
         self._client = stripe.StripeClient(
             api_key,
@@ -86,6 +102,42 @@ class StripePaymentGateway:
 
     def __repr__(self) -> str:
         return f"StripePaymentGateway(base_url={self._base_url!r})"
+
+    def _guarded(self, action: str, call: Callable[[], T]) -> T:
+        """Run one SDK call inside the bulkhead and the breaker.
+
+        Raises PaymentUnavailable at once when the bulkhead is full or the breaker open; an SDK
+        error is recorded on the breaker and re-raised for the caller to translate.
+        """
+        try:
+            with self.bulkhead.slot():
+                try:
+                    self.breaker.allow()
+                except CircuitOpen as exc:
+                    raise PaymentUnavailable(
+                        f"could not {action}: Stripe keeps failing, calls paused for "
+                        f"{exc.retry_in:.0f} s"
+                    ) from exc
+                try:
+                    result = call()
+                except _OUTAGES:
+                    if self.breaker.failure():
+                        log.warning("stripe: breaker opened after repeated failures")
+                    raise
+                except stripe.StripeError:
+                    self._recovered()
+                    raise
+                self._recovered()
+                return result
+        except BulkheadFull as exc:
+            log.warning("stripe: %d calls already waiting; refusing to %s", exc.limit, action)
+            raise PaymentUnavailable(
+                f"could not {action}: too many calls to Stripe are waiting already"
+            ) from exc
+
+    def _recovered(self) -> None:
+        if self.breaker.success():
+            log.info("stripe: breaker closed, Stripe answers again")
 
     def close(self) -> None:
         """Close the HTTP connections kept open by the calling thread."""
@@ -121,8 +173,11 @@ class StripePaymentGateway:
             "expires_at": int(request.expires_at.timestamp()),
         }
         try:
-            session = self._client.v1.checkout.sessions.create(
-                params, {"idempotency_key": request.idempotency_key}
+            session = self._guarded(
+                "create a checkout session",
+                lambda: self._client.v1.checkout.sessions.create(
+                    params, {"idempotency_key": request.idempotency_key}
+                ),
             )
         except stripe.StripeError as exc:
             _raise_unavailable("create a checkout session", exc)
@@ -140,7 +195,10 @@ class StripePaymentGateway:
         Raises PaymentUnavailable on provider failure or for an unknown session.
         """
         try:
-            session = self._client.v1.checkout.sessions.expire(session_id)
+            session = self._guarded(
+                f"expire checkout session {session_id}",
+                lambda: self._client.v1.checkout.sessions.expire(session_id),
+            )
         except stripe.InvalidRequestError as exc:
             if exc.http_status == 404:
                 _raise_unavailable(f"expire checkout session {session_id}", exc)
@@ -156,7 +214,10 @@ class StripePaymentGateway:
 
     def _state_of(self, session_id: str) -> CheckoutState:
         try:
-            session = self._client.v1.checkout.sessions.retrieve(session_id)
+            session = self._guarded(
+                f"retrieve checkout session {session_id}",
+                lambda: self._client.v1.checkout.sessions.retrieve(session_id),
+            )
         except stripe.StripeError as exc:
             _raise_unavailable(f"retrieve checkout session {session_id}", exc)
         return _checkout_state(session.status, session_id)
@@ -178,8 +239,11 @@ class StripePaymentGateway:
         if reason is not None:
             params["reason"] = reason
         try:
-            refund = self._client.v1.refunds.create(
-                params, {"idempotency_key": request.idempotency_key}
+            refund = self._guarded(
+                f"refund booking {request.booking_id}",
+                lambda: self._client.v1.refunds.create(
+                    params, {"idempotency_key": request.idempotency_key}
+                ),
             )
         except (stripe.InvalidRequestError, stripe.CardError, stripe.IdempotencyError) as exc:
             _log_stripe_error(f"refund booking {request.booking_id}", exc)
@@ -204,23 +268,50 @@ class StripePaymentGateway:
         """
         if not signature:
             raise InvalidSignature("the Stripe-Signature header is missing")
+        # stripe-python only refuses timestamps older than the tolerance; one from the future
+        # would let a captured signature be replayed for as long as its date is ahead of us.
+        signed_at = _signed_at(signature)
+        now = datetime.now(UTC).timestamp()
+        if signed_at is not None and signed_at > now + WEBHOOK_TOLERANCE_SECONDS:
+            raise InvalidSignature("the signature's timestamp is outside the tolerance")
         try:
             event = stripe.Webhook.construct_event(
                 payload, signature, self._webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
             )
         except stripe.SignatureVerificationError as exc:
-            raise InvalidSignature(
-                f"Stripe signature verification failed: {exc.user_message}"
-            ) from exc
+            raise InvalidSignature(_signature_refusal(exc)) from exc
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # The signature was checked first: this is a signed body that is not an event
             # (JSONDecodeError is a ValueError; a JSON array fails to build as an event).
             raise InvalidPayload("the webhook body is not a Stripe event") from exc
         try:
             # StripeObject stopped being a dict in stripe 15; to_dict() gives plain JSON values.
-            return parse_stripe_shaped_event(event.to_dict())
+            return parse_stripe_event(event.to_dict())
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidPayload(f"the Stripe event is malformed: {type(exc).__name__}") from exc
+
+
+def _signed_at(header: str) -> int | None:
+    """The ``t=`` of a Stripe-Signature header; None when absent or not a number (the SDK
+    then refuses the header as malformed)."""
+    for part in header.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _signature_refusal(exc: stripe.SignatureVerificationError) -> str:
+    """A fixed description of why the SDK refused a signature (its own text stays out)."""
+    text = str(exc.user_message or exc)
+    if "tolerance" in text:
+        return "the signature's timestamp is outside the tolerance"
+    if "Unable to extract" in text or "expected scheme" in text:
+        return "the Stripe-Signature header is malformed"
+    return "the signature does not match the body"
 
 
 def _checkout_state(status: str | None, session_id: str) -> CheckoutState:

@@ -12,7 +12,10 @@ from entrypoints.web.openapi import operation, problem
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
-_ADMIN_ERRORS = {401: problem("unauthorized: no or a wrong admin token")}
+_ADMIN_ERRORS = {
+    401: problem("unauthorized: no or a wrong admin token, or not signed in"),
+    403: problem("forbidden (signed in, not an admin) / csrf_failed"),
+}
 
 
 @bp.before_request
@@ -24,6 +27,7 @@ def _admins_only() -> None:
 @operation(
     "Bookings with filters (admin)",
     security=True,
+    session=True,
     query=sc.AdminBookingsQuery,
     responses={200: ("a page of bookings", sc.BookingPage), **_ADMIN_ERRORS},
 )
@@ -49,6 +53,7 @@ def list_bookings() -> Response:
 @operation(
     "Background jobs; status=parked lists the ones that need a person",
     security=True,
+    session=True,
     query=sc.JobsQuery,
     responses={200: ("jobs", sc.JobList), **_ADMIN_ERRORS},
 )
@@ -64,6 +69,7 @@ def list_jobs() -> Response:
 @operation(
     "One booking (admin)",
     security=True,
+    session=True,
     responses={200: ("the booking", sc.BookingOut), **_ADMIN_ERRORS,
                404: problem("not_found")},
 )
@@ -75,6 +81,7 @@ def get_booking(booking_id: int) -> Response:
 @operation(
     "Admin cancel; refund true/false overrides the policy, null or absent follows it",
     security=True,
+    session=True,
     body=sc.AdminCancelRequest,
     body_required=False,
     responses={

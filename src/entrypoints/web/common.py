@@ -11,12 +11,14 @@ from flask import current_app, request
 
 from booking_core.errors import (
     BadRequest,
+    Forbidden,
     InvalidPayload,
     InvalidSignature,
     Unauthorized,
     ValidationFailed,
 )
 from entrypoints.bootstrap import Deps
+from entrypoints.web.session import cookie_user
 
 # JSON bodies of the API are small; anything larger is refused before it is parsed.
 MAX_JSON_BYTES = 16 * 1024
@@ -154,12 +156,22 @@ def is_admin_token(token: str | None) -> bool:
 
 
 def require_admin() -> None:
-    """Admins authenticate with ``Authorization: Bearer <ADMIN_API_TOKEN>``."""
+    """Admins send ``Authorization: Bearer <ADMIN_API_TOKEN>`` or are signed in as an admin.
+
+    A bearer token is judged alone (no cookie, no CSRF); a signed-in session must carry its CSRF
+    token on state changes. Raises Unauthorized (no or a bad credential), Forbidden (signed in,
+    not an admin), CsrfFailed.
+    """
     token = bearer_token()
-    if token is None:
-        raise Unauthorized("send Authorization: Bearer <admin token>")
-    if not is_admin_token(token):
-        raise Unauthorized("the admin token is not valid")
+    if token is not None:
+        if not is_admin_token(token):
+            raise Unauthorized("the admin token is not valid")
+        return
+    user = cookie_user()
+    if user is None:
+        raise Unauthorized("send Authorization: Bearer <admin token>, or sign in at /auth/login")
+    if not user.is_admin:
+        raise Forbidden("this needs an admin")
 
 
 def query_args() -> dict[str, str]:
@@ -180,6 +192,10 @@ def refuse_unsafe_text() -> None:
     parameter of ours needs any of them. Werkzeug decodes invalid UTF-8 as U+FFFD, so no lone
     surrogate comes from a URL, but the check covers them too.
     """
+    if request.blueprint == "auth":
+        # Sign-in judges its own parameters (``next`` is a 400 invalid_next, the callback's go
+        # to the provider's library) and never hands them to the database.
+        return
     errors: dict[str, list[str]] = {}
     items = [(k, v) for k, values in request.args.lists() for v in values]
     items += [(k, v) for k, v in (request.view_args or {}).items() if isinstance(v, str)]

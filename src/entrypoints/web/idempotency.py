@@ -1,25 +1,31 @@
 """Idempotency-Key for POST /api/bookings: a retried request gets the first answer back.
 
-The first answer is stored without its manage token in clear: the token is sealed with a
-keystream derived from SECRET_KEY, the key and the request's fingerprint (HMAC-SHA256 in counter
-mode), so a copy of the database alone does not reveal it.
+The first answer is stored without its manage token in clear: the token is sealed with AES-GCM
+under a key derived from SECRET_KEY (HKDF-SHA256), the Idempotency-Key and the request's
+fingerprint bound as associated data, so a copy of the database alone does not reveal it and a
+changed or transplanted record is refused.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
+import os
 import re
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
 from booking_core.errors import BadRequest, DuplicateRequest, RequestInProgress
 from booking_core.ports import IdempotencyRecord
 from entrypoints.bootstrap import Deps
+from entrypoints.web.limits import mark_replayed
 
 MAX_KEY_LENGTH = 255
 # Printable ASCII, no space at either end (the OpenAPI document states the same pattern).
@@ -32,26 +38,46 @@ def fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _keystream(secret: bytes, label: str, length: int) -> bytes:
-    out = b""
-    counter = 0
-    while len(out) < length:
-        out += hmac.new(secret, f"{label}:{counter}".encode(), hashlib.sha256).digest()
-        counter += 1
-    return out[:length]
+_SEAL_INFO = b"booking idempotency seal v1"
+_NONCE_BYTES = 12
+
+
+def _seal_key(secret: str) -> bytes:
+    """A 256-bit AES key for the seal, derived from SECRET_KEY (never the key itself)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(
+        secret.encode()
+    )
 
 
 def seal(secret: str, label: str, value: str) -> str:
-    data = value.encode()
-    stream = _keystream(secret.encode(), label, len(data))
-    sealed = bytes(a ^ b for a, b in zip(data, stream, strict=True))
-    return base64.urlsafe_b64encode(sealed).decode()
+    """Encrypt and authenticate ``value`` with AES-GCM; ``label`` is bound as associated data.
+
+    The result is ``base64url(nonce || ciphertext || tag)`` with a fresh random nonce.
+    """
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = AESGCM(_seal_key(secret)).encrypt(nonce, value.encode(), label.encode())
+    return base64.urlsafe_b64encode(nonce + sealed).decode()
 
 
 def unseal(secret: str, label: str, sealed: str) -> str:
-    data = base64.urlsafe_b64decode(sealed.encode())
-    stream = _keystream(secret.encode(), label, len(data))
-    return bytes(a ^ b for a, b in zip(data, stream, strict=True)).decode()
+    """The value ``seal`` sealed under the same secret and label.
+
+    Raises ValueError when the record was changed, was sealed under another SECRET_KEY or for
+    another key or request (the label), or is not a seal at all.
+    """
+    try:
+        data = base64.urlsafe_b64decode(sealed.encode())
+    except ValueError as exc:
+        raise ValueError("not a sealed value") from exc
+    if len(data) <= _NONCE_BYTES:
+        raise ValueError("not a sealed value")
+    try:
+        clear = AESGCM(_seal_key(secret)).decrypt(
+            data[:_NONCE_BYTES], data[_NONCE_BYTES:], label.encode()
+        )
+    except InvalidTag as exc:
+        raise ValueError("the sealed value was changed or sealed under another key") from exc
+    return clear.decode()
 
 
 def _check_key(key: str) -> str:
@@ -92,6 +118,7 @@ def run_once(
         if existing.status_code is None or existing.response is None:
             raise RequestInProgress("the first request with this key is still running")
         answer = dict(existing.response)
+        mark_replayed()  # a replay creates no hold: the per-email limit does not count it
         if existing.sealed_secret:
             try:
                 answer["manage_token"] = unseal(secret, label, existing.sealed_secret)

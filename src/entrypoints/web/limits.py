@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask
-from flask_limiter import Limiter
+import hashlib
+import hmac
+import time
+
+from flask import Flask, Response, current_app, g
+from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 
 from entrypoints.settings import Settings
@@ -12,14 +16,48 @@ from entrypoints.web.common import silent_json
 # The views these limits guard; both count only booking creation, not reads.
 LIMITED_ENDPOINT = "api.create_booking"
 
+# Set on ``flask.g`` (by mark_replayed) when an answer is a stored Idempotency-Key replay.
+_REPLAYED = "booking_idempotent_replay"
+
+
+def mark_replayed() -> None:
+    """Tell the limits this request's answer is a stored replay: it creates no hold."""
+    setattr(g, _REPLAYED, True)
+
+
+def email_key(email: str, secret: str) -> str:
+    """The per-email limit's key: a keyed hash of the normalised address, never the address.
+
+    Flask-Limiter logs the key of every breach and stores it (in Redis, say); a keyed hash
+    lets both count per address without either learning it.
+    """
+    normalised = email.strip().lower().encode("utf-8", "surrogatepass")
+    digest = hmac.new(secret.encode(), b"ratelimit-email:" + normalised, hashlib.sha256)
+    return "email:" + digest.hexdigest()[:32]
+
 
 def _email_key() -> str:
     body = silent_json()
     client = body.get("client") if isinstance(body, dict) else None
     email = client.get("email") if isinstance(client, dict) else None
     if isinstance(email, str) and email.strip():
-        return "email:" + email.strip().lower()
+        return email_key(email, str(current_app.config["SECRET_KEY"]))
     return "ip:" + get_remote_address()
+
+
+def _created_a_hold(response: Response) -> bool:
+    """Only a new hold counts against an address: refusals and replays do not."""
+    return response.status_code == 201 and not g.get(_REPLAYED, False)
+
+
+def _retry_after(limit: RequestLimit) -> Response:
+    """The 429's Retry-After (seconds until the window lets one more request through).
+
+    Flask-Limiter's own headers are off (they put Retry-After on every answer, 201s included);
+    this response only lends its header to the problem the error handler renders.
+    """
+    seconds = max(1, int(limit.reset_at - time.time()))
+    return Response(status=429, headers={"Retry-After": str(seconds)})
 
 
 def _off(value: str) -> bool:
@@ -29,8 +67,11 @@ def _off(value: str) -> bool:
 def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
     """One limiter per app (its own storage), from RATELIMIT_* settings; "0" turns a limit off.
 
-    Storage is memory by default; with several processes set RATELIMIT_STORAGE_URI to Redis
-    (redis://host:6379) so they count together. Breaches answer 429 with Retry-After.
+    The per-IP limit counts every booking request, refused ones included (they cost us work);
+    the per-email limit counts created holds only, so nobody can lock a client out by sending
+    bad requests with their address. Storage is memory by default; with several processes set
+    RATELIMIT_STORAGE_URI to Redis (redis://host:6379) so they count together. Breaches answer
+    429 with Retry-After; no other answer carries rate-limit headers.
     """
     per_ip, per_email = settings.ratelimit_bookings_per_ip, settings.ratelimit_bookings_per_email
     if _off(per_ip) and _off(per_email):
@@ -39,8 +80,9 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
         key_func=get_remote_address,
         app=app,
         storage_uri=settings.ratelimit_storage_uri,
-        headers_enabled=True,
+        headers_enabled=False,
         strategy="moving-window",
+        on_breach=_retry_after,
     )
     view = app.view_functions.get(LIMITED_ENDPOINT)
     if view is None:
@@ -48,7 +90,12 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
     if not _off(per_ip):
         view = limiter.limit(per_ip, scope="bookings-per-ip")(view)
     if not _off(per_email):
-        view = limiter.limit(per_email, key_func=_email_key, scope="bookings-per-email")(view)
+        view = limiter.limit(
+            per_email,
+            key_func=_email_key,
+            scope="bookings-per-email",
+            deduct_when=_created_a_hold,
+        )(view)
     app.view_functions[LIMITED_ENDPOINT] = view
     app.extensions["booking_limiter"] = limiter
     return limiter

@@ -56,7 +56,9 @@ class Operation:
     body_required: bool = True
     raw_body: bool = False  # a signed webhook: any JSON object, checked by the signature
     headers: tuple[Header, ...] = ()
-    security: bool = False
+    security: bool = False  # a bearer token (manage or admin token)
+    session: bool = False  # the session cookie of a signed-in user (with X-CSRF-Token)
+    form: Mapping[str, Any] | None = None  # an application/x-www-form-urlencoded body schema
     description: str | None = None
     # OpenAPI links from a status: name -> (endpoint, {parameter: runtime expression})
     links: Mapping[int, Mapping[str, tuple[str, Mapping[str, str]]]] = field(factory=dict)
@@ -73,6 +75,8 @@ def operation(
     raw_body: bool = False,
     headers: tuple[Header, ...] = (),
     security: bool = False,
+    session: bool = False,
+    form: Mapping[str, Any] | None = None,
     description: str | None = None,
     links: Mapping[int, Mapping[str, tuple[str, Mapping[str, str]]]] | None = None,
 ) -> Callable[[F], F]:
@@ -87,6 +91,8 @@ def operation(
         raw_body=raw_body,
         headers=headers,
         security=security,
+        session=session,
+        form=form,
         description=description,
         links=links or {},
     )
@@ -256,8 +262,16 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                 "required": True,
                 "content": _content("application/json", {"type": "object"}),
             }
-        if op.security:
-            item["security"] = [{"bearer": []}]
+        elif op.form is not None:
+            item["requestBody"] = {
+                "required": True,
+                "content": _content("application/x-www-form-urlencoded", op.form),
+            }
+        security = ([{"bearer": []}] if op.security else []) + (
+            [{"session": []}] if op.session else []
+        )
+        if security:
+            item["security"] = security
         paths.setdefault(_path(rule), {})[method] = item
 
     return {
@@ -275,7 +289,14 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "manage token (shown once at booking) or admin token",
-                }
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "booking_session",
+                    "description": "set by /auth/callback; state-changing requests also send "
+                    "X-CSRF-Token (from GET /api/me)",
+                },
             },
         },
     }
@@ -299,8 +320,8 @@ def _all_responses(rule: Rule, op: Operation) -> dict[int, tuple[str, Body]]:
     out.setdefault(422, problem("validation_error: errors names each refused parameter"))
     if rule.arguments:
         out[404] = problem("not_found: no such id")
-    if op.security:
-        out[401] = problem("unauthorized: no or a wrong token")
+    if op.security or op.session:
+        out[401] = problem("unauthorized: no or a wrong token, or not signed in")
     out.update(op.responses)
     return out
 

@@ -18,8 +18,7 @@ bp = Blueprint("pages", __name__)
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ heading }}</title>
 {% if refresh %}<meta http-equiv="refresh" content="3">{% endif %}
-<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}
-.status{font-weight:bold}</style></head>
+<link rel="stylesheet" href="{{ url_for('static', filename='pages.css') }}"></head>
 <body><h1>{{ heading }}</h1>
 <p>{{ message }}</p>
 {% if booking %}

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
+# Every 503 says when to come back (RFC 9110 section 10.2.3): database and provider deadlines
+# and the breakers' cool-downs are a few seconds, so clients retry soon, not in a tight loop.
+RETRY_AFTER_SECONDS = 5
+
 # Category -> status; the first match in this order wins (leaves inherit their category).
 _STATUS: list[tuple[type[BookingError], int]] = [
     (BadRequest, 400),
@@ -77,6 +81,8 @@ def problem(
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     for key, value in (headers or {}).items():
         response.headers[key] = value
+    if status == 503 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 
@@ -96,7 +102,7 @@ def register_error_handlers(app: Flask) -> None:
     def _booking_error(error: BookingError) -> Response:
         status = status_for(error)
         if status >= 500:
-            log.warning("%s: %s", error.code, error.detail)
+            return _server_side(error, status)
         errors = error.errors if isinstance(error, ValidationFailed) else None
         return problem(status, error.code, error.title, error.detail, errors=errors)
 
@@ -117,8 +123,33 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        log.exception("unhandled error")
-        return problem(
-            500, "internal_error", "Internal server error",
-            "Something went wrong on our side; the request id helps us find it.",
-        )
+        return _server_side(error, 500)
+
+
+# What a 5xx body says, whatever went wrong: the details (a database host, a constraint, a
+# vendor's message) are in the log line that carries the same request id, never in the answer.
+_INTERNAL_DETAIL = "Something went wrong on our side; the request id helps us find it."
+_OUTAGE_DETAIL = (
+    "A service we depend on is not answering right now; try again in a moment. "
+    "The request id helps us find what happened."
+)
+
+
+def _server_side(error: Exception, status: int) -> Response:
+    """Log ``error`` with its traceback at ERROR; answer a generic problem with the request id.
+
+    An outage the adapters recognised (database, Stripe, Cal.com: a 503) keeps its stable code
+    and fixed title; anything else is a 500 ``internal_error``.
+    """
+    code = error.code if isinstance(error, BookingError) else type(error).__name__
+    log.error(
+        "request failed with %s: %s",
+        status,
+        code,
+        exc_info=error,
+        extra={"request_id": g.get("request_id"), "error_code": code},
+    )
+    if status == 500 or not isinstance(error, BookingError):
+        return problem(500, "internal_error", "Internal server error", _INTERNAL_DETAIL)
+    detail = error.detail if error.public_detail else _OUTAGE_DETAIL
+    return problem(status, error.code, error.title, detail)

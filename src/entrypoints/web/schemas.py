@@ -400,6 +400,27 @@ class PageQuery(Request):
     ] = None
 
 
+ParameterText = Annotated[
+    str, Field(strict=True), WithJsonSchema({"type": "string", "pattern": PARAMETER_PATTERN})
+]
+
+
+class LoginQuery(Request):
+    next: Annotated[
+        ParameterText | None, Field(description="a path on this site to return to (default /)")
+    ] = None
+
+
+class CallbackQuery(Request):
+    """What the OpenID provider sends back (it may add parameters of its own)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    code: ParameterText | None = None
+    state: ParameterText | None = None
+    error: ParameterText | None = None
+
+
 M = TypeVar("M", bound=BaseModel)
 
 _MESSAGES = {
@@ -577,6 +598,17 @@ class JobOut(Response):
 
 class JobList(Response):
     items: list[JobOut]
+
+
+class MeOut(Response):
+    id: int
+    open_id: str
+    name: str | None
+    email: str | None
+    role: Literal["user", "practitioner", "admin"]
+    practitioner_id: int | None
+    last_signed_in: UtcDateTime | None
+    csrf_token: Annotated[str, Field(description="send as X-CSRF-Token on state changes")]
 
 
 class Health(Response):

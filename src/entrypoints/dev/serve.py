@@ -9,8 +9,8 @@ import threading
 import attrs
 
 from entrypoints.bootstrap import Deps, bootstrap
+from entrypoints.dev.sample_data import seed
 from entrypoints.logs import configure_logging
-from entrypoints.sample_data import seed
 from entrypoints.settings import Settings
 
 log = logging.getLogger("booking.serve")
@@ -35,13 +35,10 @@ def prepare(settings: Settings) -> Deps:
 
 
 def startup_line(deps: Deps, host: str, port: int) -> str:
-    live = deps.live
+    from entrypoints.flask_app import startup_line as line
+
     shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # noqa: S104
-    return (
-        f"booking service on http://{shown_host}:{port} · database: {live.get('database')} · "
-        f"payments: {live.get('payments')} · availability: {live.get('calendar')} · "
-        f"email: {live.get('email')}"
-    )
+    return line(deps, f"http://{shown_host}:{port}")
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -54,6 +51,7 @@ def serve(settings: Settings, *, host: str, port: int, worker: bool = True) -> N
 
     from entrypoints import worker as worker_module
     from entrypoints.flask_app import create_app
+    from entrypoints.web.headers import QuietRequestHandler
 
     configure_logging(settings.log_level)
     if settings.base_url == "http://localhost:3000" and port != 3000:
@@ -73,7 +71,15 @@ def serve(settings: Settings, *, host: str, port: int, worker: bool = True) -> N
             )
             thread.start()
         print(startup_line(deps, host, port), flush=True)
-        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+        run_simple(
+            host,
+            port,
+            app,
+            threaded=True,
+            use_reloader=False,
+            use_debugger=False,
+            request_handler=QuietRequestHandler,
+        )
     finally:
         stop.set()
         if thread is not None:
