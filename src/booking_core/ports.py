@@ -10,7 +10,7 @@ import enum
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from attrs import frozen
 
@@ -25,6 +25,9 @@ from booking_core.model import (
     Service,
     User,
 )
+
+if TYPE_CHECKING:
+    from booking_core.jobs import Job, JobStatus
 
 # -- repositories --------------------------------------------------------------------------------
 
@@ -122,26 +125,6 @@ class PaymentEventLog(Protocol):
         True the first time; False if it was already recorded (committed by someone else): the
         caller then changes nothing. The record commits or rolls back with the state change.
         """
-
-
-class JobStatus(enum.StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    PARKED = "parked"  # failed too often; kept and shown to admins, never dropped
-
-
-@frozen
-class Job:
-    """A background job from the transactional outbox."""
-
-    id: int | None
-    kind: str
-    payload: Mapping[str, Any]
-    run_at: datetime
-    attempts: int = 0
-    status: JobStatus = JobStatus.PENDING
-    last_error: str = ""
-    created_at: datetime | None = None
 
 
 class Outbox(Protocol):

@@ -20,6 +20,7 @@ from booking_core.errors import (
     PractitionerNotFound,
     SlotUnavailable,
 )
+from booking_core.jobs import JobStatus
 from booking_core.model import (
     Booking,
     BookingStatus,
@@ -38,7 +39,7 @@ from booking_core.model import (
     User,
     WeeklyHours,
 )
-from booking_core.ports import BookingFilter, IdempotencyRecord, JobStatus, UnitOfWork
+from booking_core.ports import BookingFilter, IdempotencyRecord, UnitOfWork
 
 UowFactory = Callable[[], UnitOfWork]
 

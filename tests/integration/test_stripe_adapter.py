@@ -27,7 +27,7 @@ from booking_core.errors import (
     RefundFailed,
     SlotUnavailable,
 )
-from booking_core.jobs import JobContext, run_due_jobs
+from booking_core.jobs import Job, JobContext, run_due_jobs
 from booking_core.model import (
     Booking,
     BookingStatus,
@@ -42,7 +42,6 @@ from booking_core.policy import BookingRules
 from booking_core.ports import (
     CheckoutRequest,
     CheckoutState,
-    Job,
     PaymentEvent,
     RefundRequest,
 )

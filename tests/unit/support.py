@@ -14,6 +14,7 @@ from adapters.memory import (
     sign_fake_event,
 )
 from booking_core import jobs, usecases
+from booking_core.jobs import Job
 from booking_core.model import (
     Booking,
     BookingStatus,
@@ -23,7 +24,7 @@ from booking_core.model import (
     Service,
     WeeklyHours,
 )
-from booking_core.ports import Job, PaymentEvent, PaymentEventType
+from booking_core.ports import PaymentEvent, PaymentEventType
 from entrypoints.bootstrap import Deps
 
 # Monday 7 January 2030, 08:00 UTC. London is on GMT (UTC+0) in January, so local = UTC here.

@@ -17,8 +17,8 @@ from adapters.memory import (
     InMemoryStore,
     RecordingNotifier,
 )
+from booking_core.jobs import JobStatus
 from booking_core.model import Booking, BookingStatus, Client, Money, RefundStatus
-from booking_core.ports import JobStatus
 from entrypoints.bootstrap import bootstrap
 from entrypoints.flask_app import create_app
 from entrypoints.sample_data import seed

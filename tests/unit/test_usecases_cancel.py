@@ -13,8 +13,9 @@ from booking_core.errors import (
     SlotUnavailable,
     ValidationFailed,
 )
+from booking_core.jobs import JobStatus
 from booking_core.model import BookingStatus, RefundStatus
-from booking_core.ports import CheckoutState, JobStatus
+from booking_core.ports import CheckoutState
 from booking_core.usecases import JOB_EMAIL, JOB_EXPIRE_CHECKOUT, JOB_REFUND
 
 from .support import MONDAY, App, at

@@ -13,8 +13,9 @@ from typing import Any, Self
 import attrs
 
 from booking_core.errors import ConcurrentUpdate, PractitionerNotFound, SlotUnavailable
+from booking_core.jobs import Job, JobStatus
 from booking_core.model import Booking, Interval, Practitioner, RefundStatus, User
-from booking_core.ports import BookingFilter, IdempotencyRecord, Job, JobStatus
+from booking_core.ports import BookingFilter, IdempotencyRecord
 
 
 class InMemoryStore:

@@ -22,6 +22,7 @@ from adapters.postgres.rows import (
     UserRow,
     WorkingHoursRow,
 )
+from booking_core.jobs import Job
 from booking_core.model import (
     Booking,
     CalendarLink,
@@ -37,7 +38,7 @@ from booking_core.model import (
     User,
     WeeklyHours,
 )
-from booking_core.ports import IdempotencyRecord, Job
+from booking_core.ports import IdempotencyRecord
 
 
 def utc(value: datetime) -> datetime:

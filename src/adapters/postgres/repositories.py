@@ -46,8 +46,9 @@ from booking_core.errors import (
     ServiceNotFound,
     SlotUnavailable,
 )
+from booking_core.jobs import Job, JobStatus
 from booking_core.model import Booking, Interval, Practitioner, User
-from booking_core.ports import BookingFilter, IdempotencyRecord, Job, JobStatus
+from booking_core.ports import BookingFilter, IdempotencyRecord
 
 SessionSource = Callable[[], Session]
 

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from booking_core.jobs import JobStatus
 from booking_core.model import BookingStatus, RefundStatus, Role
-from booking_core.ports import JobStatus
 
 # Occupying statuses as literal SQL. Kept literal (not bound parameters) on purpose: the planner
 # can use the partial GiST index behind the exclusion constraint only when it can prove a query's

@@ -1,0 +1,164 @@
+"""Booking use cases: hold a slot and open its checkout; read bookings."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from attrs import field, frozen
+
+from booking_core.errors import (
+    BookingNotFound,
+    OutsideAvailability,
+    PaymentFailed,
+    SlotUnavailable,
+)
+from booking_core.model import (
+    Booking,
+    BookingStatus,
+    Client,
+)
+from booking_core.policy import BookingRules, new_manage_token, token_matches
+from booking_core.ports import (
+    BookingFilter,
+    CalendarGateway,
+    CheckoutRequest,
+    Clock,
+    PaymentGateway,
+    UnitOfWork,
+)
+from booking_core.usecases._shared import _aware_utc, _get, _id, _practitioner_and_service
+from booking_core.usecases.availability import _is_offered, _is_taken, _occupied_around
+
+log = logging.getLogger(__name__)
+
+
+@frozen
+class RequestBooking:
+    practitioner_id: int
+    service_id: int
+    start: datetime
+    client: Client
+    notes: str = ""
+
+
+@frozen
+class BookingRequested:
+    booking: Booking
+    checkout_url: str
+    manage_token: str = field(repr=False)
+
+
+def request_booking(
+    cmd: RequestBooking,
+    *,
+    uow: UnitOfWork,
+    payments: PaymentGateway,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+) -> BookingRequested:
+    """Hold the slot as a pending booking, then open a checkout for it.
+
+    The hold is committed before the payment provider is called, so the slot is taken at once;
+    if the provider fails the hold is released (status expired) and PaymentUnavailable raised.
+    Raises ValidationFailed (a start without a UTC offset), PractitionerNotFound,
+    ServiceNotFound, OutsideAvailability (not an offered start), SlotUnavailable (someone holds
+    it), PaymentUnavailable.
+    """
+    now = clock.now()
+    start = _aware_utc(cmd.start, "start")
+    with uow:
+        practitioner, service = _practitioner_and_service(uow, cmd.practitioner_id, cmd.service_id)
+    if not _is_offered(practitioner, service, start, now, calendar):
+        raise OutsideAvailability(f"{start.isoformat()} is not an offered start for this service")
+    with uow:
+        occupied = _occupied_around(uow, practitioner, service, start)
+    if _is_taken(service, start, occupied):
+        raise SlotUnavailable(f"{start.isoformat()} is already taken")
+
+    token, token_hash = new_manage_token()
+    booking = Booking(
+        practitioner_id=cmd.practitioner_id,
+        service_id=cmd.service_id,
+        client=cmd.client,
+        start=start,
+        end=start + service.duration,
+        buffer_before_minutes=service.buffer_before_minutes,
+        buffer_after_minutes=service.buffer_after_minutes,
+        price=service.price,
+        status=BookingStatus.PENDING,
+        hold_expires_at=rules.hold_expiry(now),
+        notes=cmd.notes,
+        manage_token_hash=token_hash,
+        created_at=now,
+        updated_at=now,
+    )
+    with uow:
+        booking = uow.bookings.add(booking)  # SlotUnavailable if someone was faster
+        uow.commit()
+    calendar.invalidate(cmd.practitioner_id)
+    booking_id = _id(booking)
+    # Ids restart after a database reset and Stripe keeps keys for 24 h: the creation instant
+    # keeps a reused id from replaying another booking's session.
+    checkout_key = f"checkout:{booking_id}:{int(booking.created_at.timestamp() * 1e6)}"
+
+    try:
+        session = payments.create_checkout(
+            CheckoutRequest(
+                booking_id=booking_id,
+                amount=booking.price,
+                description=f"{service.name} with {practitioner.name}",
+                customer_email=booking.client.email,
+                expires_at=booking.hold_expires_at or rules.hold_expiry(now),
+                idempotency_key=checkout_key,
+            )
+        )
+    except PaymentFailed:
+        _release_hold(booking_id, uow=uow, clock=clock, reason="payment provider unavailable")
+        calendar.invalidate(cmd.practitioner_id)
+        raise
+
+    with uow:
+        stored = _get(uow, booking_id)
+        stored.checkout_session_id = session.id
+        stored.touch(clock.now())
+        uow.bookings.save(stored)
+        uow.commit()
+    return BookingRequested(booking=stored, checkout_url=session.url, manage_token=token)
+
+
+def _release_hold(booking_id: int, *, uow: UnitOfWork, clock: Clock, reason: str) -> None:
+    with uow:
+        booking = _get(uow, booking_id)
+        if booking.status is BookingStatus.PENDING:
+            booking.transition_to(BookingStatus.EXPIRED, at=clock.now())
+            booking.cancel_reason = reason
+            uow.bookings.save(booking)
+            uow.commit()
+
+
+def authorize_booking(booking_id: int, token: str, *, uow: UnitOfWork) -> Booking:
+    """The booking if ``token`` is its manage token; BookingNotFound otherwise (no probing ids)."""
+    with uow:
+        booking = uow.bookings.get(booking_id)
+    if booking is None or not token_matches(token, booking.manage_token_hash):
+        raise BookingNotFound(f"no booking with id {booking_id}")
+    return booking
+
+
+def get_booking(booking_id: int, *, uow: UnitOfWork) -> Booking:
+    """For admins and internal callers. Raises BookingNotFound."""
+    with uow:
+        return _get(uow, booking_id)
+
+
+def find_booking_by_checkout(session_id: str, *, uow: UnitOfWork) -> Booking | None:
+    """The booking a checkout session belongs to (for the success page), or None."""
+    with uow:
+        return uow.bookings.get_by_checkout_session(session_id)
+
+
+def list_bookings(filters: BookingFilter, *, uow: UnitOfWork) -> list[Booking]:
+    with uow:
+        return uow.bookings.list(filters)

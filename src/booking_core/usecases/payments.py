@@ -1,0 +1,267 @@
+"""Payment use cases: provider events applied once, refunds asked of the provider."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import attrs
+
+from booking_core.errors import (
+    PaymentFailed,
+    SlotUnavailable,
+)
+from booking_core.jobs import JobKind
+from booking_core.model import (
+    Booking,
+    BookingStatus,
+    Money,
+    Refund,
+    RefundStatus,
+)
+from booking_core.policy import BookingRules
+from booking_core.ports import (
+    CalendarGateway,
+    Clock,
+    PaymentEvent,
+    PaymentEventType,
+    PaymentGateway,
+    RefundRequest,
+    UnitOfWork,
+)
+from booking_core.usecases._shared import _get
+
+log = logging.getLogger(__name__)
+
+
+class PaymentOutcome:
+    """What handle_payment_event did; logged and asserted on in tests."""
+
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    UNKNOWN_BOOKING = "unknown_booking"
+    CONFIRMED = "confirmed"
+    ALREADY_CONFIRMED = "already_confirmed"
+    LATE_CONFIRMED = "late_confirmed"
+    LATE_REFUNDED = "late_refunded"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    AWAITING_PAYMENT = "awaiting_payment"
+    EXPIRED = "expired"
+    REFUND_UPDATED = "refund_updated"
+    CANCELLED = "cancelled"
+
+
+_CONFIRMING = {PaymentEventType.CHECKOUT_COMPLETED, PaymentEventType.ASYNC_PAYMENT_SUCCEEDED}
+_RELEASING = {PaymentEventType.CHECKOUT_EXPIRED, PaymentEventType.ASYNC_PAYMENT_FAILED}
+_REFUNDS = {
+    PaymentEventType.REFUND_CREATED,
+    PaymentEventType.REFUND_UPDATED,
+    PaymentEventType.REFUND_FAILED,
+    PaymentEventType.CHARGE_REFUNDED,
+}
+
+
+def handle_payment_event(
+    event: PaymentEvent,
+    *,
+    uow: UnitOfWork,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+) -> str:
+    """Apply a verified provider event exactly once; returns a PaymentOutcome value.
+
+    The event id is recorded in the same transaction as the change it causes, so a replay or a
+    concurrent duplicate changes nothing. Makes no outbound call: refunds and calendar sync go to
+    the outbox for the worker.
+    """
+    now = clock.now()
+    with uow:
+        if not uow.payment_events.record(event.id, event.type, now):
+            return PaymentOutcome.DUPLICATE
+        outcome, practitioner_id = _apply_event(event, uow, now, rules)
+        uow.commit()
+    if practitioner_id is not None:
+        calendar.invalidate(practitioner_id)
+    log.info(
+        "payment event %s (%s) -> %s",
+        event.id,
+        event.type,
+        outcome,
+        extra={"event_id": event.id, "event_type": event.type, "outcome": outcome},
+    )
+    return outcome
+
+
+def _find_booking_for(event: PaymentEvent, uow: UnitOfWork) -> Booking | None:
+    booking = None
+    if event.session_id:
+        booking = uow.bookings.get_by_checkout_session(event.session_id)
+    if booking is None and event.booking_id is not None:
+        booking = uow.bookings.get(event.booking_id)
+        if booking is not None and booking.checkout_session_id not in (None, event.session_id):
+            return None  # metadata names a booking that belongs to another session
+    return booking
+
+
+def _apply_event(
+    event: PaymentEvent, uow: UnitOfWork, now: datetime, rules: BookingRules
+) -> tuple[str, int | None]:
+    if event.type in _REFUNDS:
+        return _apply_refund_event(event, uow, now), None
+    if event.type not in _CONFIRMING and event.type not in _RELEASING:
+        return PaymentOutcome.IGNORED, None
+    booking = _find_booking_for(event, uow)
+    if booking is None:
+        log.warning("payment event %s names no booking we know", event.id)
+        return PaymentOutcome.UNKNOWN_BOOKING, None
+    if event.type in _RELEASING:
+        if booking.status is not BookingStatus.PENDING:
+            return PaymentOutcome.IGNORED, None  # confirmed already, or out-of-order delivery
+        booking.transition_to(BookingStatus.EXPIRED, at=now)
+        booking.cancel_reason = f"checkout {event.type.rsplit('.', 1)[-1]}"
+        uow.bookings.save(booking)
+        return PaymentOutcome.EXPIRED, booking.practitioner_id
+    return _apply_payment(event, booking, uow, now, rules), booking.practitioner_id
+
+
+def _apply_payment(
+    event: PaymentEvent, booking: Booking, uow: UnitOfWork, now: datetime, rules: BookingRules
+) -> str:
+    if event.type == PaymentEventType.CHECKOUT_COMPLETED and event.payment_status != "paid":
+        return PaymentOutcome.AWAITING_PAYMENT  # a delayed method; async_payment_* follows
+    if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
+        return PaymentOutcome.ALREADY_CONFIRMED
+    booking.payment_intent_id = event.payment_intent_id or booking.payment_intent_id
+    booking.checkout_session_id = booking.checkout_session_id or event.session_id
+    paid = event.amount or booking.price
+    if event.amount != booking.price:
+        log.error(
+            "booking %s: paid %s %s but the price is %s %s; refunding, not confirming",
+            booking.id,
+            paid.amount,
+            paid.currency,
+            booking.price.amount,
+            booking.price.currency,
+        )
+        if booking.status is BookingStatus.PENDING:
+            # The checkout is complete, so no right payment can follow on it; and
+            # expire_stale_holds leaves a completed checkout's hold alone, so release it here.
+            booking.transition_to(BookingStatus.EXPIRED, at=now)
+            booking.cancel_reason = "paid amount did not match the price"
+        _refund_in_full(booking, paid, uow, now, reason="amount_mismatch")
+        return PaymentOutcome.AMOUNT_MISMATCH
+    if booking.status is BookingStatus.PENDING:
+        booking.transition_to(BookingStatus.CONFIRMED, at=now)
+        uow.bookings.save(booking)
+        _after_confirmation(booking, uow, now, rules)
+        return PaymentOutcome.CONFIRMED
+    if booking.status is BookingStatus.EXPIRED:
+        late = booking.copy()
+        late.confirm_late_payment(at=now)
+        try:
+            uow.bookings.save(late)
+        except SlotUnavailable:
+            _refund_in_full(booking, paid, uow, now, reason="late_payment_slot_taken")
+            return PaymentOutcome.LATE_REFUNDED
+        _after_confirmation(late, uow, now, rules)
+        return PaymentOutcome.LATE_CONFIRMED
+    # Cancelled while the client was paying: the money goes back.
+    _refund_in_full(booking, paid, uow, now, reason="paid_after_cancellation")
+    return PaymentOutcome.LATE_REFUNDED
+
+
+def _refund_in_full(
+    booking: Booking, paid: Money, uow: UnitOfWork, now: datetime, *, reason: str
+) -> None:
+    booking.refund = Refund(amount=paid, status=RefundStatus.PENDING, reason=reason)
+    booking.touch(now)
+    uow.bookings.save(booking)
+    uow.outbox.add(JobKind.REFUND, {"booking_id": booking.id}, now)
+
+
+def _after_confirmation(
+    booking: Booking, uow: UnitOfWork, now: datetime, rules: BookingRules
+) -> None:
+    payload = {"booking_id": booking.id}
+    uow.outbox.add(JobKind.CALENDAR_CREATE, payload, now)
+    uow.outbox.add(JobKind.EMAIL, {**payload, "template": "confirmed"}, now)
+    remind_at = booking.start - timedelta(hours=rules.reminder_hours_before)
+    if remind_at > now:
+        uow.outbox.add(JobKind.EMAIL, {**payload, "template": "reminder"}, remind_at)
+
+
+def _apply_refund_event(event: PaymentEvent, uow: UnitOfWork, now: datetime) -> str:
+    if not event.payment_intent_id:
+        return PaymentOutcome.IGNORED
+    booking = uow.bookings.get_by_payment_intent(event.payment_intent_id)
+    if booking is None or booking.refund is None:
+        return PaymentOutcome.IGNORED
+    status = {
+        "succeeded": RefundStatus.SUCCEEDED,
+        "failed": RefundStatus.FAILED,
+        "canceled": RefundStatus.FAILED,
+    }.get(event.refund_status or "")
+    if event.type == PaymentEventType.CHARGE_REFUNDED:
+        status = RefundStatus.SUCCEEDED
+    if event.type == PaymentEventType.REFUND_FAILED:
+        status = RefundStatus.FAILED
+    if status is None or booking.refund.status is status:
+        return PaymentOutcome.IGNORED
+    booking.refund = attrs.evolve(
+        booking.refund, status=status, provider_id=event.refund_id or booking.refund.provider_id
+    )
+    booking.touch(now)
+    uow.bookings.save(booking)
+    return PaymentOutcome.REFUND_UPDATED
+
+
+def issue_refund(
+    booking_id: int, *, uow: UnitOfWork, payments: PaymentGateway, clock: Clock
+) -> Refund | None:
+    """Ask the provider for the booking's PENDING refund; idempotent per booking and amount.
+
+    On provider failure the refund stays PENDING (the worker retries) and the error is raised.
+    Returns the refund as stored afterwards, or None when there is nothing to refund.
+    """
+    with uow:
+        booking = _get(uow, booking_id)
+    refund = booking.refund
+    if refund is None or refund.status is not RefundStatus.PENDING:
+        return refund
+    if not booking.payment_intent_id or refund.amount.amount == 0:
+        return refund
+    try:
+        result = payments.refund(
+            RefundRequest(
+                booking_id=booking_id,
+                payment_intent_id=booking.payment_intent_id,
+                amount=refund.amount,
+                # One payment intent per paid booking: unique across database resets too.
+                idempotency_key=f"refund:{booking.payment_intent_id}:{refund.amount.amount}",
+                reason="requested_by_customer",
+            )
+        )
+    except PaymentFailed:
+        with uow:
+            stored = _get(uow, booking_id)
+            if stored.refund is not None:
+                stored.refund = attrs.evolve(stored.refund, attempts=stored.refund.attempts + 1)
+                stored.touch(clock.now())
+                uow.bookings.save(stored)
+                uow.commit()
+        raise
+    status = {
+        "succeeded": RefundStatus.SUCCEEDED,
+        "failed": RefundStatus.FAILED,
+        "canceled": RefundStatus.FAILED,
+    }.get(result.status, RefundStatus.PENDING)
+    with uow:
+        stored = _get(uow, booking_id)
+        stored.refund = attrs.evolve(
+            refund, status=status, provider_id=result.id, attempts=refund.attempts + 1
+        )
+        stored.touch(clock.now())
+        uow.bookings.save(stored)
+        uow.commit()
+    return stored.refund
