@@ -149,6 +149,13 @@ class PaymentUnavailable(PaymentFailed):
     title = "Payments are unavailable right now"
 
 
+class RefundExceedsCapture(Conflict):
+    """A refund decision would make a payment's refunds exceed what it captured."""
+
+    code = "refund_exceeds_capture"
+    title = "Refund exceeds the payment"
+
+
 class RefundFailed(PaymentFailed):
     code = "refund_failed"
     title = "The refund could not be issued"

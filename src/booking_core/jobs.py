@@ -60,6 +60,7 @@ class Job:
     status: JobStatus = JobStatus.PENDING
     last_error: str = ""
     created_at: datetime | None = None
+    unique_key: str | None = None  # at most one job per key (e.g. one refund per booking)
 
 
 @frozen

@@ -356,6 +356,21 @@ class Refund:
     reason: str = ""
 
 
+@frozen
+class Payment:
+    """One payment applied to a booking, in the payments ledger: what it captured, and how much
+    of it refund decisions have given back (pending or paid out). ``refunded <= captured``."""
+
+    payment_intent_id: str  # the provider's payment intent, or "checkout:<session id>"
+    booking_id: int
+    captured: Money
+    refunded: int = 0  # minor units of ``captured.currency``
+
+    @property
+    def refundable(self) -> int:
+        return self.captured.amount - self.refunded
+
+
 @define(eq=False, kw_only=True)
 class Booking:
     """A client's appointment with a practitioner for one service, and its payment state.

@@ -21,6 +21,7 @@ from booking_core.model import (
     Client,
     Interval,
     Money,
+    Payment,
     Practitioner,
     Service,
     User,
@@ -127,9 +128,45 @@ class PaymentEventLog(Protocol):
         """
 
 
+class PaymentLedger(Protocol):
+    """The payments ledger: per payment intent, what was captured and what refunds gave back.
+
+    Written in the same unit of work as the booking change a payment causes, so a payment is
+    applied once per intent whatever event delivers it, and refunds never exceed the capture
+    (PostgreSQL: a CHECK on the row; the memory adapter checks the same at commit).
+    """
+
+    def capture(self, payment: Payment, at: datetime) -> bool:
+        """Record a captured payment: True the first time for its intent, False if that intent
+        was already applied (committed by someone else, or earlier in this unit)."""
+
+    def add_refund(self, payment_intent_id: str, amount: Money, at: datetime) -> Payment:
+        """Count a refund decision against the payment; returns the updated entry.
+
+        Raises RefundExceedsCapture if the refunds would exceed the capture (or there is no
+        capture, or the currency differs). The unit of work stays usable afterwards.
+        """
+
+    def get(self, payment_intent_id: str) -> Payment | None: ...
+
+    def for_booking(self, booking_id: int) -> list[Payment]:
+        """The booking's payments, oldest first."""
+
+
 class Outbox(Protocol):
-    def add(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
-        """Enqueue a job; it becomes visible to workers when this unit of work commits."""
+    def add(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        run_at: datetime,
+        *,
+        unique_key: str | None = None,
+    ) -> bool:
+        """Enqueue a job; it becomes visible to workers when this unit of work commits.
+
+        With ``unique_key``, at most one job with that key ever exists: False (and nothing
+        enqueued) when one does already. True otherwise.
+        """
 
     def claim_due(self, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Job]:
         """Take up to ``limit`` due pending jobs: their run_at moves ``lease_seconds`` ahead.
@@ -193,6 +230,7 @@ class UnitOfWork(Protocol):
     bookings: BookingRepository
     users: UserRepository
     payment_events: PaymentEventLog
+    ledger: PaymentLedger
     outbox: Outbox
     idempotency: IdempotencyStore
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from adapters.postgres import Database
+from adapters.postgres import Database, migrate
 
 if TYPE_CHECKING:
     from conftest import PgServer
@@ -82,9 +82,9 @@ def test_migrate_seed_and_downgrade(elsewhere: Path, fresh_url: str) -> None:
     result = booking("db", "upgrade", cwd=elsewhere, DATABASE_URL=fresh_url)
     assert result.returncode == 0, result.stderr
     assert "applied 0001" in result.stderr  # progress goes to stderr
-    assert result.stdout.strip() == "database at revision 0001"
+    assert result.stdout.strip() == f"database at revision {migrate.head()}"
     assert booking("db", "current", cwd=elsewhere, DATABASE_URL=fresh_url).stdout.strip() == (
-        "0001 (head)"
+        f"{migrate.head()} (head)"
     )
 
     first = booking("seed", cwd=elsewhere, DATABASE_URL=fresh_url)
@@ -103,7 +103,10 @@ def test_migrate_seed_and_downgrade(elsewhere: Path, fresh_url: str) -> None:
     assert len({p.timezone for p in practitioners}) == 2
     assert all(p.services and p.weekly_hours.days != ((),) * 7 for p in practitioners)
 
-    result = booking("db", "downgrade", cwd=elsewhere, DATABASE_URL=fresh_url)
+    result = booking("db", "downgrade", cwd=elsewhere, DATABASE_URL=fresh_url)  # one step
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() != f"database at revision {migrate.head()}"
+    result = booking("db", "downgrade", "base", cwd=elsewhere, DATABASE_URL=fresh_url)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "database at revision base (empty)"
 
@@ -140,5 +143,5 @@ def test_without_database_url_the_embedded_server_is_used(elsewhere: Path) -> No
     assert result.returncode == 0, result.stderr
     assert "embedded PostgreSQL" in result.stderr
     result = booking("db", "current", cwd=elsewhere, BOOKING_DATA_DIR=str(data))
-    assert result.stdout.strip() == "0001 (head)"
+    assert result.stdout.strip() == f"{migrate.head()} (head)"
     assert (data / "embedded.json").read_text() == '{"pids": []}'  # stopped on the way out

@@ -34,6 +34,7 @@ TABLES = {
     "outbox_jobs",
     "idempotency_records",
     "calendar_cache",
+    "payments",
 }
 ENUMS = {"user_role", "booking_status", "refund_status", "job_status"}
 
@@ -86,8 +87,7 @@ def test_upgrade_downgrade_upgrade(fresh_url: str) -> None:
     steps: list[str] = []
 
     migrate.upgrade(fresh_url, progress=steps.append)
-    assert migrate.current(fresh_url) == migrate.head() == "0001"
-    assert steps == [steps[0]]
+    assert migrate.current(fresh_url) == migrate.head()
     assert steps[0].startswith("applied 0001")
     tables, enums, exclusion = _inspect(fresh_url)
     assert tables == TABLES
@@ -105,7 +105,7 @@ def test_upgrade_downgrade_upgrade(fresh_url: str) -> None:
     assert _inspect(fresh_url) == (set(), set(), None)
 
     migrate.upgrade(fresh_url)
-    assert migrate.current(fresh_url) == "0001"
+    assert migrate.current(fresh_url) == migrate.head()
     assert _inspect(fresh_url)[0] == TABLES
 
 
@@ -141,7 +141,7 @@ def test_concurrent_upgrades_in_threads_and_processes(fresh_url: str) -> None:
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr.decode()
     assert errors == []
-    assert migrate.current(fresh_url) == "0001"
+    assert migrate.current(fresh_url) == migrate.head()
 
 
 def test_an_unknown_revision_is_a_clear_error(fresh_url: str) -> None:

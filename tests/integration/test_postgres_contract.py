@@ -13,11 +13,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import attrs
 import pytest
+import sqlalchemy as sa
 
 from adapters.memory import InMemoryStore
+from adapters.postgres import Database
 from booking_core.errors import (
     ConcurrentUpdate,
     PractitionerNotFound,
+    RefundExceedsCapture,
     SlotUnavailable,
 )
 from booking_core.jobs import JobStatus
@@ -29,6 +32,7 @@ from booking_core.model import (
     DateOverride,
     Interval,
     Money,
+    Payment,
     Practitioner,
     Refund,
     RefundStatus,
@@ -799,3 +803,118 @@ def test_claimed_jobs_are_skipped_by_a_concurrent_worker(new_uow: UowFactory) ->
     assert len(mine) == 2
     assert len(theirs) == 1
     assert {j.id for j in mine}.isdisjoint({j.id for j in theirs})
+
+
+def _paid(new_uow: UowFactory) -> Booking:
+    (p,) = _setup(new_uow)
+    (booking,) = _add(new_uow, _booking(p, status=BookingStatus.CONFIRMED))
+    uow = new_uow()
+    with uow:
+        payment = Payment(payment_intent_id="pi_1", booking_id=booking.id or 0, captured=PRICE)
+        assert uow.ledger.capture(payment, T0)
+        assert not uow.ledger.capture(payment, T0)  # once per intent, even in one unit
+        uow.commit()
+    return booking
+
+
+def test_a_payment_is_captured_once_per_intent(new_uow: UowFactory) -> None:
+    booking = _paid(new_uow)
+    first, second = new_uow(), new_uow()
+    with first:
+        again = Payment(payment_intent_id="pi_1", booking_id=booking.id or 0, captured=PRICE)
+        assert not first.ledger.capture(again, T0)
+        other = Payment(payment_intent_id="pi_2", booking_id=booking.id or 0, captured=PRICE)
+        assert first.ledger.capture(other, T0)
+        with second:
+            assert [p.payment_intent_id for p in second.ledger.for_booking(booking.id or 0)] == [
+                "pi_1"
+            ]
+        first.commit()
+    with second:
+        assert {p.payment_intent_id for p in second.ledger.for_booking(booking.id or 0)} == {
+            "pi_1",
+            "pi_2",
+        }
+        assert second.ledger.get("pi_nope") is None
+
+
+def test_refunds_never_exceed_the_capture(new_uow: UowFactory) -> None:
+    _paid(new_uow)
+    uow = new_uow()
+    with uow:
+        assert uow.ledger.add_refund("pi_1", Money(5000, "usd"), T0).refunded == 5000
+        with pytest.raises(RefundExceedsCapture):
+            uow.ledger.add_refund("pi_1", Money(3001, "usd"), T0)
+        with pytest.raises(RefundExceedsCapture):
+            uow.ledger.add_refund("pi_1", Money(100, "eur"), T0)
+        with pytest.raises(RefundExceedsCapture):
+            uow.ledger.add_refund("pi_unknown", Money(100, "usd"), T0)
+        # The unit of work is still usable after the refusals.
+        assert uow.ledger.add_refund("pi_1", Money(3000, "usd"), T0).refunded == 8000
+        uow.commit()
+    with uow:
+        payment = uow.ledger.get("pi_1")
+        assert payment is not None
+        assert (payment.captured, payment.refunded, payment.refundable) == (PRICE, 8000, 0)
+
+
+def test_concurrent_refunds_never_exceed_the_capture(new_uow: UowFactory) -> None:
+    _paid(new_uow)
+    first, second = new_uow(), new_uow()
+    results: list[object] = []
+    go = threading.Event()
+
+    def refund_too() -> None:
+        try:
+            with second:
+                # PostgreSQL: this UPDATE waits for the first transaction's row lock.
+                second.ledger.add_refund("pi_1", Money(6000, "usd"), T0)
+                go.wait(10)
+                second.commit()  # memory: the check against what is committed now
+            results.append("committed")
+        except RefundExceedsCapture as exc:
+            results.append(exc)
+
+    thread = threading.Thread(target=refund_too)
+    with first:
+        first.ledger.add_refund("pi_1", Money(6000, "usd"), T0)
+        thread.start()
+        thread.join(0.5)
+        first.commit()
+    go.set()
+    thread.join(10)
+    assert len(results) == 1
+    assert isinstance(results[0], RefundExceedsCapture)
+    with first:
+        payment = first.ledger.get("pi_1")
+        assert payment is not None
+        assert payment.refunded == 6000
+
+
+def test_the_database_itself_bounds_the_refunds(clean_database: Database) -> None:
+    _paid(clean_database.unit_of_work)
+    refused = pytest.raises(sa.exc.IntegrityError, match="ck_payments_refund_within_capture")
+    with refused, clean_database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE payments SET refunded_amount = captured_amount + 1"))
+
+
+def test_a_unique_job_is_added_once(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        assert uow.outbox.add("payment.refund", {"booking_id": 1}, T0, unique_key="refund:1:x")
+        assert not uow.outbox.add("payment.refund", {"booking_id": 1}, T0, unique_key="refund:1:x")
+        assert uow.outbox.add("payment.refund", {"booking_id": 1}, T0, unique_key="refund:1:y")
+        assert uow.outbox.add("email", {"booking_id": 1}, T0)
+        assert uow.outbox.add("email", {"booking_id": 1}, T0)
+        uow.commit()
+    with uow:
+        assert not uow.outbox.add("payment.refund", {"booking_id": 1}, T0, unique_key="refund:1:x")
+        uow.commit()
+    with uow:
+        jobs = uow.outbox.list()
+    assert [(j.kind, j.unique_key) for j in jobs] == [
+        ("payment.refund", "refund:1:x"),
+        ("payment.refund", "refund:1:y"),
+        ("email", None),
+        ("email", None),
+    ]

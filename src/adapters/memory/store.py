@@ -12,9 +12,14 @@ from typing import Any, Self
 
 import attrs
 
-from booking_core.errors import ConcurrentUpdate, PractitionerNotFound, SlotUnavailable
+from booking_core.errors import (
+    ConcurrentUpdate,
+    PractitionerNotFound,
+    RefundExceedsCapture,
+    SlotUnavailable,
+)
 from booking_core.jobs import Job, JobStatus
-from booking_core.model import Booking, Interval, Practitioner, RefundStatus, User
+from booking_core.model import Booking, Interval, Money, Payment, Practitioner, RefundStatus, User
 from booking_core.ports import BookingFilter, IdempotencyRecord
 
 
@@ -28,10 +33,13 @@ class InMemoryStore:
         self.users: dict[str, User] = {}
         self.events: dict[str, tuple[str, datetime]] = {}
         self.jobs: dict[int, Job] = {}
+        self.payments: dict[str, Payment] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         # Uncommitted occupying bookings and event ids per open unit, seen by the others' checks.
         self.inflight_bookings: dict[int, dict[int, Booking]] = {}
         self.inflight_events: dict[int, set[str]] = {}
+        self.inflight_payments: dict[int, set[str]] = {}
+        self.inflight_job_keys: dict[int, set[str]] = {}
         self.inflight_idempotency: dict[int, dict[str, IdempotencyRecord]] = {}
         self._ids = {name: itertools.count(1) for name in ("p", "s", "b", "u", "j", "uow")}
 
@@ -68,6 +76,7 @@ class InMemoryUnitOfWork:
         self.bookings = _Bookings(self)
         self.users = _Users(self)
         self.payment_events = _Events(self)
+        self.ledger = _Ledger(self)
         self.outbox = _Outbox(self)
         self.idempotency = _Idempotency(self)
         self._reset()
@@ -81,6 +90,8 @@ class InMemoryUnitOfWork:
         self.staged_events: dict[str, tuple[str, datetime]] = {}
         self.staged_jobs: dict[int, Job] = {}
         self.staged_idempotency: dict[str, IdempotencyRecord | None] = {}
+        self.staged_captures: dict[str, Payment] = {}
+        self.staged_refunds: dict[str, int] = {}
 
     def __enter__(self) -> Self:
         if self._open:
@@ -117,6 +128,22 @@ class InMemoryUnitOfWork:
             for event_id in self.staged_events:
                 if event_id in store.events:
                     raise ConcurrentUpdate(f"event {event_id} was processed concurrently")
+            for intent in self.staged_captures:
+                if intent in store.payments:
+                    raise ConcurrentUpdate(f"payment {intent} was applied concurrently")
+            keys = {j.unique_key for j in store.jobs.values() if j.unique_key}
+            for job in self.staged_jobs.values():
+                if job.unique_key and job.id not in store.jobs and job.unique_key in keys:
+                    raise ConcurrentUpdate(f"job {job.unique_key} was added concurrently")
+            # Refunds are increments, as an UPDATE ... SET refunded = refunded + x is; the
+            # ledger's check (refunded <= captured) holds against what is committed now.
+            payments = {**store.payments, **self.staged_captures}
+            for intent, amount in self.staged_refunds.items():
+                payment = payments[intent]
+                if payment.refunded + amount > payment.captured.amount:
+                    raise RefundExceedsCapture(f"refunds would exceed payment {intent}")
+                payments[intent] = attrs.evolve(payment, refunded=payment.refunded + amount)
+            store.payments.update(payments)
             store.practitioners.update(self.staged_practitioners)
             store.bookings.update(self.staged_bookings)
             store.users.update(self.staged_users)
@@ -138,10 +165,14 @@ class InMemoryUnitOfWork:
         self.staged_events = {}
         self.staged_jobs = {}
         self.staged_idempotency = {}
+        self.staged_captures = {}
+        self.staged_refunds = {}
 
     def _drop_inflight(self) -> None:
         self.store.inflight_bookings.pop(self.token, None)
         self.store.inflight_events.pop(self.token, None)
+        self.store.inflight_payments.pop(self.token, None)
+        self.store.inflight_job_keys.pop(self.token, None)
         self.store.inflight_idempotency.pop(self.token, None)
 
     def rollback(self) -> None:
@@ -349,6 +380,68 @@ class _Events:
         return True
 
 
+class _Ledger:
+    """Captures behave like a primary key on the intent (another open unit's counts as taken);
+    refunds are checked against the capture here and again at commit."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def _visible(self, intent: str) -> Payment | None:
+        uow = self._uow
+        payment = uow.staged_captures.get(intent) or uow.store.payments.get(intent)
+        if payment is None:
+            return None
+        return attrs.evolve(payment, refunded=payment.refunded + uow.staged_refunds.get(intent, 0))
+
+    def capture(self, payment: Payment, at: datetime) -> bool:
+        self._uow._require_open()
+        store = self._uow.store
+        with store.lock:
+            intent = payment.payment_intent_id
+            if self._visible(intent) is not None:
+                return False
+            if any(
+                intent in ids
+                for token, ids in store.inflight_payments.items()
+                if token != self._uow.token
+            ):
+                return False  # another unit is applying the same payment
+            self._uow.staged_captures[intent] = attrs.evolve(payment, refunded=0)
+            store.inflight_payments.setdefault(self._uow.token, set()).add(intent)
+        return True
+
+    def add_refund(self, payment_intent_id: str, amount: Money, at: datetime) -> Payment:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            payment = self._visible(payment_intent_id)
+            if (
+                payment is None
+                or amount.currency != payment.captured.currency
+                or amount.amount < 0
+                or payment.refunded + amount.amount > payment.captured.amount
+            ):
+                raise RefundExceedsCapture(
+                    f"a refund of {amount.amount} {amount.currency} exceeds what payment "
+                    f"{payment_intent_id} has left"
+                )
+            staged = self._uow.staged_refunds
+            staged[payment_intent_id] = staged.get(payment_intent_id, 0) + amount.amount
+            return attrs.evolve(payment, refunded=payment.refunded + amount.amount)
+
+    def get(self, payment_intent_id: str) -> Payment | None:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            return self._visible(payment_intent_id)
+
+    def for_booking(self, booking_id: int) -> list[Payment]:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            intents = {*self._uow.store.payments, *self._uow.staged_captures}
+            found = [self._visible(i) for i in intents]
+        return [p for p in found if p is not None and p.booking_id == booking_id]
+
+
 class _Outbox:
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
@@ -360,12 +453,36 @@ class _Outbox:
             raise KeyError(f"no job {job_id}")
         return job
 
-    def add(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
+    def add(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        run_at: datetime,
+        *,
+        unique_key: str | None = None,
+    ) -> bool:
         self._uow._require_open()
-        job_id = self._uow.store.next_id("j")
-        self._uow.staged_jobs[job_id] = Job(
-            id=job_id, kind=kind, payload=dict(payload), run_at=run_at, created_at=run_at
-        )
+        store = self._uow.store
+        with store.lock:
+            if unique_key is not None:
+                jobs = {**store.jobs, **self._uow.staged_jobs}.values()
+                if any(j.unique_key == unique_key for j in jobs) or any(
+                    unique_key in keys
+                    for token, keys in store.inflight_job_keys.items()
+                    if token != self._uow.token
+                ):
+                    return False  # as INSERT ... ON CONFLICT (unique_key) DO NOTHING
+                store.inflight_job_keys.setdefault(self._uow.token, set()).add(unique_key)
+            job_id = store.next_id("j")
+            self._uow.staged_jobs[job_id] = Job(
+                id=job_id,
+                kind=kind,
+                payload=dict(payload),
+                run_at=run_at,
+                created_at=run_at,
+                unique_key=unique_key,
+            )
+        return True
 
     def claim_due(self, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Job]:
         self._uow._require_open()

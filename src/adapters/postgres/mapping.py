@@ -16,6 +16,7 @@ from adapters.postgres.rows import (
     DateOverrideRow,
     IdempotencyRecordRow,
     OutboxJobRow,
+    PaymentRow,
     PractitionerRow,
     ServiceRow,
     TimeOffRow,
@@ -30,6 +31,7 @@ from booking_core.model import (
     DateOverride,
     Interval,
     Money,
+    Payment,
     Practitioner,
     Refund,
     Service,
@@ -289,6 +291,16 @@ def job_from_row(row: OutboxJobRow) -> Job:
         status=row.status,
         last_error=row.last_error,
         created_at=utc_or_none(row.created_at),
+        unique_key=row.unique_key,
+    )
+
+
+def payment_from_row(row: PaymentRow) -> Payment:
+    return Payment(
+        payment_intent_id=row.payment_intent_id,
+        booking_id=row.booking_id,
+        captured=Money(row.captured_amount, row.currency),
+        refunded=row.refunded_amount,
     )
 
 

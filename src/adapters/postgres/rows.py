@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 ORM rows for the PostgreSQL schema (migration 0001 creates it; keep both in step).
+"""SQLAlchemy 2 ORM rows for the PostgreSQL schema (the migrations create it; keep both in step).
 
 Rows are storage shapes only: ``mapping`` turns them into domain objects and back. Class names end
 in ``Row`` and never reuse a domain name. Enum columns store the domain enums' values.
@@ -23,6 +23,7 @@ from booking_core.model import BookingStatus, RefundStatus, Role
 # prepares a statement after five runs) proves nothing.
 OCCUPYING_SQL = "status IN ('pending', 'confirmed')"
 NO_OVERLAP = "bookings_no_overlap"
+REFUND_WITHIN_CAPTURE = "ck_payments_refund_within_capture"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -317,6 +318,34 @@ class ProcessedPaymentEventRow(RowBase):
     received_at: Mapped[datetime]
 
 
+class PaymentRow(RowBase):
+    """The payments ledger (ports.PaymentLedger): one row per payment intent applied.
+
+    ``refunded_amount`` counts refund decisions (pending or paid out); the CHECK keeps it within
+    what the payment captured, whatever code path decides a refund.
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        sa.CheckConstraint("captured_amount >= 0", name="captured_amount"),
+        sa.CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= captured_amount",
+            name="refund_within_capture",
+        ),
+        sa.CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+    )
+
+    payment_intent_id: Mapped[str] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("bookings.id", ondelete="RESTRICT"), index=True
+    )
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    captured_amount: Mapped[int] = mapped_column(sa.BigInteger)
+    refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
 class OutboxJobRow(RowBase):
     __tablename__ = "outbox_jobs"
     __table_args__ = (
@@ -336,6 +365,8 @@ class OutboxJobRow(RowBase):
     )
     last_error: Mapped[str] = mapped_column(server_default="")
     created_at: Mapped[datetime] = _created()
+    # At most one job per key (one refund job per booking and reason); NULL for most jobs.
+    unique_key: Mapped[str | None] = mapped_column(unique=True)
 
 
 class IdempotencyRecordRow(RowBase):

@@ -17,6 +17,7 @@ from adapters.postgres.repositories import (
     SqlAlchemyIdempotencyStore,
     SqlAlchemyOutbox,
     SqlAlchemyPaymentEventLog,
+    SqlAlchemyPaymentLedger,
     SqlAlchemyPractitionerRepository,
     SqlAlchemyUserRepository,
 )
@@ -49,6 +50,7 @@ class SqlAlchemyUnitOfWork:
         self.bookings = SqlAlchemyBookingRepository(self._current, where)
         self.users = SqlAlchemyUserRepository(self._current, where)
         self.payment_events = SqlAlchemyPaymentEventLog(self._current, where)
+        self.ledger = SqlAlchemyPaymentLedger(self._current, where)
         self.outbox = SqlAlchemyOutbox(self._current, where)
         self.idempotency = SqlAlchemyIdempotencyStore(self._current, where)
 

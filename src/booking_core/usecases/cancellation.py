@@ -31,7 +31,7 @@ from booking_core.ports import (
 from booking_core.usecases._shared import _aware_utc, _get, _id, _practitioner_and_service
 from booking_core.usecases.availability import _is_offered, _is_taken, _occupied_around
 from booking_core.usecases.booking import get_booking
-from booking_core.usecases.payments import PaymentOutcome, issue_refund
+from booking_core.usecases.payments import PaymentOutcome, decide_refund, issue_refund
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,7 @@ def handle_calendar_cancellation(
         booking.cancel_reason = "cancelled by the practitioner in the external calendar"
         payload = {"booking_id": booking.id}
         if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
-            booking.refund = Refund(
-                amount=booking.price, status=RefundStatus.PENDING, reason="practitioner_cancelled"
-            )
-            uow.outbox.add(JobKind.REFUND, payload, now)
+            decide_refund(booking, booking.price, uow, now, reason="practitioner_cancelled")
             uow.outbox.add(JobKind.EMAIL, {**payload, "template": "cancelled"}, now)
         if was is BookingStatus.PENDING and booking.checkout_session_id:
             uow.outbox.add(
@@ -119,10 +116,9 @@ def cancel_booking(
         if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
             amount = rules.refund_for_cancellation(booking, now, override=cmd.refund_override)
             if amount.amount > 0:
-                booking.refund = Refund(
-                    amount=amount, status=RefundStatus.PENDING, reason="cancelled"
+                decide_refund(
+                    booking, amount, uow, now, reason="cancelled", run_at=now + timedelta(minutes=1)
                 )
-                uow.outbox.add(JobKind.REFUND, payload, now + timedelta(minutes=1))
         if was is BookingStatus.PENDING and booking.checkout_session_id:
             uow.outbox.add(
                 JobKind.EXPIRE_CHECKOUT, {**payload, "session_id": booking.checkout_session_id}, now

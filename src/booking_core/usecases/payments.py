@@ -9,6 +9,7 @@ import attrs
 
 from booking_core.errors import (
     PaymentFailed,
+    RefundExceedsCapture,
     SlotUnavailable,
 )
 from booking_core.jobs import JobKind
@@ -16,6 +17,7 @@ from booking_core.model import (
     Booking,
     BookingStatus,
     Money,
+    Payment,
     Refund,
     RefundStatus,
 )
@@ -42,6 +44,7 @@ class PaymentOutcome:
     UNKNOWN_BOOKING = "unknown_booking"
     CONFIRMED = "confirmed"
     ALREADY_CONFIRMED = "already_confirmed"
+    ALREADY_APPLIED = "already_applied"  # this payment intent was applied by an earlier event
     LATE_CONFIRMED = "late_confirmed"
     LATE_REFUNDED = "late_refunded"
     AMOUNT_MISMATCH = "amount_mismatch"
@@ -132,9 +135,23 @@ def _apply_payment(
         return PaymentOutcome.AWAITING_PAYMENT  # a delayed method; async_payment_* follows
     if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
         return PaymentOutcome.ALREADY_CONFIRMED
+    paid = event.amount or booking.price
+    # One session has one payment intent: an event naming none, for a booking already paid,
+    # is that same payment again.
+    intent = (
+        event.payment_intent_id
+        or booking.payment_intent_id
+        or f"checkout:{event.session_id or booking.checkout_session_id}"
+    )
+    # The ledger, not the event id, decides whether this payment was applied: Stripe sends
+    # checkout.session.completed and async_payment_succeeded (and redeliveries under new ids)
+    # for one payment, and a cancelled booking must not refund the money a second time.
+    if not uow.ledger.capture(
+        Payment(payment_intent_id=intent, booking_id=_booking_id(booking), captured=paid), now
+    ):
+        return PaymentOutcome.ALREADY_APPLIED
     booking.payment_intent_id = event.payment_intent_id or booking.payment_intent_id
     booking.checkout_session_id = booking.checkout_session_id or event.session_id
-    paid = event.amount or booking.price
     if event.amount != booking.price:
         log.error(
             "booking %s: paid %s %s but the price is %s %s; refunding, not confirming",
@@ -149,7 +166,7 @@ def _apply_payment(
             # expire_stale_holds leaves a completed checkout's hold alone, so release it here.
             booking.transition_to(BookingStatus.EXPIRED, at=now)
             booking.cancel_reason = "paid amount did not match the price"
-        _refund_in_full(booking, paid, uow, now, reason="amount_mismatch")
+        _refund_in_full(booking, intent, paid, uow, now, reason="amount_mismatch")
         return PaymentOutcome.AMOUNT_MISMATCH
     if booking.status is BookingStatus.PENDING:
         booking.transition_to(BookingStatus.CONFIRMED, at=now)
@@ -162,22 +179,71 @@ def _apply_payment(
         try:
             uow.bookings.save(late)
         except SlotUnavailable:
-            _refund_in_full(booking, paid, uow, now, reason="late_payment_slot_taken")
+            _refund_in_full(booking, intent, paid, uow, now, reason="late_payment_slot_taken")
             return PaymentOutcome.LATE_REFUNDED
         _after_confirmation(late, uow, now, rules)
         return PaymentOutcome.LATE_CONFIRMED
     # Cancelled while the client was paying: the money goes back.
-    _refund_in_full(booking, paid, uow, now, reason="paid_after_cancellation")
+    _refund_in_full(booking, intent, paid, uow, now, reason="paid_after_cancellation")
     return PaymentOutcome.LATE_REFUNDED
 
 
+def _booking_id(booking: Booking) -> int:
+    if booking.id is None:
+        raise ValueError("booking has no id; was it added through a repository?")
+    return booking.id
+
+
 def _refund_in_full(
-    booking: Booking, paid: Money, uow: UnitOfWork, now: datetime, *, reason: str
+    booking: Booking, intent: str, paid: Money, uow: UnitOfWork, now: datetime, *, reason: str
 ) -> None:
-    booking.refund = Refund(amount=paid, status=RefundStatus.PENDING, reason=reason)
-    booking.touch(now)
+    try:
+        decide_refund(booking, paid, uow, now, reason=reason, intent=intent)
+    except RefundExceedsCapture as exc:
+        # Acknowledge the event anyway (a redelivery cannot change the ledger); an admin sees it.
+        log.error("booking %s: no refund decided: %s", booking.id, exc)
     uow.bookings.save(booking)
-    uow.outbox.add(JobKind.REFUND, {"booking_id": booking.id}, now)
+
+
+def decide_refund(
+    booking: Booking,
+    amount: Money,
+    uow: UnitOfWork,
+    now: datetime,
+    *,
+    reason: str,
+    intent: str | None = None,
+    run_at: datetime | None = None,
+) -> bool:
+    """Make the booking's one refund decision: counted in the ledger, marked PENDING on the
+    booking, and one refund job (unique per booking and reason) for the worker.
+
+    False when the booking already has a refund decision (it is never replaced, so a refund
+    that succeeded never goes back to pending). Raises RefundExceedsCapture if the ledger
+    refuses the amount. The caller saves the booking.
+    """
+    if booking.refund is not None:
+        log.warning(
+            "booking %s already has a %s refund (%s); not deciding another (%s)",
+            booking.id,
+            booking.refund.status.value,
+            booking.refund.reason,
+            reason,
+        )
+        return False
+    intent = intent or booking.payment_intent_id
+    if intent is None:
+        raise RefundExceedsCapture(f"booking {booking.id} has no captured payment to refund")
+    uow.ledger.add_refund(intent, amount, now)
+    booking.refund = Refund(amount=amount, status=RefundStatus.PENDING, reason=reason)
+    booking.touch(now)
+    uow.outbox.add(
+        JobKind.REFUND,
+        {"booking_id": booking.id},
+        run_at or now,
+        unique_key=f"refund:{booking.id}:{reason}",
+    )
+    return True
 
 
 def _after_confirmation(
@@ -208,6 +274,8 @@ def _apply_refund_event(event: PaymentEvent, uow: UnitOfWork, now: datetime) -> 
         status = RefundStatus.FAILED
     if status is None or booking.refund.status is status:
         return PaymentOutcome.IGNORED
+    if booking.refund.status is RefundStatus.SUCCEEDED and status is RefundStatus.FAILED:
+        log.error("booking %s: a succeeded refund is now reported failed", booking.id)
     booking.refund = attrs.evolve(
         booking.refund, status=status, provider_id=event.refund_id or booking.refund.provider_id
     )
@@ -258,8 +326,12 @@ def issue_refund(
     }.get(result.status, RefundStatus.PENDING)
     with uow:
         stored = _get(uow, booking_id)
+        current = stored.refund or refund
+        # A webhook may have settled the refund while we waited: never move it back to pending.
+        if status is RefundStatus.PENDING:
+            status = current.status
         stored.refund = attrs.evolve(
-            refund, status=status, provider_id=result.id, attempts=refund.attempts + 1
+            current, status=status, provider_id=result.id, attempts=current.attempts + 1
         )
         stored.touch(clock.now())
         uow.bookings.save(stored)
