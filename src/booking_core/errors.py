@@ -149,6 +149,13 @@ class PaymentUnavailable(PaymentFailed):
     title = "Payments are unavailable right now"
 
 
+class CheckoutNotFound(PaymentFailed):
+    """The payment provider does not know this checkout session (HTTP 404: e.g. a key change)."""
+
+    code = "checkout_not_found"
+    title = "Checkout not found"
+
+
 class RefundExceedsCapture(Conflict):
     """A refund decision would make a payment's refunds exceed what it captured."""
 

@@ -102,8 +102,18 @@ class BookingRepository(Protocol):
     def occupied_spans(self, practitioner_id: int, window: Interval) -> list[Interval]:
         """The buffered spans of list_occupying's bookings, sorted: all availability needs."""
 
-    def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
-        """Pending bookings whose hold ran out before ``now``, oldest first."""
+    def list_expired_holds(
+        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+    ) -> list[Booking]:
+        """Pending bookings whose hold ran out before ``now``, by (hold expiry, id).
+
+        ``after`` is the (hold_expires_at, id) of the last one of the previous page, so a caller
+        pages through all of them, none starved behind others it cannot settle yet.
+        """
+
+    def list_unattached_holds(self, created_before: datetime, limit: int = 100) -> list[Booking]:
+        """Pending bookings with no checkout session created before ``created_before``, oldest
+        first: holds whose request died between the hold and the checkout."""
 
     def list_refunds_due(self, limit: int = 100) -> list[Booking]:
         """Bookings with a refund still PENDING (to be asked of the payment provider)."""
@@ -151,6 +161,15 @@ class PaymentLedger(Protocol):
 
     def for_booking(self, booking_id: int) -> list[Payment]:
         """The booking's payments, oldest first."""
+
+
+class CursorStore(Protocol):
+    """Named positions of background readers (e.g. the newest provider event seen)."""
+
+    def get(self, name: str) -> str | None: ...
+
+    def set(self, name: str, value: str) -> None:
+        """Insert or replace; visible to others when this unit of work commits."""
 
 
 class Outbox(Protocol):
@@ -231,6 +250,7 @@ class UnitOfWork(Protocol):
     users: UserRepository
     payment_events: PaymentEventLog
     ledger: PaymentLedger
+    cursors: CursorStore
     outbox: Outbox
     idempotency: IdempotencyStore
 
@@ -276,6 +296,18 @@ class CheckoutState(enum.StrEnum):
     OPEN = "open"
     COMPLETE = "complete"
     EXPIRED = "expired"
+
+
+@frozen
+class CheckoutInfo:
+    """A checkout session as the provider reports it now."""
+
+    id: str
+    state: CheckoutState
+    booking_id: int | None = None
+    payment_status: str | None = None  # paid | unpaid | no_payment_required
+    amount: Money | None = None
+    payment_intent_id: str | None = None
 
 
 @frozen
@@ -336,7 +368,19 @@ class PaymentGateway(Protocol):
         """End an open checkout so it can no longer be paid; returns its final state.
 
         An already complete session is not an error: returns COMPLETE (the caller confirms
-        instead). Raises PaymentUnavailable on provider failure.
+        instead). Raises CheckoutNotFound for a session the provider does not know,
+        PaymentUnavailable on provider failure.
+        """
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutInfo:
+        """The session as the provider has it now.
+
+        Raises CheckoutNotFound (unknown session), PaymentUnavailable (provider failure).
+        """
+
+    def recent_events(self, created_after: datetime, *, limit: int = 1000) -> list[PaymentEvent]:
+        """Events the provider created after ``created_after`` (all pages, up to ``limit``),
+        oldest first: what the webhook may have missed. Raises PaymentUnavailable.
         """
 
     def refund(self, request: RefundRequest) -> RefundResult:

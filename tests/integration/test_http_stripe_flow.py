@@ -37,6 +37,9 @@ class App:
     def __init__(self, fake: FakeStripe) -> None:
         self.fake = fake
         self.clock = FixedClock(NOW)
+        # Stripe checks expires_at against its own clock: let it share the test's (NOW is
+        # taken at import, which can be minutes before the test runs).
+        fake.now = lambda: self.clock.now().timestamp()
         self.store = InMemoryStore()
         self.gateway = StripePaymentGateway(
             api_key=stripe_fixtures.API_KEY,

@@ -35,6 +35,7 @@ TABLES = {
     "idempotency_records",
     "calendar_cache",
     "payments",
+    "sync_cursors",
 }
 ENUMS = {"user_role", "booking_status", "refund_status", "job_status"}
 

@@ -918,3 +918,50 @@ def test_a_unique_job_is_added_once(new_uow: UowFactory) -> None:
         ("email", None),
         ("email", None),
     ]
+
+
+def test_expired_and_unattached_holds_page_by_expiry_and_id(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    expiry = T0 - timedelta(minutes=5)
+    holds = _add(
+        new_uow,
+        *[
+            _booking(
+                p,
+                T0 + timedelta(hours=2 * n),
+                hold_expires_at=expiry + timedelta(minutes=n // 2),
+                checkout_session_id=None if n == 3 else f"cs_{n}",
+                created_at=T0 - timedelta(minutes=10 - n),
+            )
+            for n in range(5)
+        ],
+    )
+    uow = new_uow()
+    with uow:
+        first = uow.bookings.list_expired_holds(T0, 2)
+        last = first[-1]
+        rest = uow.bookings.list_expired_holds(
+            T0, 10, after=(last.hold_expires_at or T0, last.id or 0)
+        )
+        unattached = uow.bookings.list_unattached_holds(T0, 10)
+        too_new = uow.bookings.list_unattached_holds(T0 - timedelta(minutes=8), 10)
+    assert [b.id for b in first + rest] == [b.id for b in holds]
+    assert [b.id for b in unattached] == [holds[3].id]
+    assert too_new == []
+
+
+def test_cursors_are_stored_with_the_unit_of_work(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        assert uow.cursors.get("payments.events") is None
+        uow.cursors.set("payments.events", "2030-01-07T09:00:00+00:00")
+        assert uow.cursors.get("payments.events") == "2030-01-07T09:00:00+00:00"
+    with uow:
+        assert uow.cursors.get("payments.events") is None  # rolled back
+        uow.cursors.set("payments.events", "a")
+        uow.commit()
+    with uow:
+        uow.cursors.set("payments.events", "b")
+        uow.commit()
+    with uow:
+        assert uow.cursors.get("payments.events") == "b"

@@ -8,6 +8,7 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from attrs import define, field
@@ -15,6 +16,7 @@ from attrs import define, field
 from booking_core.errors import (
     CalendarSlotTaken,
     CalendarUnavailable,
+    CheckoutNotFound,
     DuplicateRequest,
     ExternalServiceError,
     InvalidPayload,
@@ -25,6 +27,7 @@ from booking_core.errors import (
 from booking_core.model import CalendarLink, Interval, Money, Practitioner, Service
 from booking_core.ports import (
     CalendarBookingRequest,
+    CheckoutInfo,
     CheckoutRequest,
     CheckoutSession,
     CheckoutState,
@@ -85,7 +88,10 @@ class FakePaymentGateway:
     - only an open session can be expired; a completed one reports COMPLETE;
     - refunds are idempotent per key and cannot exceed what was paid;
     - ``fail_next(n)`` / ``failing = True`` make calls raise PaymentUnavailable, as an outage would;
-    - webhook bodies are verified with the same HMAC scheme and 300 s tolerance as Stripe's.
+    - webhook bodies are verified with the same HMAC scheme and 300 s tolerance as Stripe's;
+    - every event body made by ``event_for`` is also listed by ``recent_events`` (as Stripe's
+      ``GET /v1/events``), dated by ``now`` (set it to the test clock);
+    - ``forget(session_id)`` makes a session unknown (404), as a key or account change does.
 
     ``checkout_base_url`` is where the offline checkout page lives (``/dev/checkout/<id>``).
     """
@@ -96,7 +102,10 @@ class FakePaymentGateway:
         checkout_base_url: str = "http://localhost:3000",
         webhook_secret: str = "whsec_fake",  # noqa: S107 - a test fixture, not a secret
         tolerance: int = 300,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
+        self.now = now or (lambda: datetime.now(UTC))
+        self.events: list[PaymentEvent] = []
         self.checkout_base_url = checkout_base_url.rstrip("/")
         self.webhook_secret = webhook_secret
         self.tolerance = tolerance
@@ -155,10 +164,39 @@ class FakePaymentGateway:
             self._maybe_fail("expire checkout")
             session = self.sessions.get(session_id)
             if session is None:
-                raise PaymentUnavailable(f"no such checkout session {session_id}")
+                raise CheckoutNotFound(f"no such checkout session {session_id}")
             if session.state is CheckoutState.OPEN:
                 session.state = CheckoutState.EXPIRED
             return session.state
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutInfo:
+        with self._lock:
+            self.calls.append(("retrieve_checkout", session_id))
+            self._maybe_fail("retrieve checkout")
+            session = self.sessions.get(session_id)
+            if session is None:
+                raise CheckoutNotFound(f"no such checkout session {session_id}")
+            paid = session.state is CheckoutState.COMPLETE
+            return CheckoutInfo(
+                id=session.id,
+                state=session.state,
+                booking_id=session.booking_id,
+                payment_status="paid" if paid else "unpaid",
+                amount=session.amount,
+                payment_intent_id=session.payment_intent_id,
+            )
+
+    def forget(self, session_id: str) -> None:
+        """The provider no longer knows the session (another key or account): 404 from now."""
+        with self._lock:
+            del self.sessions[session_id]
+
+    def recent_events(self, created_after: datetime, *, limit: int = 1000) -> list[PaymentEvent]:
+        with self._lock:
+            self.calls.append(("recent_events", created_after))
+            self._maybe_fail("list events")
+            found = [e for e in self.events if e.created > created_after]
+        return sorted(found, key=lambda e: e.created)[:limit]
 
     def complete(self, session_id: str) -> FakeSession:
         """The customer pays (what Stripe's hosted page does); the caller then sends the event."""
@@ -204,7 +242,7 @@ class FakePaymentGateway:
             "id": event_id or f"evt_fake{next(self._ids):06d}",
             "object": "event",
             "type": event_type,
-            "created": int(time.time()),
+            "created": int(self.now().timestamp()),
             "livemode": False,
             "data": {
                 "object": {
@@ -220,6 +258,8 @@ class FakePaymentGateway:
                 }
             },
         }
+        with self._lock:
+            self.events.append(parse_stripe_shaped_event(body))
         return json.dumps(body).encode()
 
     def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:

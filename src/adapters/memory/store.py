@@ -34,6 +34,7 @@ class InMemoryStore:
         self.events: dict[str, tuple[str, datetime]] = {}
         self.jobs: dict[int, Job] = {}
         self.payments: dict[str, Payment] = {}
+        self.cursors: dict[str, str] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         # Uncommitted occupying bookings and event ids per open unit, seen by the others' checks.
         self.inflight_bookings: dict[int, dict[int, Booking]] = {}
@@ -77,6 +78,7 @@ class InMemoryUnitOfWork:
         self.users = _Users(self)
         self.payment_events = _Events(self)
         self.ledger = _Ledger(self)
+        self.cursors = _Cursors(self)
         self.outbox = _Outbox(self)
         self.idempotency = _Idempotency(self)
         self._reset()
@@ -92,6 +94,7 @@ class InMemoryUnitOfWork:
         self.staged_idempotency: dict[str, IdempotencyRecord | None] = {}
         self.staged_captures: dict[str, Payment] = {}
         self.staged_refunds: dict[str, int] = {}
+        self.staged_cursors: dict[str, str] = {}
 
     def __enter__(self) -> Self:
         if self._open:
@@ -144,6 +147,7 @@ class InMemoryUnitOfWork:
                     raise RefundExceedsCapture(f"refunds would exceed payment {intent}")
                 payments[intent] = attrs.evolve(payment, refunded=payment.refunded + amount)
             store.payments.update(payments)
+            store.cursors.update(self.staged_cursors)
             store.practitioners.update(self.staged_practitioners)
             store.bookings.update(self.staged_bookings)
             store.users.update(self.staged_users)
@@ -167,6 +171,7 @@ class InMemoryUnitOfWork:
         self.staged_idempotency = {}
         self.staged_captures = {}
         self.staged_refunds = {}
+        self.staged_cursors = {}
 
     def _drop_inflight(self) -> None:
         self.store.inflight_bookings.pop(self.token, None)
@@ -305,15 +310,30 @@ class _Bookings:
     def occupied_spans(self, practitioner_id: int, window: Interval) -> list[Interval]:
         return [b.occupied for b in self.list_occupying(practitioner_id, window)]
 
-    def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
+    def list_expired_holds(
+        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+    ) -> list[Booking]:
         self._uow._require_open()
         found = [
             b.copy()
             for b in self._visible().values()
-            if b.status.value == "pending" and b.hold_expires_at is not None
+            if b.status.value == "pending"
+            and b.hold_expires_at is not None
             and b.hold_expires_at < now
+            and (after is None or (b.hold_expires_at, b.id or 0) > after)
         ]
-        return sorted(found, key=lambda b: b.hold_expires_at or now)[:limit]
+        return sorted(found, key=lambda b: (b.hold_expires_at or now, b.id or 0))[:limit]
+
+    def list_unattached_holds(self, created_before: datetime, limit: int = 100) -> list[Booking]:
+        self._uow._require_open()
+        found = [
+            b.copy()
+            for b in self._visible().values()
+            if b.status.value == "pending"
+            and b.checkout_session_id is None
+            and b.created_at < created_before
+        ]
+        return sorted(found, key=lambda b: (b.created_at, b.id or 0))[:limit]
 
     def list_refunds_due(self, limit: int = 100) -> list[Booking]:
         self._uow._require_open()
@@ -440,6 +460,20 @@ class _Ledger:
             intents = {*self._uow.store.payments, *self._uow.staged_captures}
             found = [self._visible(i) for i in intents]
         return [p for p in found if p is not None and p.booking_id == booking_id]
+
+
+class _Cursors:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def get(self, name: str) -> str | None:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            return self._uow.staged_cursors.get(name, self._uow.store.cursors.get(name))
+
+    def set(self, name: str, value: str) -> None:
+        self._uow._require_open()
+        self._uow.staged_cursors[name] = value
 
 
 class _Outbox:

@@ -48,6 +48,7 @@ from adapters.postgres.rows import (
     PractitionerRow,
     ProcessedPaymentEventRow,
     ServiceRow,
+    SyncCursorRow,
     UserRow,
 )
 from booking_core.errors import (
@@ -315,11 +316,28 @@ class SqlAlchemyBookingRepository:
             rows = self._session().connection().execute(_OCCUPIED_SPANS, params).all()
         return [Interval(start, end) for start, end in rows]
 
-    def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
+    def list_expired_holds(
+        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+    ) -> list[Booking]:
+        stmt = sa.select(BookingRow).where(
+            sa.text("status = 'pending'"), BookingRow.hold_expires_at < now
+        )
+        if after is not None:
+            stmt = stmt.where(
+                sa.tuple_(BookingRow.hold_expires_at, BookingRow.id) > sa.tuple_(*after)
+            )
+        stmt = stmt.order_by(BookingRow.hold_expires_at, BookingRow.id).limit(limit)
+        return self._many(stmt)
+
+    def list_unattached_holds(self, created_before: datetime, limit: int = 100) -> list[Booking]:
         stmt = (
             sa.select(BookingRow)
-            .where(sa.text("status = 'pending'"), BookingRow.hold_expires_at < now)
-            .order_by(BookingRow.hold_expires_at, BookingRow.id)
+            .where(
+                sa.text("status = 'pending'"),
+                BookingRow.checkout_session_id.is_(None),
+                BookingRow.created_at < created_before,
+            )
+            .order_by(BookingRow.created_at, BookingRow.id)
             .limit(limit)
         )
         return self._many(stmt)
@@ -477,6 +495,29 @@ class SqlAlchemyPaymentLedger:
             )
             rows = self._session().scalars(stmt, execution_options=_FRESH).all()
             return [payment_from_row(row) for row in rows]
+
+
+class SqlAlchemyCursorStore:
+    """ports.CursorStore on ``sync_cursors`` (an upsert per set)."""
+
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def get(self, name: str) -> str | None:
+        with translated(self._where):
+            stmt = sa.select(SyncCursorRow.value).where(SyncCursorRow.name == name)
+            return self._session().execute(stmt).scalar_one_or_none()
+
+    def set(self, name: str, value: str) -> None:
+        with translated(self._where):
+            insert = pg_insert(SyncCursorRow).values(name=name, value=value)
+            self._session().execute(
+                insert.on_conflict_do_update(
+                    index_elements=[SyncCursorRow.name],
+                    set_={"value": insert.excluded.value, "updated_at": sa.func.now()},
+                )
+            )
 
 
 class SqlAlchemyOutbox:

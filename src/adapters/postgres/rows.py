@@ -346,6 +346,16 @@ class PaymentRow(RowBase):
     updated_at: Mapped[datetime] = _updated()
 
 
+class SyncCursorRow(RowBase):
+    """Where a background reader got to (ports.CursorStore), e.g. the newest Stripe event seen."""
+
+    __tablename__ = "sync_cursors"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[str]
+    updated_at: Mapped[datetime] = _updated()
+
+
 class OutboxJobRow(RowBase):
     __tablename__ = "outbox_jobs"
     __table_args__ = (

@@ -14,6 +14,7 @@ from adapters.postgres.errors import translate, translated
 from adapters.postgres.repositories import (
     PractitionerCache,
     SqlAlchemyBookingRepository,
+    SqlAlchemyCursorStore,
     SqlAlchemyIdempotencyStore,
     SqlAlchemyOutbox,
     SqlAlchemyPaymentEventLog,
@@ -51,6 +52,7 @@ class SqlAlchemyUnitOfWork:
         self.users = SqlAlchemyUserRepository(self._current, where)
         self.payment_events = SqlAlchemyPaymentEventLog(self._current, where)
         self.ledger = SqlAlchemyPaymentLedger(self._current, where)
+        self.cursors = SqlAlchemyCursorStore(self._current, where)
         self.outbox = SqlAlchemyOutbox(self._current, where)
         self.idempotency = SqlAlchemyIdempotencyStore(self._current, where)
 

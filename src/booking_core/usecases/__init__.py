@@ -29,7 +29,12 @@ from booking_core.usecases.cancellation import (
     reschedule_booking,
 )
 from booking_core.usecases.catalogue import get_practitioner, list_practitioners
-from booking_core.usecases.housekeeping import complete_finished_bookings, expire_stale_holds
+from booking_core.usecases.housekeeping import (
+    Reconciled,
+    complete_finished_bookings,
+    expire_stale_holds,
+    reconcile_payments,
+)
 from booking_core.usecases.payments import PaymentOutcome, handle_payment_event, issue_refund
 
 # The job kinds under their former names, for callers written before JobKind.
@@ -53,6 +58,7 @@ __all__ = [
     "CancelBooking",
     "Cancelled",
     "PaymentOutcome",
+    "Reconciled",
     "RequestBooking",
     "RescheduleBooking",
     "authorize_booking",
@@ -68,6 +74,7 @@ __all__ = [
     "issue_refund",
     "list_bookings",
     "list_practitioners",
+    "reconcile_payments",
     "request_booking",
     "reschedule_booking",
 ]

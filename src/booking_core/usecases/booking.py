@@ -11,12 +11,16 @@ from booking_core.errors import (
     BookingNotFound,
     OutsideAvailability,
     PaymentFailed,
+    PaymentUnavailable,
     SlotUnavailable,
 )
+from booking_core.jobs import JobKind
 from booking_core.model import (
     Booking,
     BookingStatus,
     Client,
+    Practitioner,
+    Service,
 )
 from booking_core.policy import BookingRules, new_manage_token, token_matches
 from booking_core.ports import (
@@ -78,6 +82,10 @@ def request_booking(
         raise SlotUnavailable(f"{start.isoformat()} is already taken")
 
     token, token_hash = new_manage_token()
+    # The hold (and the checkout's expires_at, the same instant) counts from now, just before
+    # the checkout call, not from the start of the request: Stripe refuses an expires_at less
+    # than 30 minutes ahead, and the checks above may have waited on the calendar.
+    held_at = clock.now()
     booking = Booking(
         practitioner_id=cmd.practitioner_id,
         service_id=cmd.service_id,
@@ -88,32 +96,20 @@ def request_booking(
         buffer_after_minutes=service.buffer_after_minutes,
         price=service.price,
         status=BookingStatus.PENDING,
-        hold_expires_at=rules.hold_expiry(now),
+        hold_expires_at=rules.hold_expiry(held_at),
         notes=cmd.notes,
         manage_token_hash=token_hash,
-        created_at=now,
-        updated_at=now,
+        created_at=held_at,
+        updated_at=held_at,
     )
     with uow:
         booking = uow.bookings.add(booking)  # SlotUnavailable if someone was faster
         uow.commit()
     calendar.invalidate(cmd.practitioner_id)
     booking_id = _id(booking)
-    # Ids restart after a database reset and Stripe keeps keys for 24 h: the creation instant
-    # keeps a reused id from replaying another booking's session.
-    checkout_key = f"checkout:{booking_id}:{int(booking.created_at.timestamp() * 1e6)}"
 
     try:
-        session = payments.create_checkout(
-            CheckoutRequest(
-                booking_id=booking_id,
-                amount=booking.price,
-                description=f"{service.name} with {practitioner.name}",
-                customer_email=booking.client.email,
-                expires_at=booking.hold_expires_at or rules.hold_expiry(now),
-                idempotency_key=checkout_key,
-            )
-        )
+        session = payments.create_checkout(checkout_request(booking, practitioner, service))
     except PaymentFailed:
         _release_hold(booking_id, uow=uow, clock=clock, reason="payment provider unavailable")
         calendar.invalidate(cmd.practitioner_id)
@@ -121,11 +117,39 @@ def request_booking(
 
     with uow:
         stored = _get(uow, booking_id)
+        if stored.status is not BookingStatus.PENDING:
+            # The reconciler released the hold while the provider kept us waiting: the session
+            # must not stay payable, and the client gets a clean failure to retry.
+            uow.outbox.add(
+                JobKind.EXPIRE_CHECKOUT,
+                {"booking_id": booking_id, "session_id": session.id},
+                clock.now(),
+            )
+            uow.commit()
+            raise PaymentUnavailable("the payment provider answered too late; please try again")
         stored.checkout_session_id = session.id
         stored.touch(clock.now())
         uow.bookings.save(stored)
         uow.commit()
     return BookingRequested(booking=stored, checkout_url=session.url, manage_token=token)
+
+
+def checkout_request(
+    booking: Booking, practitioner: Practitioner, service: Service
+) -> CheckoutRequest:
+    """The checkout a hold asks for, built from what the hold stores only, so that asking again
+    (the reconciler, after a crash) replays the provider's first answer for the same key."""
+    booking_id = _id(booking)
+    return CheckoutRequest(
+        booking_id=booking_id,
+        amount=booking.price,
+        description=f"{service.name} with {practitioner.name}",
+        customer_email=booking.client.email,
+        expires_at=booking.hold_expires_at or booking.created_at,
+        # Ids restart after a database reset and Stripe keeps keys for 24 h: the creation
+        # instant keeps a reused id from replaying another booking's session.
+        idempotency_key=f"checkout:{booking_id}:{int(booking.created_at.timestamp() * 1e6)}",
+    )
 
 
 def _release_hold(booking_id: int, *, uow: UnitOfWork, clock: Clock, reason: str) -> None:

@@ -1,5 +1,6 @@
-"""Payments ledger (one row per payment intent applied, refunds bounded by the capture) and
-unique outbox jobs (one refund job per booking and reason).
+"""Payments ledger (one row per payment intent applied, refunds bounded by the capture), unique
+outbox jobs (one refund job per booking and reason), and sync cursors (the payment reconciler's
+position in the provider's event list).
 
 Revision ID: 0002_payments_ledger
 Revises: 0001
@@ -67,6 +68,16 @@ def upgrade() -> None:
         """
     )
 
+    op.create_table(
+        "sync_cursors",
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_sync_cursors")),
+    )
+
     op.add_column("outbox_jobs", sa.Column("unique_key", sa.Text))
     op.create_unique_constraint(op.f("uq_outbox_jobs_unique_key"), "outbox_jobs", ["unique_key"])
 
@@ -74,5 +85,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_constraint(op.f("uq_outbox_jobs_unique_key"), "outbox_jobs", type_="unique")
     op.drop_column("outbox_jobs", "unique_key")
+    op.drop_table("sync_cursors")
     op.drop_index("ix_payments_booking_id", table_name="payments")
     op.drop_table("payments")
