@@ -40,6 +40,7 @@ class JobKind(enum.StrEnum):
     CALENDAR_RESCHEDULE = "calendar.reschedule"
     REFUND = "payment.refund"
     EXPIRE_CHECKOUT = "payment.expire_checkout"
+    ABANDON_CHECKOUT = "payment.abandon_checkout"  # a released hold's checkout, if one was made
 
 
 class JobStatus(enum.StrEnum):
@@ -162,6 +163,19 @@ def _refund(payload: Mapping[str, Any], ctx: JobContext) -> None:
     issue_refund(int(payload["booking_id"]), uow=ctx.uow, payments=ctx.payments, clock=ctx.clock)
 
 
+def _abandon_checkout(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    from booking_core.usecases.housekeeping import abandon_checkout
+
+    abandon_checkout(
+        int(payload["booking_id"]),
+        uow=ctx.uow,
+        payments=ctx.payments,
+        calendar=ctx.calendar,
+        clock=ctx.clock,
+        rules=ctx.rules,
+    )
+
+
 def _expire_checkout(payload: Mapping[str, Any], ctx: JobContext) -> None:
     ctx.payments.expire_checkout(str(payload["session_id"]))
 
@@ -276,6 +290,7 @@ def _email(payload: Mapping[str, Any], ctx: JobContext) -> None:
 _HANDLERS: dict[str, Callable[[Mapping[str, Any], JobContext], None]] = {
     JobKind.REFUND: _refund,
     JobKind.EXPIRE_CHECKOUT: _expire_checkout,
+    JobKind.ABANDON_CHECKOUT: _abandon_checkout,
     JobKind.CALENDAR_CREATE: _calendar_create,
     JobKind.CALENDAR_CANCEL: _calendar_cancel,
     JobKind.CALENDAR_RESCHEDULE: _calendar_reschedule,

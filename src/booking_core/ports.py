@@ -210,8 +210,10 @@ class Outbox(Protocol):
 class IdempotencyRecord:
     """A client's Idempotency-Key and what the first request with it answered.
 
-    ``status_code`` is None while the first request is still running. ``sealed_secret`` holds a
-    one-time secret of the answer (the manage token) sealed by the entrypoint, never in clear.
+    ``status_code`` is None while the first request is still running; it holds the key until
+    ``lease_expires_at`` (seconds, not a day: a request that died gives the key up soon).
+    ``booking_id`` is the hold that request made. ``sealed_secret`` holds a one-time secret of
+    the answer (the manage token) sealed by the entrypoint, never in clear.
     """
 
     key: str
@@ -220,11 +222,20 @@ class IdempotencyRecord:
     status_code: int | None = None
     response: Mapping[str, Any] | None = None
     sealed_secret: str | None = None
+    lease_expires_at: datetime | None = None
+    booking_id: int | None = None
 
 
 class IdempotencyStore(Protocol):
     def reserve(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
         """Claim ``record.key``: None if it was free (now ours), else the existing record."""
+
+    def take_over(self, key: str, now: datetime, lease_expires_at: datetime) -> bool:
+        """Claim a key whose first request is unfinished and whose lease ran out before
+        ``now``; True if this unit now holds it (with a new lease, no hold attached)."""
+
+    def attach(self, key: str, booking_id: int) -> None:
+        """Note the hold the request holding ``key`` made (in the hold's transaction)."""
 
     def complete(
         self, key: str, status_code: int, response: Mapping[str, Any], sealed_secret: str | None

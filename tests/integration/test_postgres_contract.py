@@ -965,3 +965,37 @@ def test_cursors_are_stored_with_the_unit_of_work(new_uow: UowFactory) -> None:
         uow.commit()
     with uow:
         assert uow.cursors.get("payments.events") == "b"
+
+
+def test_an_unfinished_key_is_taken_over_once_its_lease_ran_out(new_uow: UowFactory) -> None:
+    lease = T0 + timedelta(seconds=30)
+    record = IdempotencyRecord(
+        key="k-lease", fingerprint="f", created_at=T0, lease_expires_at=lease
+    )
+    uow = new_uow()
+    with uow:
+        assert uow.idempotency.reserve(record) is None
+        uow.idempotency.attach("k-lease", 41)
+        uow.commit()
+    with uow:
+        existing = uow.idempotency.reserve(record)
+        assert existing is not None
+        assert (existing.lease_expires_at, existing.booking_id) == (lease, 41)
+        assert not uow.idempotency.take_over("k-lease", lease - timedelta(seconds=1), lease)
+        assert uow.idempotency.take_over("k-lease", lease, lease + timedelta(seconds=30))
+        uow.commit()
+    first, second = new_uow(), new_uow()
+    later = lease + timedelta(minutes=5)
+    with first:
+        assert first.idempotency.take_over("k-lease", later, later + timedelta(seconds=30))
+        first.commit()
+    with second:  # the first retry holds it now
+        assert not second.idempotency.take_over("k-lease", later, later + timedelta(seconds=30))
+    with uow:
+        uow.idempotency.complete("k-lease", 201, {"ok": True}, None)
+        uow.commit()
+    with uow:  # a finished key is never taken over
+        assert not uow.idempotency.take_over("k-lease", later + timedelta(days=1), later)
+        stored = uow.idempotency.reserve(record)
+        assert stored is not None
+        assert (stored.status_code, stored.booking_id) == (201, None)

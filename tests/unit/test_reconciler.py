@@ -122,7 +122,7 @@ def _half_written(app: App, start_index: int, *, at_provider: bool) -> Booking:
         )
         uow.commit()
     if at_provider:
-        app.payments.create_checkout(checkout_request(hold, app.practitioner, service))
+        app.payments.create_checkout(checkout_request(hold, app.practitioner, service, app.rules))
     return hold
 
 

@@ -589,6 +589,27 @@ class _Idempotency:
             store.inflight_idempotency.setdefault(self._uow.token, {})[record.key] = record
         return None
 
+    def take_over(self, key: str, now: datetime, lease_expires_at: datetime) -> bool:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            record = self._visible(key)
+            if record is None or record.status_code is not None:
+                return False
+            lease = record.lease_expires_at or record.created_at
+            if lease > now:
+                return False
+            self._uow.staged_idempotency[key] = attrs.evolve(
+                record, lease_expires_at=lease_expires_at, booking_id=None
+            )
+        return True
+
+    def attach(self, key: str, booking_id: int) -> None:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            record = self._visible(key)
+            if record is not None:
+                self._uow.staged_idempotency[key] = attrs.evolve(record, booking_id=booking_id)
+
     def complete(
         self, key: str, status_code: int, response: Mapping[str, Any], sealed_secret: str | None
     ) -> None:

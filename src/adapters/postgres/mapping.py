@@ -312,4 +312,6 @@ def idempotency_from_row(row: IdempotencyRecordRow) -> IdempotencyRecord:
         status_code=row.response_status,
         response=dict(row.response_body) if row.response_body is not None else None,
         sealed_secret=row.sealed_secret,
+        lease_expires_at=utc_or_none(row.lease_expires_at),
+        booking_id=row.booking_id,
     )

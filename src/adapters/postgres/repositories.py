@@ -645,6 +645,8 @@ class SqlAlchemyIdempotencyStore:
                     response_status=record.status_code,
                     response_body=dict(record.response) if record.response is not None else None,
                     sealed_secret=record.sealed_secret,
+                    lease_expires_at=record.lease_expires_at,
+                    booking_id=record.booking_id,
                 )
                 .on_conflict_do_nothing(index_elements=[IdempotencyRecordRow.key])
                 .returning(IdempotencyRecordRow.id)
@@ -656,6 +658,30 @@ class SqlAlchemyIdempotencyStore:
                 execution_options=_FRESH,
             ).one()
             return idempotency_from_row(existing)
+
+    def take_over(self, key: str, now: datetime, lease_expires_at: datetime) -> bool:
+        """A conditional UPDATE: of two retries taking over at once, one wins."""
+        row = IdempotencyRecordRow
+        with translated(self._where):
+            stmt = (
+                sa.update(row)
+                .where(
+                    row.key == key,
+                    row.response_status.is_(None),
+                    sa.func.coalesce(row.lease_expires_at, row.created_at) <= now,
+                )
+                .values(lease_expires_at=lease_expires_at, booking_id=None)
+                .returning(row.id)
+            )
+            return self._session().execute(stmt).scalar_one_or_none() is not None
+
+    def attach(self, key: str, booking_id: int) -> None:
+        with translated(self._where):
+            self._session().execute(
+                sa.update(IdempotencyRecordRow)
+                .where(IdempotencyRecordRow.key == key)
+                .values(booking_id=booking_id)
+            )
 
     def complete(
         self, key: str, status_code: int, response: Mapping[str, Any], sealed_secret: str | None

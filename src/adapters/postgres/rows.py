@@ -382,7 +382,8 @@ class OutboxJobRow(RowBase):
 class IdempotencyRecordRow(RowBase):
     """The answer to a POST /api/bookings with an Idempotency-Key (ports.IdempotencyStore).
 
-    ``response_status`` is NULL while the first request with the key is still being handled;
+    ``response_status`` is NULL while the first request with the key is still being handled
+    (until ``lease_expires_at``);
     ``sealed_secret`` is the manage token sealed by the web layer, never in clear.
     """
 
@@ -395,6 +396,9 @@ class IdempotencyRecordRow(RowBase):
     response_body: Mapped[dict[str, Any] | None]
     sealed_secret: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=sa.func.now(), index=True)
+    # While response_status is NULL: the first request holds the key until then (seconds).
+    lease_expires_at: Mapped[datetime | None]
+    booking_id: Mapped[int | None] = mapped_column(sa.BigInteger)  # the hold it made
 
 
 class CalendarCacheRow(RowBase):

@@ -12,12 +12,16 @@ is the one import callers need.
 from booking_core.jobs import JobKind
 from booking_core.usecases.availability import Availability, AvailabilityQuery, get_availability
 from booking_core.usecases.booking import (
+    IDEMPOTENCY_LEASE,
     BookingRequested,
+    IdempotencyClaim,
     RequestBooking,
     authorize_booking,
+    claim_idempotency_key,
     find_booking_by_checkout,
     get_booking,
     list_bookings,
+    release_idempotency_key,
     request_booking,
 )
 from booking_core.usecases.cancellation import (
@@ -46,6 +50,7 @@ JOB_REFUND = JobKind.REFUND
 JOB_EXPIRE_CHECKOUT = JobKind.EXPIRE_CHECKOUT
 
 __all__ = [
+    "IDEMPOTENCY_LEASE",
     "JOB_CALENDAR_CANCEL",
     "JOB_CALENDAR_CREATE",
     "JOB_CALENDAR_RESCHEDULE",
@@ -57,12 +62,14 @@ __all__ = [
     "BookingRequested",
     "CancelBooking",
     "Cancelled",
+    "IdempotencyClaim",
     "PaymentOutcome",
     "Reconciled",
     "RequestBooking",
     "RescheduleBooking",
     "authorize_booking",
     "cancel_booking",
+    "claim_idempotency_key",
     "complete_finished_bookings",
     "expire_stale_holds",
     "find_booking_by_checkout",
@@ -75,6 +82,7 @@ __all__ = [
     "list_bookings",
     "list_practitioners",
     "reconcile_payments",
+    "release_idempotency_key",
     "request_booking",
     "reschedule_booking",
 ]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
 
 from attrs import field, frozen
 
 from booking_core.errors import (
     BookingNotFound,
+    DuplicateRequest,
     OutsideAvailability,
     PaymentFailed,
     PaymentUnavailable,
+    RequestInProgress,
     SlotUnavailable,
 )
 from booking_core.jobs import JobKind
@@ -27,7 +31,9 @@ from booking_core.ports import (
     BookingFilter,
     CalendarGateway,
     CheckoutRequest,
+    CheckoutSession,
     Clock,
+    IdempotencyRecord,
     PaymentGateway,
     UnitOfWork,
 )
@@ -53,6 +59,82 @@ class BookingRequested:
     manage_token: str = field(repr=False)
 
 
+# How long an unfinished request holds its Idempotency-Key: past it, a retry starts again.
+IDEMPOTENCY_LEASE = timedelta(seconds=30)
+
+
+@frozen
+class IdempotencyClaim:
+    """A request_booking run under an Idempotency-Key its caller claimed (claim_idempotency_key).
+
+    ``answer`` turns the result into the stored answer (response body, sealed one-time secret);
+    it is stored in the transaction that stores the checkout, so the two never part.
+    """
+
+    key: str
+    answer: Callable[[BookingRequested], tuple[Mapping[str, Any], str | None]] = field(repr=False)
+
+
+def claim_idempotency_key(
+    key: str, fingerprint: str, *, uow: UnitOfWork, calendar: CalendarGateway, clock: Clock
+) -> IdempotencyRecord | None:
+    """Claim ``key`` for a booking request; None when the caller may run it now.
+
+    A key whose first request died (unfinished, its lease run out) is taken over: the hold that
+    request left without a checkout is released in the same transaction (its checkout, if the
+    provider made one, is expired by a job), so the retry finds the slot free. Returns the
+    stored record when the first request finished (to answer the same again). Raises
+    DuplicateRequest (same key, other request), RequestInProgress (first one still running).
+    """
+    now = clock.now()
+    released: int | None = None
+    with uow:
+        existing = uow.idempotency.reserve(
+            IdempotencyRecord(
+                key=key,
+                fingerprint=fingerprint,
+                created_at=now,
+                lease_expires_at=now + IDEMPOTENCY_LEASE,
+            )
+        )
+        if existing is not None:
+            if existing.fingerprint != fingerprint:
+                raise DuplicateRequest("this Idempotency-Key was used for a different request")
+            if existing.status_code is not None and existing.response is not None:
+                return existing
+            lease = existing.lease_expires_at or existing.created_at + IDEMPOTENCY_LEASE
+            if lease > now or not uow.idempotency.take_over(key, now, now + IDEMPOTENCY_LEASE):
+                raise RequestInProgress("the first request with this key is still running")
+            if existing.booking_id is not None:
+                released = _abandon_hold(uow, existing.booking_id, now)
+        uow.commit()
+    if released is not None:
+        calendar.invalidate(released)
+    return None
+
+
+def _abandon_hold(uow: UnitOfWork, booking_id: int, now: datetime) -> int | None:
+    orphan = uow.bookings.get(booking_id)
+    if (
+        orphan is None
+        or orphan.status is not BookingStatus.PENDING
+        or orphan.checkout_session_id is not None
+    ):
+        return None
+    orphan.transition_to(BookingStatus.EXPIRED, at=now)
+    orphan.cancel_reason = "its request died before the checkout; the client retried"
+    uow.bookings.save(orphan)
+    uow.outbox.add(JobKind.ABANDON_CHECKOUT, {"booking_id": booking_id}, now)
+    return orphan.practitioner_id
+
+
+def release_idempotency_key(key: str, *, uow: UnitOfWork) -> None:
+    """Give up a claimed key whose request failed, so that the client may retry it."""
+    with uow:
+        uow.idempotency.release(key)
+        uow.commit()
+
+
 def request_booking(
     cmd: RequestBooking,
     *,
@@ -61,8 +143,12 @@ def request_booking(
     calendar: CalendarGateway,
     clock: Clock,
     rules: BookingRules,
+    idempotency: IdempotencyClaim | None = None,
 ) -> BookingRequested:
     """Hold the slot as a pending booking, then open a checkout for it.
+
+    With ``idempotency`` (a key claimed by claim_idempotency_key) the hold is noted on the key's
+    record and the answer is stored with the checkout, in the same transactions.
 
     The hold is committed before the payment provider is called, so the slot is taken at once;
     if the provider fails the hold is released (status expired) and PaymentUnavailable raised.
@@ -104,17 +190,42 @@ def request_booking(
     )
     with uow:
         booking = uow.bookings.add(booking)  # SlotUnavailable if someone was faster
+        if idempotency is not None:
+            uow.idempotency.attach(idempotency.key, _id(booking))
         uow.commit()
     calendar.invalidate(cmd.practitioner_id)
     booking_id = _id(booking)
 
     try:
-        session = payments.create_checkout(checkout_request(booking, practitioner, service))
+        session = payments.create_checkout(
+            checkout_request(booking, practitioner, service, rules)
+        )
     except PaymentFailed:
         _release_hold(booking_id, uow=uow, clock=clock, reason="payment provider unavailable")
         calendar.invalidate(cmd.practitioner_id)
         raise
 
+    try:
+        return _store_checkout(booking_id, session, token, uow, clock, idempotency)
+    except Exception:
+        # Storing failed (the database): give the slot back now if the database lets us; else
+        # the reconciler does within a minute, and expires the session.
+        try:
+            _release_hold(booking_id, uow=uow, clock=clock, reason="the checkout was not stored")
+        except Exception as exc:  # the first error is the one to report
+            log.warning("hold %s left for the reconciler: %s", booking_id, exc)
+        calendar.invalidate(cmd.practitioner_id)
+        raise
+
+
+def _store_checkout(
+    booking_id: int,
+    session: CheckoutSession,
+    token: str,
+    uow: UnitOfWork,
+    clock: Clock,
+    idempotency: IdempotencyClaim | None,
+) -> BookingRequested:
     with uow:
         stored = _get(uow, booking_id)
         if stored.status is not BookingStatus.PENDING:
@@ -130,22 +241,27 @@ def request_booking(
         stored.checkout_session_id = session.id
         stored.touch(clock.now())
         uow.bookings.save(stored)
+        result = BookingRequested(booking=stored, checkout_url=session.url, manage_token=token)
+        if idempotency is not None:
+            response, sealed = idempotency.answer(result)
+            uow.idempotency.complete(idempotency.key, 201, response, sealed)
         uow.commit()
-    return BookingRequested(booking=stored, checkout_url=session.url, manage_token=token)
+    return result
 
 
 def checkout_request(
-    booking: Booking, practitioner: Practitioner, service: Service
+    booking: Booking, practitioner: Practitioner, service: Service, rules: BookingRules
 ) -> CheckoutRequest:
-    """The checkout a hold asks for, built from what the hold stores only, so that asking again
-    (the reconciler, after a crash) replays the provider's first answer for the same key."""
+    """The checkout a hold asks for, built from what the hold stores only (its expiry counts
+    from its creation, which survives its release), so that asking again (the reconciler,
+    after a crash) replays the provider's first answer for the same key."""
     booking_id = _id(booking)
     return CheckoutRequest(
         booking_id=booking_id,
         amount=booking.price,
         description=f"{service.name} with {practitioner.name}",
         customer_email=booking.client.email,
-        expires_at=booking.hold_expires_at or booking.created_at,
+        expires_at=rules.hold_expiry(booking.created_at),
         # Ids restart after a database reset and Stripe keeps keys for 24 h: the creation
         # instant keeps a reused id from replaying another booking's session.
         idempotency_key=f"checkout:{booking_id}:{int(booking.created_at.timestamp() * 1e6)}",
@@ -159,6 +275,8 @@ def _release_hold(booking_id: int, *, uow: UnitOfWork, clock: Clock, reason: str
             booking.transition_to(BookingStatus.EXPIRED, at=clock.now())
             booking.cancel_reason = reason
             uow.bookings.save(booking)
+            # A call that failed (a timeout) may still have made a session: expire it later.
+            uow.outbox.add(JobKind.ABANDON_CHECKOUT, {"booking_id": booking_id}, clock.now())
             uow.commit()
 
 

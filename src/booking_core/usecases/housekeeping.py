@@ -188,7 +188,7 @@ def _settle_unattached(
         holds = uow.bookings.list_unattached_holds(now - UNATTACHED_GRACE, limit)
     released = confirmed = 0
     for hold in holds:
-        info = _find_checkout(hold, uow, payments, now)
+        info = _find_checkout(hold, uow, payments, rules, now)
         if info is not None and _confirm_if_paid(hold, info, uow, calendar, clock, rules):
             confirmed += 1
             continue
@@ -211,7 +211,7 @@ def _settle_unattached(
 
 
 def _find_checkout(
-    hold: Booking, uow: UnitOfWork, payments: PaymentGateway, now: datetime
+    hold: Booking, uow: UnitOfWork, payments: PaymentGateway, rules: BookingRules, now: datetime
 ) -> CheckoutInfo | None:
     """The provider's session for a hold whose request died, if it made one.
 
@@ -220,14 +220,14 @@ def _find_checkout(
     makes the session now, and the caller expires it. None when it cannot be asked (the hold
     has run out, so the provider would refuse the expiry; or the provider fails).
     """
-    if hold.hold_expires_at is None or hold.hold_expires_at <= now:
+    if rules.hold_expiry(hold.created_at) <= now:
         return None  # run out: a session made for it has expired at the provider too
     with uow:
         practitioner, service = _practitioner_and_service(
             uow, hold.practitioner_id, hold.service_id
         )
     try:
-        session = payments.create_checkout(checkout_request(hold, practitioner, service))
+        session = payments.create_checkout(checkout_request(hold, practitioner, service, rules))
     except PaymentFailed as exc:
         _warn(f"find:{hold.id}", now, "could not look up the checkout of hold %s: %s", hold.id, exc)
         return None
@@ -275,6 +275,44 @@ def _confirm_if_paid(
     outcome = handle_payment_event(event, uow=uow, calendar=calendar, clock=clock, rules=rules)
     log.info("booking %s: checkout %s reported paid: %s", hold.id, info.id, outcome)
     return True
+
+
+def abandon_checkout(
+    booking_id: int,
+    *,
+    uow: UnitOfWork,
+    payments: PaymentGateway,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+) -> None:
+    """End the checkout a released hold may have at the provider (its request died or failed
+    before storing it): found by asking again with the same key, then expired; one that was
+    paid goes through the payment path (confirmed if the slot is still free, else refunded).
+
+    Raises PaymentFailed while the provider cannot be asked (the outbox retries).
+    """
+    now = clock.now()
+    with uow:
+        hold = _get(uow, booking_id)
+    if hold.checkout_session_id is not None:
+        session_id = hold.checkout_session_id
+    else:
+        if rules.hold_expiry(hold.created_at) <= now:
+            return  # a session made for it has expired at the provider already
+        with uow:
+            practitioner, service = _practitioner_and_service(
+                uow, hold.practitioner_id, hold.service_id
+            )
+        session_id = payments.create_checkout(
+            checkout_request(hold, practitioner, service, rules)
+        ).id
+    try:
+        state = payments.expire_checkout(session_id)
+    except CheckoutNotFound:
+        return
+    if state is CheckoutState.COMPLETE:
+        _confirm_if_paid(hold, payments.retrieve_checkout(session_id), uow, calendar, clock, rules)
 
 
 def _settle_expired(

@@ -218,18 +218,20 @@ def create_booking() -> Response:
     key = request.headers.get("Idempotency-Key")
     d = deps()
 
-    def run() -> tuple[dict[str, Any], str]:
+    def respond(result: uc.BookingRequested) -> dict[str, Any]:
+        return {"booking": booking_json(result.booking), "checkout_url": result.checkout_url}
+
+    def run(claim: uc.IdempotencyClaim | None = None) -> tuple[dict[str, Any], str]:
         result = uc.request_booking(
             cmd, uow=d.uow(), payments=d.payments, calendar=d.calendar, clock=d.clock,
-            rules=d.rules,
+            rules=d.rules, idempotency=claim,
         )
-        body = {"booking": booking_json(result.booking), "checkout_url": result.checkout_url}
-        return body, result.manage_token
+        return respond(result), result.manage_token
 
     if key is None:
         body, token = run()
         return _created({**body, "manage_token": token})
-    body = idempotency.run_once(key, data, run, deps=d)
+    body = idempotency.run_once(key, data, run, respond, deps=d)
     return _created(body)
 
 

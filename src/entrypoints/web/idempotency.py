@@ -16,8 +16,8 @@ from typing import Any
 
 from flask import current_app
 
-from booking_core.errors import BadRequest, DuplicateRequest, RequestInProgress
-from booking_core.ports import IdempotencyRecord
+from booking_core import usecases as uc
+from booking_core.errors import BadRequest
 from entrypoints.bootstrap import Deps
 
 MAX_KEY_LENGTH = 255
@@ -62,13 +62,17 @@ def _check_key(key: str) -> str:
 def run_once(
     key: str,
     body: dict[str, Any],
-    run: Callable[[], tuple[dict[str, Any], str]],
+    run: Callable[[uc.IdempotencyClaim | None], tuple[dict[str, Any], str]],
+    respond: Callable[[uc.BookingRequested], dict[str, Any]],
     *,
     deps: Deps,
 ) -> dict[str, Any]:
     """Run ``run`` once per key; a retry with the same body returns the stored answer.
 
-    ``run`` returns the response body and the one-time secret (manage token) to add to it.
+    ``run(claim)`` books under the claimed key and returns the response body and the one-time
+    secret (manage token) to add to it; ``respond`` makes that body from the use case's result,
+    which the use case stores, sealed, with the checkout (one transaction). The key is held for
+    a short lease: a retry after the first request died starts again, on a free slot.
     Raises DuplicateRequest (same key, other body) and RequestInProgress (first one still
     running). A failed first request releases the key so the client may retry it.
     """
@@ -76,32 +80,24 @@ def run_once(
     print_ = fingerprint(body)
     secret = str(current_app.config["SECRET_KEY"])
     label = f"{key}:{print_}"
-    uow = deps.uow()
-    with uow:
-        existing = uow.idempotency.reserve(
-            IdempotencyRecord(key=key, fingerprint=print_, created_at=deps.clock.now())
-        )
-        uow.commit()
+    existing = uc.claim_idempotency_key(
+        key, print_, uow=deps.uow(), calendar=deps.calendar, clock=deps.clock
+    )
     if existing is not None:
-        if existing.fingerprint != print_:
-            raise DuplicateRequest("this Idempotency-Key was used for a different request")
-        if existing.status_code is None or existing.response is None:
-            raise RequestInProgress("the first request with this key is still running")
-        answer = dict(existing.response)
+        answer = dict(existing.response or {})
         if existing.sealed_secret:
             try:
                 answer["manage_token"] = unseal(secret, label, existing.sealed_secret)
             except (ValueError, UnicodeDecodeError):
                 answer["manage_token"] = None  # sealed under another SECRET_KEY
         return answer
+
+    def stored(result: uc.BookingRequested) -> tuple[dict[str, Any], str | None]:
+        return respond(result), seal(secret, label, result.manage_token)
+
     try:
-        answer, token = run()
+        answer, token = run(uc.IdempotencyClaim(key=key, answer=stored))
     except BaseException:
-        with uow:
-            uow.idempotency.release(key)
-            uow.commit()
+        uc.release_idempotency_key(key, uow=deps.uow())
         raise
-    with uow:
-        uow.idempotency.complete(key, 201, answer, seal(secret, label, token))
-        uow.commit()
     return {**answer, "manage_token": token}

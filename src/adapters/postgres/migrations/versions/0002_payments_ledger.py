@@ -1,6 +1,6 @@
 """Payments ledger (one row per payment intent applied, refunds bounded by the capture), unique
-outbox jobs (one refund job per booking and reason), and sync cursors (the payment reconciler's
-position in the provider's event list).
+outbox jobs (one refund job per booking and reason), sync cursors (the payment reconciler's
+position in the provider's event list), and a short lease on unfinished idempotency records.
 
 Revision ID: 0002_payments_ledger
 Revises: 0001
@@ -78,6 +78,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_sync_cursors")),
     )
 
+    op.add_column(
+        "idempotency_records", sa.Column("lease_expires_at", sa.DateTime(timezone=True))
+    )
+    op.add_column("idempotency_records", sa.Column("booking_id", sa.BigInteger))
+
     op.add_column("outbox_jobs", sa.Column("unique_key", sa.Text))
     op.create_unique_constraint(op.f("uq_outbox_jobs_unique_key"), "outbox_jobs", ["unique_key"])
 
@@ -86,5 +91,7 @@ def downgrade() -> None:
     op.drop_constraint(op.f("uq_outbox_jobs_unique_key"), "outbox_jobs", type_="unique")
     op.drop_column("outbox_jobs", "unique_key")
     op.drop_table("sync_cursors")
+    op.drop_column("idempotency_records", "booking_id")
+    op.drop_column("idempotency_records", "lease_expires_at")
     op.drop_index("ix_payments_booking_id", table_name="payments")
     op.drop_table("payments")
