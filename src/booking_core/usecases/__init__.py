@@ -23,6 +23,7 @@ from booking_core.usecases.booking import (
     list_bookings,
     release_idempotency_key,
     request_booking,
+    request_booking_once,
 )
 from booking_core.usecases.cancellation import (
     CancelBooking,
@@ -84,5 +85,6 @@ __all__ = [
     "reconcile_payments",
     "release_idempotency_key",
     "request_booking",
+    "request_booking_once",
     "reschedule_booking",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 from attrs import field, frozen
 
 from booking_core.errors import (
+    BookingError,
     BookingNotFound,
     DuplicateRequest,
     OutsideAvailability,
@@ -73,6 +74,7 @@ class IdempotencyClaim:
 
     key: str
     answer: Callable[[BookingRequested], tuple[Mapping[str, Any], str | None]] = field(repr=False)
+    fingerprint: str = ""  # of the request: the same key with another request is refused
 
 
 def claim_idempotency_key(
@@ -86,31 +88,39 @@ def claim_idempotency_key(
     stored record when the first request finished (to answer the same again). Raises
     DuplicateRequest (same key, other request), RequestInProgress (first one still running).
     """
-    now = clock.now()
-    released: int | None = None
     with uow:
-        existing = uow.idempotency.reserve(
-            IdempotencyRecord(
-                key=key,
-                fingerprint=fingerprint,
-                created_at=now,
-                lease_expires_at=now + IDEMPOTENCY_LEASE,
-            )
-        )
-        if existing is not None:
-            if existing.fingerprint != fingerprint:
-                raise DuplicateRequest("this Idempotency-Key was used for a different request")
-            if existing.status_code is not None and existing.response is not None:
-                return existing
-            lease = existing.lease_expires_at or existing.created_at + IDEMPOTENCY_LEASE
-            if lease > now or not uow.idempotency.take_over(key, now, now + IDEMPOTENCY_LEASE):
-                raise RequestInProgress("the first request with this key is still running")
-            if existing.booking_id is not None:
-                released = _abandon_hold(uow, existing.booking_id, now)
+        existing, released = _claim(uow, key, fingerprint, clock.now())
         uow.commit()
     if released is not None:
         calendar.invalidate(released)
-    return None
+    return existing
+
+
+def _claim(
+    uow: UnitOfWork, key: str, fingerprint: str, now: datetime
+) -> tuple[IdempotencyRecord | None, int | None]:
+    """claim_idempotency_key inside the caller's transaction; also returns the practitioner of
+    a hold it released (for the calendar cache)."""
+    existing = uow.idempotency.reserve(
+        IdempotencyRecord(
+            key=key,
+            fingerprint=fingerprint,
+            created_at=now,
+            lease_expires_at=now + IDEMPOTENCY_LEASE,
+        )
+    )
+    if existing is None:
+        return None, None
+    if existing.fingerprint != fingerprint:
+        raise DuplicateRequest("this Idempotency-Key was used for a different request")
+    if existing.status_code is not None and existing.response is not None:
+        return existing, None
+    lease = existing.lease_expires_at or existing.created_at + IDEMPOTENCY_LEASE
+    if lease > now or not uow.idempotency.take_over(key, now, now + IDEMPOTENCY_LEASE):
+        raise RequestInProgress("the first request with this key is still running")
+    if existing.booking_id is None:
+        return None, None
+    return None, _abandon_hold(uow, existing.booking_id, now)
 
 
 def _abandon_hold(uow: UnitOfWork, booking_id: int, now: datetime) -> int | None:
@@ -156,16 +166,65 @@ def request_booking(
     ServiceNotFound, OutsideAvailability (not an offered start), SlotUnavailable (someone holds
     it), PaymentUnavailable.
     """
+    result = _request(cmd, uow, payments, calendar, clock, rules, idempotency, claim=False)
+    assert isinstance(result, BookingRequested)
+    return result
+
+
+def request_booking_once(
+    cmd: RequestBooking,
+    claim: IdempotencyClaim,
+    *,
+    uow: UnitOfWork,
+    payments: PaymentGateway,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+) -> BookingRequested | IdempotencyRecord:
+    """request_booking under an Idempotency-Key, claimed in the same transaction that reads the
+    practitioner: the stored record when the key's first request finished (answer it again),
+    else the new booking. Three transactions in all: claim and read; hold; checkout stored with
+    the answer. Raises as request_booking and claim_idempotency_key; the key is released (the
+    client may retry) when the booking fails.
+    """
+    try:
+        return _request(cmd, uow, payments, calendar, clock, rules, claim, claim=True)
+    except (DuplicateRequest, RequestInProgress):
+        raise  # the key is another request's: leave it alone
+    except BookingError:
+        release_idempotency_key(claim.key, uow=uow)
+        raise
+
+
+def _request(
+    cmd: RequestBooking,
+    uow: UnitOfWork,
+    payments: PaymentGateway,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+    idempotency: IdempotencyClaim | None,
+    *,
+    claim: bool,
+) -> BookingRequested | IdempotencyRecord:
     now = clock.now()
     start = _aware_utc(cmd.start, "start")
+    released: int | None = None
     with uow:
-        practitioner, service = _practitioner_and_service(uow, cmd.practitioner_id, cmd.service_id)
+        if claim and idempotency is not None:
+            answered, released = _claim(uow, idempotency.key, idempotency.fingerprint, now)
+            if answered is not None:
+                return answered
+        try:
+            practitioner, service = _practitioner_and_service(
+                uow, cmd.practitioner_id, cmd.service_id
+            )
+        finally:
+            uow.commit()  # the claim stands even when the request is refused (then released)
+    if released is not None:
+        calendar.invalidate(released)
     if not _is_offered(practitioner, service, start, now, calendar):
         raise OutsideAvailability(f"{start.isoformat()} is not an offered start for this service")
-    with uow:
-        occupied = _occupied_around(uow, practitioner, service, start)
-    if _is_taken(service, start, occupied):
-        raise SlotUnavailable(f"{start.isoformat()} is already taken")
 
     token, token_hash = new_manage_token()
     # The hold (and the checkout's expires_at, the same instant) counts from now, just before
@@ -189,6 +248,9 @@ def request_booking(
         updated_at=held_at,
     )
     with uow:
+        # Checked first for a clear message; the no-overlap rule of the insert has the last word.
+        if _is_taken(service, start, _occupied_around(uow, practitioner, service, start)):
+            raise SlotUnavailable(f"{start.isoformat()} is already taken")
         booking = uow.bookings.add(booking)  # SlotUnavailable if someone was faster
         if idempotency is not None:
             uow.idempotency.attach(idempotency.key, _id(booking))

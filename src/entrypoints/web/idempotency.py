@@ -17,7 +17,8 @@ from typing import Any
 from flask import current_app
 
 from booking_core import usecases as uc
-from booking_core.errors import BadRequest
+from booking_core.errors import BadRequest, DuplicateRequest, RequestInProgress
+from booking_core.ports import IdempotencyRecord
 from entrypoints.bootstrap import Deps
 
 MAX_KEY_LENGTH = 255
@@ -62,42 +63,41 @@ def _check_key(key: str) -> str:
 def run_once(
     key: str,
     body: dict[str, Any],
-    run: Callable[[uc.IdempotencyClaim | None], tuple[dict[str, Any], str]],
+    book: Callable[[uc.IdempotencyClaim], uc.BookingRequested | IdempotencyRecord],
     respond: Callable[[uc.BookingRequested], dict[str, Any]],
     *,
     deps: Deps,
 ) -> dict[str, Any]:
-    """Run ``run`` once per key; a retry with the same body returns the stored answer.
+    """Book once per key; a retry with the same body returns the stored answer.
 
-    ``run(claim)`` books under the claimed key and returns the response body and the one-time
-    secret (manage token) to add to it; ``respond`` makes that body from the use case's result,
-    which the use case stores, sealed, with the checkout (one transaction). The key is held for
-    a short lease: a retry after the first request died starts again, on a free slot.
-    Raises DuplicateRequest (same key, other body) and RequestInProgress (first one still
-    running). A failed first request releases the key so the client may retry it.
+    ``book(claim)`` runs the booking under the key (uc.request_booking_once: the key is claimed
+    in its first transaction and the answer, made by ``respond`` and sealed here, is stored with
+    the checkout). The key is held for a short lease: a retry after the first request died
+    starts again, on a free slot. Raises DuplicateRequest (same key, other body) and
+    RequestInProgress (first one still running). A failed first request releases the key so the
+    client may retry it.
     """
     key = _check_key(key)
     print_ = fingerprint(body)
     secret = str(current_app.config["SECRET_KEY"])
     label = f"{key}:{print_}"
-    existing = uc.claim_idempotency_key(
-        key, print_, uow=deps.uow(), calendar=deps.calendar, clock=deps.clock
-    )
-    if existing is not None:
-        answer = dict(existing.response or {})
-        if existing.sealed_secret:
-            try:
-                answer["manage_token"] = unseal(secret, label, existing.sealed_secret)
-            except (ValueError, UnicodeDecodeError):
-                answer["manage_token"] = None  # sealed under another SECRET_KEY
-        return answer
 
     def stored(result: uc.BookingRequested) -> tuple[dict[str, Any], str | None]:
         return respond(result), seal(secret, label, result.manage_token)
 
     try:
-        answer, token = run(uc.IdempotencyClaim(key=key, answer=stored))
+        outcome = book(uc.IdempotencyClaim(key=key, answer=stored, fingerprint=print_))
+    except (DuplicateRequest, RequestInProgress):
+        raise  # the key is someone else's: leave it
     except BaseException:
         uc.release_idempotency_key(key, uow=deps.uow())
         raise
-    return {**answer, "manage_token": token}
+    if isinstance(outcome, uc.BookingRequested):
+        return {**respond(outcome), "manage_token": outcome.manage_token}
+    answer = dict(outcome.response or {})
+    if outcome.sealed_secret:
+        try:
+            answer["manage_token"] = unseal(secret, label, outcome.sealed_secret)
+        except (ValueError, UnicodeDecodeError):
+            answer["manage_token"] = None  # sealed under another SECRET_KEY
+    return answer
