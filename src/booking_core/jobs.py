@@ -214,8 +214,7 @@ def _store_uid(ctx: JobContext, booking_id: int, uid: str) -> None:
         stored = ctx.uow.bookings.get(booking_id)
         if stored is None:
             return
-        stored.calendar_uid = uid
-        stored.touch(ctx.clock.now())
+        stored.sync_calendar(uid, at=ctx.clock.now())
         ctx.uow.bookings.save(stored)
         ctx.uow.commit()
     ctx.calendar.invalidate(stored.practitioner_id)

@@ -131,8 +131,7 @@ def _abandon_hold(uow: UnitOfWork, booking_id: int, now: datetime) -> int | None
         or orphan.checkout_session_id is not None
     ):
         return None
-    orphan.transition_to(BookingStatus.EXPIRED, at=now)
-    orphan.cancel_reason = "its request died before the checkout; the client retried"
+    orphan.expire("its request died before the checkout; the client retried", at=now)
     uow.bookings.save(orphan)
     uow.outbox.add(JobKind.ABANDON_CHECKOUT, {"booking_id": booking_id}, now)
     return orphan.practitioner_id
@@ -231,21 +230,15 @@ def _request(
     # the checkout call, not from the start of the request: Stripe refuses an expires_at less
     # than 30 minutes ahead, and the checks above may have waited on the calendar.
     held_at = clock.now()
-    booking = Booking(
+    booking = Booking.hold(
         practitioner_id=cmd.practitioner_id,
-        service_id=cmd.service_id,
+        service=service,
         client=cmd.client,
         start=start,
-        end=start + service.duration,
-        buffer_before_minutes=service.buffer_before_minutes,
-        buffer_after_minutes=service.buffer_after_minutes,
-        price=service.price,
-        status=BookingStatus.PENDING,
-        hold_expires_at=rules.hold_expiry(held_at),
-        notes=cmd.notes,
+        at=held_at,
+        hold_until=rules.hold_expiry(held_at),
         manage_token_hash=token_hash,
-        created_at=held_at,
-        updated_at=held_at,
+        notes=cmd.notes,
     )
     with uow:
         # Checked first for a clear message; the no-overlap rule of the insert has the last word.
@@ -300,8 +293,7 @@ def _store_checkout(
             )
             uow.commit()
             raise PaymentUnavailable("the payment provider answered too late; please try again")
-        stored.checkout_session_id = session.id
-        stored.touch(clock.now())
+        stored.attach_checkout(session.id, at=clock.now())
         uow.bookings.save(stored)
         result = BookingRequested(booking=stored, checkout_url=session.url, manage_token=token)
         if idempotency is not None:
@@ -334,8 +326,7 @@ def _release_hold(booking_id: int, *, uow: UnitOfWork, clock: Clock, reason: str
     with uow:
         booking = _get(uow, booking_id)
         if booking.status is BookingStatus.PENDING:
-            booking.transition_to(BookingStatus.EXPIRED, at=clock.now())
-            booking.cancel_reason = reason
+            booking.expire(reason, at=clock.now())
             uow.bookings.save(booking)
             # A call that failed (a timeout) may still have made a session: expire it later.
             uow.outbox.add(JobKind.ABANDON_CHECKOUT, {"booking_id": booking_id}, clock.now())

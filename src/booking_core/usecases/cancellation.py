@@ -59,8 +59,7 @@ def handle_calendar_cancellation(
             uow.commit()
             return PaymentOutcome.UNKNOWN_BOOKING if booking is None else PaymentOutcome.IGNORED
         was = booking.status
-        booking.transition_to(BookingStatus.CANCELLED, at=now)
-        booking.cancel_reason = "cancelled by the practitioner in the external calendar"
+        booking.cancel("cancelled by the practitioner in the external calendar", at=now)
         payload = {"booking_id": booking.id}
         if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
             decide_refund(booking, booking.price, uow, now, reason="practitioner_cancelled")
@@ -110,8 +109,7 @@ def cancel_booking(
     with uow:
         booking = _get(uow, cmd.booking_id)
         was = booking.status
-        booking.transition_to(BookingStatus.CANCELLED, at=now)
-        booking.cancel_reason = cmd.reason
+        booking.cancel(cmd.reason, at=now)
         payload = {"booking_id": booking.id}
         if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
             amount = rules.refund_for_cancellation(booking, now, override=cmd.refund_override)
@@ -181,8 +179,7 @@ def reschedule_booking(
         booking = _get(uow, cmd.booking_id)
         if not booking.occupies_calendar:
             raise InvalidTransition(f"a {booking.status.value} booking cannot be rescheduled")
-        booking.start, booking.end = new_start, new_start + (booking.end - booking.start)
-        booking.touch(now)
+        booking.reschedule(new_start, at=now)
         uow.bookings.save(booking)  # the no-overlap rule has the last word
         if booking.calendar_uid:
             uow.outbox.add(

@@ -258,8 +258,7 @@ def _confirm_if_paid(
         with uow:
             booking = _get(uow, _id(hold))
             if booking.checkout_session_id is None:
-                booking.checkout_session_id = info.id
-                booking.touch(clock.now())
+                booking.attach_checkout(info.id, at=clock.now())
                 uow.bookings.save(booking)
                 uow.commit()
     event = PaymentEvent(
@@ -397,8 +396,7 @@ def _release(
         booking = _get(uow, booking_id)
         if booking.status is not BookingStatus.PENDING:
             return False
-        booking.transition_to(BookingStatus.EXPIRED, at=clock.now())
-        booking.cancel_reason = reason
+        booking.expire(reason, at=clock.now())
         try:
             uow.bookings.save(booking)
             uow.commit()
@@ -426,7 +424,7 @@ def complete_finished_bookings(*, uow: UnitOfWork, clock: Clock, limit: int = 10
             booking = _get(uow, _id(candidate))
             if booking.status is not BookingStatus.CONFIRMED:
                 continue
-            booking.transition_to(BookingStatus.COMPLETED, at=now)
+            booking.complete(at=now)
             try:
                 uow.bookings.save(booking)
                 uow.commit()

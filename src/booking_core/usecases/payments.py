@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-import attrs
-
 from booking_core.errors import (
     PaymentFailed,
     RefundExceedsCapture,
@@ -121,8 +119,7 @@ def _apply_event(
     if event.type in _RELEASING:
         if booking.status is not BookingStatus.PENDING:
             return PaymentOutcome.IGNORED, None  # confirmed already, or out-of-order delivery
-        booking.transition_to(BookingStatus.EXPIRED, at=now)
-        booking.cancel_reason = f"checkout {event.type.rsplit('.', 1)[-1]}"
+        booking.expire(f"checkout {event.type.rsplit('.', 1)[-1]}", at=now)
         uow.bookings.save(booking)
         return PaymentOutcome.EXPIRED, booking.practitioner_id
     return _apply_payment(event, booking, uow, now, rules), booking.practitioner_id
@@ -150,8 +147,7 @@ def _apply_payment(
         Payment(payment_intent_id=intent, booking_id=_booking_id(booking), captured=paid), now
     ):
         return PaymentOutcome.ALREADY_APPLIED
-    booking.payment_intent_id = event.payment_intent_id or booking.payment_intent_id
-    booking.checkout_session_id = booking.checkout_session_id or event.session_id
+    booking.record_payment(event.payment_intent_id, event.session_id)
     if event.amount != booking.price:
         log.error(
             "booking %s: paid %s %s but the price is %s %s; refunding, not confirming",
@@ -164,12 +160,11 @@ def _apply_payment(
         if booking.status is BookingStatus.PENDING:
             # The checkout is complete, so no right payment can follow on it; and
             # expire_stale_holds leaves a completed checkout's hold alone, so release it here.
-            booking.transition_to(BookingStatus.EXPIRED, at=now)
-            booking.cancel_reason = "paid amount did not match the price"
+            booking.expire("paid amount did not match the price", at=now)
         _refund_in_full(booking, intent, paid, uow, now, reason="amount_mismatch")
         return PaymentOutcome.AMOUNT_MISMATCH
     if booking.status is BookingStatus.PENDING:
-        booking.transition_to(BookingStatus.CONFIRMED, at=now)
+        booking.confirm(at=now)
         uow.bookings.save(booking)
         _after_confirmation(booking, uow, now, rules)
         return PaymentOutcome.CONFIRMED
@@ -235,8 +230,7 @@ def decide_refund(
     if intent is None:
         raise RefundExceedsCapture(f"booking {booking.id} has no captured payment to refund")
     uow.ledger.add_refund(intent, amount, now)
-    booking.refund = Refund(amount=amount, status=RefundStatus.PENDING, reason=reason)
-    booking.touch(now)
+    booking.decide_refund(amount, reason, at=now)
     uow.outbox.add(
         JobKind.REFUND,
         {"booking_id": booking.id},
@@ -276,10 +270,7 @@ def _apply_refund_event(event: PaymentEvent, uow: UnitOfWork, now: datetime) -> 
         return PaymentOutcome.IGNORED
     if booking.refund.status is RefundStatus.SUCCEEDED and status is RefundStatus.FAILED:
         log.error("booking %s: a succeeded refund is now reported failed", booking.id)
-    booking.refund = attrs.evolve(
-        booking.refund, status=status, provider_id=event.refund_id or booking.refund.provider_id
-    )
-    booking.touch(now)
+    booking.update_refund(at=now, status=status, provider_id=event.refund_id)
     uow.bookings.save(booking)
     return PaymentOutcome.REFUND_UPDATED
 
@@ -314,8 +305,7 @@ def issue_refund(
         with uow:
             stored = _get(uow, booking_id)
             if stored.refund is not None:
-                stored.refund = attrs.evolve(stored.refund, attempts=stored.refund.attempts + 1)
-                stored.touch(clock.now())
+                stored.update_refund(at=clock.now(), attempt=True)
                 uow.bookings.save(stored)
                 uow.commit()
         raise
@@ -326,14 +316,10 @@ def issue_refund(
     }.get(result.status, RefundStatus.PENDING)
     with uow:
         stored = _get(uow, booking_id)
-        current = stored.refund or refund
-        # A webhook may have settled the refund while we waited: never move it back to pending.
-        if status is RefundStatus.PENDING:
-            status = current.status
-        stored.refund = attrs.evolve(
-            current, status=status, provider_id=result.id, attempts=current.attempts + 1
-        )
-        stored.touch(clock.now())
+        if stored.refund is None:
+            return None
+        # A webhook may have settled the refund while we waited: it never goes back to pending.
+        stored.update_refund(at=clock.now(), status=status, provider_id=result.id, attempt=True)
         uow.bookings.save(stored)
         uow.commit()
     return stored.refund
