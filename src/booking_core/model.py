@@ -254,6 +254,18 @@ class Service:
     def buffer_after(self) -> timedelta:
         return timedelta(minutes=self.buffer_after_minutes)
 
+    def buffered_span(self, start: datetime) -> Interval:
+        """The span a booking of this service starting at ``start`` blocks, buffers included."""
+        return buffered_span(
+            start, start + self.duration, self.buffer_before_minutes, self.buffer_after_minutes
+        )
+
+
+def buffered_span(start: datetime, end: datetime, before: int, after: int) -> Interval:
+    """The one definition of a booking's footprint: ``before`` minutes ahead of ``start`` to
+    ``after`` minutes past ``end``."""
+    return Interval(start - timedelta(minutes=before), end + timedelta(minutes=after))
+
 
 @define(eq=False, kw_only=True)
 class Practitioner:
@@ -412,9 +424,8 @@ class Booking:
     @property
     def occupied(self) -> Interval:
         """The span the booking blocks on the practitioner's calendar, buffers included."""
-        return Interval(
-            self.start - timedelta(minutes=self.buffer_before_minutes),
-            self.end + timedelta(minutes=self.buffer_after_minutes),
+        return buffered_span(
+            self.start, self.end, self.buffer_before_minutes, self.buffer_after_minutes
         )
 
     @property

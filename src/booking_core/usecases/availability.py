@@ -161,7 +161,7 @@ def _is_offered(
 
 def _is_taken(service: Service, start: datetime, occupied: list[Interval]) -> bool:
     """Whether the buffered span of a booking at ``start`` overlaps an occupied span."""
-    span = Interval(start - service.buffer_before, start + service.duration + service.buffer_after)
+    span = service.buffered_span(start)
     return any(span.overlaps(other) for other in occupied)
 
 
