@@ -7,7 +7,7 @@ Stripe's wire format:
 - ``POST /v1/checkout/sessions``, ``GET /v1/checkout/sessions/{id}``,
   ``POST /v1/checkout/sessions/{id}/expire`` (only while open, else a 400 as Stripe answers),
   ``POST /v1/refunds`` (never more than is left of the payment), ``GET /v1/refunds/{id}``;
-- ``GET /v1/events`` (newest first, ``created[gt|gte|lt|lte]``, ``type``, ``limit`` 1 to 100,
+- ``GET /v1/events`` (newest first, ``created[gt|gte|lt|lte]``, ``type``, ``types[]``, ``limit``,
   ``starting_after``, ``has_more``): every event body the helpers below make is listed, as Stripe
   lists every event it creates whether or not a webhook received it;
 - ``forget_session``: the session answers 404 from then on (another key or account);
@@ -492,6 +492,8 @@ class FakeStripe:
             found = [e for e in found if ops[op](e["created"], int(raw))]
         if query.get("type"):
             found = [e for e in found if e["type"] == query["type"]]
+        if query.get("types"):
+            found = [e for e in found if e["type"] in query["types"]]
         after = query.get("starting_after")
         if after:
             ids = [e["id"] for e in found]

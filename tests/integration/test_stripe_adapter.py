@@ -950,6 +950,9 @@ def test_recent_events_page_through_everything_after_a_time(
     pages = fake_stripe.requests_to("GET", "/v1/events")
     assert len(pages) == 3  # 100 + 100 + 20
     assert pages[1].query["starting_after"] == fake_stripe.events[130]["id"]
+    assert "checkout.session.completed" in pages[0].query["types"]
+    fake_stripe.event("customer.created", {"id": "cus_1", "object": "customer"}, created=base + 500)
+    assert stripe_gateway.recent_events(datetime.fromtimestamp(base + 400, UTC)) == []
 
 
 def _reconcile(world: World) -> Any:

@@ -30,6 +30,7 @@ from booking_core.ports import (
     CheckoutSession,
     CheckoutState,
     PaymentEvent,
+    PaymentEventType,
     RefundRequest,
     RefundResult,
 )
@@ -205,6 +206,8 @@ class StripePaymentGateway:
             params: dict[str, object] = {
                 "created": {"gt": int(created_after.timestamp())},
                 "limit": 100,
+                # Only what the core acts on: the account's other events are not ours to log.
+                "types": [str(kind) for kind in PaymentEventType],
             }
             if starting_after is not None:
                 params["starting_after"] = starting_after
