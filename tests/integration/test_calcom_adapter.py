@@ -21,9 +21,9 @@ from adapters.calcom import (
 )
 from adapters.memory import sign_fake_event
 from booking_core.errors import CalendarSlotTaken, CalendarUnavailable
-from booking_core.jobs import run_due_jobs
+from booking_core.jobs import JobStatus, run_due_jobs
 from booking_core.model import BookingStatus, CalendarLink, Client, Interval, Money, Service
-from booking_core.ports import CalendarBookingRequest, JobStatus
+from booking_core.ports import CalendarBookingRequest
 from booking_core.usecases import (
     AvailabilityQuery,
     CancelBooking,

@@ -46,6 +46,7 @@ from adapters.stripe.events import (
 from booking_core import usecases as uc
 from booking_core.errors import (
     BookingError,
+    CheckoutNotFound,
     DuplicateRequest,
     InvalidPayload,
     PaymentUnavailable,
@@ -53,6 +54,7 @@ from booking_core.errors import (
 )
 from booking_core.model import Money
 from booking_core.ports import (
+    CheckoutInfo,
     CheckoutRequest,
     CheckoutSession,
     CheckoutState,
@@ -390,8 +392,27 @@ class OfflineCheckoutGateway:
     def expire_checkout(self, session_id: str) -> CheckoutState:
         session, _ = self.sessions.move(session_id, to=CheckoutState.EXPIRED)
         if session is None:
-            raise PaymentUnavailable("no such offline checkout session")
+            raise CheckoutNotFound("no such offline checkout session")
         return session.state
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutInfo:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise CheckoutNotFound("no such offline checkout session")
+        paid = session.state is CheckoutState.COMPLETE
+        return CheckoutInfo(
+            id=session.id,
+            state=session.state,
+            booking_id=session.booking_id,
+            payment_status="paid" if paid else "unpaid",
+            amount=session.amount,
+            payment_intent_id=session.payment_intent_id,
+        )
+
+    def recent_events(self, created_after: datetime, *, limit: int = 1000) -> list[PaymentEvent]:
+        """Nothing to recover: Pay and Cancel apply their event in the same request, so no
+        event of the offline checkout can be missed the way a webhook delivery can."""
+        return []
 
     def refund(self, request: RefundRequest) -> RefundResult:
         refund_id, amount, intent = self.sessions.refund(

@@ -6,8 +6,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from booking_core import usecases as uc
 from booking_core.errors import BookingNotFound, ValidationFailed
+from booking_core.jobs import Job, JobStatus
 from booking_core.model import BookingStatus
-from booking_core.ports import BookingFilter, Job, JobStatus
+from booking_core.ports import BookingFilter
 from entrypoints.web.common import deps, json_body, require_admin
 from entrypoints.web.schemas import Fields, booking_json, iso, parse_datetime, refund_json
 
