@@ -62,7 +62,8 @@ gateway = StripePaymentGateway(
     api_base=api_base, timeout=(5.0, 60.0), max_network_retries=0,
 )
 deps = bootstrap(
-    Settings(secret_key=secret, ratelimit_bookings_per_ip="0", ratelimit_bookings_per_email="0"),
+    Settings(env="test", secret_key=secret, ratelimit_bookings_per_ip="0",
+             ratelimit_bookings_per_email="0"),
     uow_factory=database.unit_of_work, payments=gateway, calendar=ScheduleCalendarGateway(),
     notifier=RecordingNotifier(),
 )
@@ -161,6 +162,7 @@ def _kill_between_hold_and_checkout(
 def _app(world: dict[str, Any], clock: FixedClock) -> Any:
     deps = bootstrap(
         Settings(
+            env="test",
             secret_key=SECRET_KEY,
             ratelimit_bookings_per_ip="0",
             ratelimit_bookings_per_email="0",

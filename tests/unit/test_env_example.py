@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _read_by_settings() -> set[str]:
     source = (ROOT / "src/entrypoints/settings.py").read_text()
     names = set(re.findall(r'get\("([A-Z][A-Z0-9_]+)"', source))
-    names |= set(re.findall(r'_int\(env, "([A-Z][A-Z0-9_]+)"', source))
+    names |= set(re.findall(r'_int\(\s*env,\s*"([A-Z][A-Z0-9_]+)"', source))
     names |= {n for n in re.findall(r'"([A-Z][A-Z0-9_]+)"', source) if n.startswith("MANUS_")}
     return names
 

@@ -494,10 +494,8 @@ def _gateway() -> OfflineCheckoutGateway:
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Offline checkout</title>
-<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}
-.card{border:1px solid #ccc;border-radius:8px;padding:1.5rem}
-button{font-size:1rem;padding:.6rem 1.4rem;margin-right:.6rem;border-radius:6px;cursor:pointer}
-.pay{background:#635bff;color:#fff;border:0}.note{color:#666;font-size:.9rem}</style></head>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/pages.css"></head>
 <body><h1>Offline checkout</h1>
 <div class="card">
 <p><strong id="service">{{ service }}</strong> with <strong id="practitioner">{{ practitioner }}
@@ -507,11 +505,11 @@ button{font-size:1rem;padding:.6rem 1.4rem;margin-right:.6rem;border-radius:6px;
 <p>Email: {{ session.customer_email }}</p>
 <p>Status: <strong id="state">{{ session.state.value }}</strong></p>
 {% if session.state.value == "open" %}
-<form method="post" action="{{ url_for('offline_checkout.pay', session_id=session.id) }}"
- style="display:inline"><input type="hidden" name="secret" value="{{ session.form_secret }}">
+<form method="post" action="{{ url_for('offline_checkout.pay', session_id=session.id) }}">
+<input type="hidden" name="secret" value="{{ session.form_secret }}">
 <button class="pay" type="submit">Pay</button></form>
-<form method="post" action="{{ url_for('offline_checkout.cancel', session_id=session.id) }}"
- style="display:inline"><input type="hidden" name="secret" value="{{ session.form_secret }}">
+<form method="post" action="{{ url_for('offline_checkout.cancel', session_id=session.id) }}">
+<input type="hidden" name="secret" value="{{ session.form_secret }}">
 <button type="submit">Cancel</button></form>
 {% endif %}
 </div>
