@@ -21,6 +21,7 @@ from booking_core.ports import (
     Clock,
     Notifier,
     PaymentGateway,
+    SlotCache,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -264,19 +265,13 @@ def _calendar(settings: Settings, engine: Any) -> tuple[CalendarGateway, str]:
     """Cal.com when a key is set, with a slot cache every process shares: Redis when REDIS_URL
     is set, else the database's calendar_cache table (in memory only without a database)."""
     if settings.calcom_api_key:
-        from adapters.calcom import (
-            CalComCalendarGateway,
-            InMemorySlotCache,
-            RedisSlotCache,
-            SlotCache,
-        )
+        from adapters.calcom import CalComCalendarGateway
+        from adapters.slot_cache import InMemorySlotCache, PostgresSlotCache, RedisSlotCache
 
         cache: SlotCache
         if settings.redis_url:
             cache, shared = RedisSlotCache(settings.redis_url), "Redis cache"
         elif engine is not None:
-            from adapters.postgres.slot_cache import PostgresSlotCache
-
             cache, shared = PostgresSlotCache(engine), "database cache"
         else:
             cache, shared = InMemorySlotCache(), "in-process cache"

@@ -13,13 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.calcom import (
-    BreakerState,
-    CalComCalendarGateway,
-    InMemorySlotCache,
-    RedisSlotCache,
-)
+from adapters.calcom import BreakerState, CalComCalendarGateway
 from adapters.memory import sign_fake_event
+from adapters.slot_cache import InMemorySlotCache, PostgresSlotCache, RedisSlotCache
 from booking_core.errors import CalendarSlotTaken, CalendarUnavailable
 from booking_core.jobs import run_due_jobs
 from booking_core.model import BookingStatus, CalendarLink, Client, Interval, Money, Service
@@ -498,7 +494,6 @@ def test_database_cache_is_shared_by_gateways_of_two_processes(
     fake_calcom: FakeCalcom, clean_database
 ) -> None:  # type: ignore[no-untyped-def]
     from adapters.postgres import Database
-    from adapters.postgres.slot_cache import PostgresSlotCache
 
     # Two Database objects: two processes' pools on one database.
     other = Database.connect(clean_database.url.render_as_string(hide_password=False))
@@ -522,7 +517,6 @@ def test_database_cache_is_shared_by_gateways_of_two_processes(
 def test_database_cache_expires_and_never_raises(clean_database) -> None:  # type: ignore[no-untyped-def]
     import sqlalchemy as sa
 
-    from adapters.postgres.slot_cache import PostgresSlotCache
 
     cache = PostgresSlotCache(clean_database.engine)
     slot = Interval(datetime(2030, 1, 8, 9, tzinfo=UTC), datetime(2030, 1, 8, 10, tzinfo=UTC))

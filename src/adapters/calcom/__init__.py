@@ -1,6 +1,8 @@
-"""Cal.com API v2 adapter: the CalendarGateway, its slot caches and the inbound webhook verifier."""
+"""Cal.com API v2 adapter: the CalendarGateway and the inbound webhook verifier.
 
-from adapters.calcom.cache import InMemorySlotCache, Lookup, RedisSlotCache, SlotCache
+Its slot caches live in ``adapters.slot_cache``; the composition root hands one in.
+"""
+
 from adapters.calcom.gateway import (
     BOOKINGS_API_VERSION,
     SLOTS_API_VERSION,
@@ -16,9 +18,5 @@ __all__ = [
     "CalComCalendarGateway",
     "CalcomWebhookEvent",
     "CircuitBreaker",
-    "InMemorySlotCache",
-    "Lookup",
-    "RedisSlotCache",
-    "SlotCache",
     "verify_and_parse",
 ]

@@ -25,11 +25,10 @@ import requests
 from attrs import frozen
 from urllib3.exceptions import NewConnectionError
 
-from adapters.calcom.cache import InMemorySlotCache, SlotCache
 from adapters.resilience import CircuitBreaker, CircuitOpen
 from booking_core.errors import CalendarSlotTaken, CalendarUnavailable
 from booking_core.model import CalendarLink, Interval, Practitioner, Service
-from booking_core.ports import CalendarBookingRequest
+from booking_core.ports import CalendarBookingRequest, SlotCache
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +124,11 @@ class CalComCalendarGateway:
     """CalendarGateway over Cal.com API v2 (see the module docstring for the resilience rules).
 
     ``links`` maps practitioner ids to Cal.com links from the environment (CALCOM_EVENT_TYPE_<n>);
-    a link stored on the practitioner wins. ``cache`` defaults to an in-process cache; pass a
-    RedisSlotCache to share slots and invalidations between processes. ``call_budget`` bounds the
+    a link stored on the practitioner wins. ``cache`` is a SlotCache (``adapters.slot_cache``:
+    in-process, or Redis/PostgreSQL to share slots and invalidations between processes); without
+    one nothing is cached. ``call_budget`` bounds the
     wall time of one gateway call, retries and backoff included. ``sleep``, ``clock`` (monotonic
-    seconds, used by the breaker, the budget and the default cache) and ``rng`` are injectable.
+    seconds, used by the breaker and the budget) and ``rng`` are injectable.
     """
 
     def __init__(
@@ -164,7 +164,7 @@ class CalComCalendarGateway:
         self._api_key = api_key
         self._links = dict(links or {})
         self._cache_seconds = float(cache_seconds)
-        self._cache: SlotCache = cache if cache is not None else InMemorySlotCache(clock=clock)
+        self._cache = cache
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._call_budget = call_budget
@@ -226,10 +226,10 @@ class CalComCalendarGateway:
                 timezone,
             )
         )
-        caching = self._cache_seconds > 0 and bool(owners)
+        cache = self._cache if self._cache_seconds > 0 and owners else None
         stamp: tuple[int, ...] = ()
-        if caching:
-            found = self._cache.get(key, owners)
+        if cache is not None:
+            found = cache.get(key, owners)
             if found.slots is not None:
                 return found.slots
             stamp = found.stamp
@@ -253,8 +253,8 @@ class CalComCalendarGateway:
                 f"Cal.com refused the slots query ({answer.status}: {answer.message})"
             )
         slots = self._parse_slots(answer, service, window)
-        if caching:
-            self._cache.put(key, owners, stamp, slots, self._cache_seconds)
+        if cache is not None:
+            cache.put(key, owners, stamp, slots, self._cache_seconds)
         return slots
 
     def create_booking(self, request: CalendarBookingRequest) -> str:
@@ -359,7 +359,8 @@ class CalComCalendarGateway:
 
     def invalidate(self, practitioner_id: int) -> None:
         """Drop the practitioner's cached slots, in every process sharing the cache."""
-        self._cache.invalidate(practitioner_id)
+        if self._cache is not None:
+            self._cache.invalidate(practitioner_id)
 
     # -- helpers -----------------------------------------------------------------------------
 
