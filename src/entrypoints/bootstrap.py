@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from attrs import define, field
@@ -26,6 +26,13 @@ from booking_core.ports import (
     UnitOfWorkFactory,
 )
 from entrypoints.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from adapters.calcom import CalcomWebhookEvent
+
+# Verifies an inbound calendar webhook (raw body, a header lookup) and parses it; raises
+# InvalidSignature / InvalidPayload. Views get it from Deps so that they never import an adapter.
+CalendarWebhookVerifier = Callable[[bytes, Callable[[str], str | None]], "CalcomWebhookEvent"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,7 @@ class Deps:
     notifier: Notifier
     clock: Clock
     rules: BookingRules
+    verify_calendar_webhook: CalendarWebhookVerifier
     check_database: Callable[[], None] = _nothing  # raises when the database does not answer
     close: Callable[[], None] = _nothing
     live: dict[str, str] = field(factory=dict)  # adapter role -> what is live, for the start line
@@ -122,6 +130,10 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
         cancellation_window_hours=settings.cancellation_window_hours,
     )
 
+    verify_calendar_webhook = overrides.pop(
+        "verify_calendar_webhook", None
+    ) or _calendar_webhook_verifier(settings)
+
     def close() -> None:
         for closer in reversed(closers):
             closer()
@@ -134,6 +146,7 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
         notifier=notifier,
         clock=clock,
         rules=rules,
+        verify_calendar_webhook=verify_calendar_webhook,
         check_database=check_database or _nothing,
         close=overrides.pop("close", close),
         live=live,
@@ -286,6 +299,19 @@ def _calendar(settings: Settings, engine: Any) -> tuple[CalendarGateway, str]:
     from adapters.schedule import ScheduleCalendarGateway
 
     return ScheduleCalendarGateway(), "working hours (no CALCOM_API_KEY)"
+
+
+def _calendar_webhook_verifier(settings: Settings) -> CalendarWebhookVerifier:
+    """Cal.com's signature check with the configured secret (every delivery is refused without
+    CALCOM_WEBHOOK_SECRET)."""
+    from adapters.calcom.webhooks import SIGNATURE_HEADER, verify_and_parse
+
+    secret = settings.calcom_webhook_secret or ""
+
+    def verify(raw_body: bytes, header: Callable[[str], str | None]) -> CalcomWebhookEvent:
+        return verify_and_parse(raw_body, header(SIGNATURE_HEADER), secret)
+
+    return verify
 
 
 def _notifier(settings: Settings) -> tuple[Notifier, str]:
