@@ -1,8 +1,12 @@
 """Cal.com API v2 adapter: the CalendarGateway and the inbound webhook verifier.
 
-Its slot caches live in ``adapters.slot_cache``; the composition root hands one in.
+``gateway`` holds the port methods, ``client`` the HTTP transport, ``owners`` the link registry,
+``slots`` the cache policy and parsing, ``recovery`` the lookups after a lost answer, ``webhooks``
+the signature check. Its slot caches live in ``adapters.slot_cache``; the composition root hands
+one in.
 """
 
+from adapters.calcom.client import CalcomClient
 from adapters.calcom.gateway import (
     BOOKINGS_API_VERSION,
     SLOTS_API_VERSION,
@@ -16,6 +20,7 @@ __all__ = [
     "SLOTS_API_VERSION",
     "BreakerState",
     "CalComCalendarGateway",
+    "CalcomClient",
     "CalcomWebhookEvent",
     "CircuitBreaker",
     "verify_and_parse",
