@@ -182,9 +182,11 @@ def test_transport_alone_returns_answers_that_show_calcom_up_for_the_caller_to_r
     fake_calcom: FakeCalcom,
 ) -> None:
     client = CalcomClient(
-        api_key=fake_calcom.api_key, api_url=fake_calcom.url, sleep=RecordingSleep(),
+        api_key=fake_calcom.api_key,
+        api_url=fake_calcom.url,
+        sleep=RecordingSleep(),
         clock=ManualClock(),
-    )  # fmt: skip
+    )
     answer = client.call(
         "slots query", "GET", "/slots", version="2024-04-15", params={}, idempotent=True
     )
