@@ -1,16 +1,17 @@
 """Ports: what the core needs from the outside world, as typing.Protocols.
 
 Adapters implement them (memory fakes, PostgreSQL, Stripe, Cal.com, SMTP). Every method documents
-what it returns and which core errors it raises; no vendor exception may cross a port.
+what it returns and which core errors it raises; no vendor exception may cross a port. One port
+joins two adapters (``SlotCache``, the Cal.com gateway's cache), so they never import each other.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
 
 from attrs import frozen
 
@@ -469,6 +470,42 @@ class CalendarGateway(Protocol):
 
     def invalidate(self, practitioner_id: int) -> None:
         """Forget cached slots of this practitioner (we booked or cancelled)."""
+
+
+class SlotLookup(NamedTuple):
+    """What a slot cache lookup found: the slots (None on a miss) and the owners' current stamp
+    (their generations, in the order asked; empty when the cache could not answer)."""
+
+    slots: list[Interval] | None
+    stamp: tuple[int, ...]
+
+
+class SlotCache(Protocol):
+    """Calendar slots per key, each entry owned by practitioner ids, with a time to live.
+
+    A port between adapters: the Cal.com gateway consumes it and the slot cache adapters
+    (in-process, Redis, PostgreSQL) implement it, so neither imports the other. Never raises: a
+    cache that cannot answer is a miss, a cache that cannot store forgets.
+    """
+
+    def get(self, key: str, owners: Sequence[int]) -> SlotLookup:
+        """The slots stored under ``key`` if still fresh and no owner was invalidated since.
+
+        The returned stamp is passed back to ``put`` for a value fetched after this lookup.
+        """
+
+    def put(
+        self,
+        key: str,
+        owners: Sequence[int],
+        stamp: tuple[int, ...],
+        slots: Sequence[Interval],
+        ttl: float,
+    ) -> None:
+        """Store ``slots`` for ``ttl`` seconds, while the owners' generations equal ``stamp``."""
+
+    def invalidate(self, owner: int) -> None:
+        """Make every entry owned by practitioner ``owner`` a miss, in every process sharing it."""
 
 
 # -- notifications, time -------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
-from adapters.calcom.webhooks import SIGNATURE_HEADER, verify_and_parse
 from booking_core import usecases as uc
 from entrypoints.web.common import deps
 
@@ -23,11 +22,7 @@ def calcom_webhook() -> Response:
     Without CALCOM_WEBHOOK_SECRET every delivery is refused (400 invalid_signature).
     """
     d = deps()
-    event = verify_and_parse(
-        request.get_data(cache=False),
-        request.headers.get(SIGNATURE_HEADER),
-        d.settings.calcom_webhook_secret or "",
-    )
+    event = d.verify_calendar_webhook(request.get_data(cache=False), request.headers.get)
     if event.trigger_event == _CANCELLED and event.uid:
         outcome = uc.handle_calendar_cancellation(
             event.dedup_id, event.uid, uow=d.uow(), calendar=d.calendar, clock=d.clock
