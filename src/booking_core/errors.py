@@ -164,6 +164,20 @@ class PaymentUnavailable(PaymentFailed):
     title = "Payments are unavailable right now"
 
 
+class CheckoutNotFound(PaymentFailed):
+    """The payment provider does not know this checkout session (HTTP 404: e.g. a key change)."""
+
+    code = "checkout_not_found"
+    title = "Checkout not found"
+
+
+class RefundExceedsCapture(Conflict):
+    """A refund decision would make a payment's refunds exceed what it captured."""
+
+    code = "refund_exceeds_capture"
+    title = "Refund exceeds the payment"
+
+
 class RefundFailed(PaymentFailed):
     code = "refund_failed"
     title = "The refund could not be issued"

@@ -6,6 +6,7 @@ run it at once because claiming a job locks it (SKIP LOCKED in PostgreSQL).
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -22,23 +23,46 @@ from booking_core.ports import (
     CalendarBookingRequest,
     CalendarGateway,
     Clock,
-    Job,
     Message,
     Notifier,
     PaymentGateway,
     UnitOfWork,
 )
-from booking_core.usecases import (
-    JOB_CALENDAR_CANCEL,
-    JOB_CALENDAR_CREATE,
-    JOB_CALENDAR_RESCHEDULE,
-    JOB_EMAIL,
-    JOB_EXPIRE_CHECKOUT,
-    JOB_REFUND,
-    issue_refund,
-)
 
 log = logging.getLogger(__name__)
+
+
+class JobKind(enum.StrEnum):
+    """What an outbox job does; each kind has its handler at the end of this module."""
+
+    EMAIL = "email"
+    CALENDAR_CREATE = "calendar.create"
+    CALENDAR_CANCEL = "calendar.cancel"
+    CALENDAR_RESCHEDULE = "calendar.reschedule"
+    REFUND = "payment.refund"
+    EXPIRE_CHECKOUT = "payment.expire_checkout"
+    ABANDON_CHECKOUT = "payment.abandon_checkout"  # a released hold's checkout, if one was made
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    PARKED = "parked"  # failed too often; kept and shown to admins, never dropped
+
+
+@frozen
+class Job:
+    """A background job from the transactional outbox (see ports.Outbox)."""
+
+    id: int | None
+    kind: str
+    payload: Mapping[str, Any]
+    run_at: datetime
+    attempts: int = 0
+    status: JobStatus = JobStatus.PENDING
+    last_error: str = ""
+    created_at: datetime | None = None
+    unique_key: str | None = None  # at most one job per key (e.g. one refund per booking)
 
 
 @frozen
@@ -156,7 +180,23 @@ def _load(ctx: JobContext, booking_id: int) -> tuple[Booking, Practitioner] | No
 
 
 def _refund(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    # Imported here: the use cases import JobKind from this module.
+    from booking_core.usecases.payments import issue_refund
+
     issue_refund(int(payload["booking_id"]), uow=ctx.uow, payments=ctx.payments, clock=ctx.clock)
+
+
+def _abandon_checkout(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    from booking_core.usecases.housekeeping import abandon_checkout
+
+    abandon_checkout(
+        int(payload["booking_id"]),
+        uow=ctx.uow,
+        payments=ctx.payments,
+        calendar=ctx.calendar,
+        clock=ctx.clock,
+        rules=ctx.rules,
+    )
 
 
 def _expire_checkout(payload: Mapping[str, Any], ctx: JobContext) -> None:
@@ -197,8 +237,7 @@ def _store_uid(ctx: JobContext, booking_id: int, uid: str) -> None:
         stored = ctx.uow.bookings.get(booking_id)
         if stored is None:
             return
-        stored.calendar_uid = uid
-        stored.touch(ctx.clock.now())
+        stored.sync_calendar(uid, at=ctx.clock.now())
         ctx.uow.bookings.save(stored)
         ctx.uow.commit()
     ctx.calendar.invalidate(stored.practitioner_id)
@@ -271,11 +310,12 @@ def _email(payload: Mapping[str, Any], ctx: JobContext) -> None:
 
 
 _HANDLERS: dict[str, Callable[[Mapping[str, Any], JobContext], None]] = {
-    JOB_REFUND: _refund,
-    JOB_EXPIRE_CHECKOUT: _expire_checkout,
-    JOB_CALENDAR_CREATE: _calendar_create,
-    JOB_CALENDAR_CANCEL: _calendar_cancel,
-    JOB_CALENDAR_RESCHEDULE: _calendar_reschedule,
-    JOB_EMAIL: _email,
+    JobKind.REFUND: _refund,
+    JobKind.EXPIRE_CHECKOUT: _expire_checkout,
+    JobKind.ABANDON_CHECKOUT: _abandon_checkout,
+    JobKind.CALENDAR_CREATE: _calendar_create,
+    JobKind.CALENDAR_CANCEL: _calendar_cancel,
+    JobKind.CALENDAR_RESCHEDULE: _calendar_reschedule,
+    JobKind.EMAIL: _email,
 }
 

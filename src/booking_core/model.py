@@ -254,6 +254,18 @@ class Service:
     def buffer_after(self) -> timedelta:
         return timedelta(minutes=self.buffer_after_minutes)
 
+    def buffered_span(self, start: datetime) -> Interval:
+        """The span a booking of this service starting at ``start`` blocks, buffers included."""
+        return buffered_span(
+            start, start + self.duration, self.buffer_before_minutes, self.buffer_after_minutes
+        )
+
+
+def buffered_span(start: datetime, end: datetime, before: int, after: int) -> Interval:
+    """The one definition of a booking's footprint: ``before`` minutes ahead of ``start`` to
+    ``after`` minutes past ``end``."""
+    return Interval(start - timedelta(minutes=before), end + timedelta(minutes=after))
+
 
 @define(eq=False, kw_only=True)
 class Practitioner:
@@ -360,6 +372,21 @@ class Refund:
     reason: str = ""
 
 
+@frozen
+class Payment:
+    """One payment applied to a booking, in the payments ledger: what it captured, and how much
+    of it refund decisions have given back (pending or paid out). ``refunded <= captured``."""
+
+    payment_intent_id: str  # the provider's payment intent, or "checkout:<session id>"
+    booking_id: int
+    captured: Money
+    refunded: int = 0  # minor units of ``captured.currency``
+
+    @property
+    def refundable(self) -> int:
+        return self.captured.amount - self.refunded
+
+
 @define(eq=False, kw_only=True)
 class Booking:
     """A client's appointment with a practitioner for one service, and its payment state.
@@ -401,9 +428,8 @@ class Booking:
     @property
     def occupied(self) -> Interval:
         """The span the booking blocks on the practitioner's calendar, buffers included."""
-        return Interval(
-            self.start - timedelta(minutes=self.buffer_before_minutes),
-            self.end + timedelta(minutes=self.buffer_after_minutes),
+        return buffered_span(
+            self.start, self.end, self.buffer_before_minutes, self.buffer_after_minutes
         )
 
     @property
@@ -431,6 +457,116 @@ class Booking:
             raise InvalidTransition(f"booking {self.id} is {self.status.value}, not expired")
         self.status = BookingStatus.CONFIRMED
         self.hold_expires_at = None
+        self.touch(at)
+
+    # -- state changes: each checks the transition and records the change (updated_at) ---------
+
+    @classmethod
+    def hold(
+        cls,
+        *,
+        practitioner_id: int,
+        service: Service,
+        client: Client,
+        start: datetime,
+        at: datetime,
+        hold_until: datetime,
+        manage_token_hash: str,
+        notes: str = "",
+    ) -> Booking:
+        """A new pending booking holding ``start`` for one ``service`` until ``hold_until``; the
+        service's price and buffers are copied, so later edits never move it."""
+        return cls(
+            practitioner_id=practitioner_id,
+            service_id=service.id or 0,
+            client=client,
+            start=start,
+            end=start + service.duration,
+            buffer_before_minutes=service.buffer_before_minutes,
+            buffer_after_minutes=service.buffer_after_minutes,
+            price=service.price,
+            status=BookingStatus.PENDING,
+            hold_expires_at=hold_until,
+            notes=notes,
+            manage_token_hash=manage_token_hash,
+            created_at=at,
+            updated_at=at,
+        )
+
+    def attach_checkout(self, session_id: str, *, at: datetime) -> None:
+        """Note the checkout session that pays for this booking (once; the same one again is
+        not a change)."""
+        if self.checkout_session_id == session_id:
+            return
+        if self.checkout_session_id is not None:
+            raise InvalidTransition(f"booking {self.id} is paid through another checkout")
+        self.checkout_session_id = session_id
+        self.touch(at)
+
+    def record_payment(self, payment_intent_id: str | None, session_id: str | None) -> None:
+        """Note the provider's references of the payment applied to this booking."""
+        self.payment_intent_id = payment_intent_id or self.payment_intent_id
+        self.checkout_session_id = self.checkout_session_id or session_id
+
+    def confirm(self, *, at: datetime) -> None:
+        """The hold was paid: pending -> confirmed."""
+        self.transition_to(BookingStatus.CONFIRMED, at=at)
+
+    def expire(self, reason: str, *, at: datetime) -> None:
+        """The hold ends unpaid (ran out, checkout expired or failed): pending -> expired."""
+        self.transition_to(BookingStatus.EXPIRED, at=at)
+        self.cancel_reason = reason
+
+    def cancel(self, reason: str, *, at: datetime) -> None:
+        """Cancelled by the client, an admin or the practitioner: pending|confirmed ->
+        cancelled (a refund is decided with decide_refund)."""
+        self.transition_to(BookingStatus.CANCELLED, at=at)
+        self.cancel_reason = reason
+
+    def decide_refund(self, amount: Money, reason: str, *, at: datetime) -> None:
+        """The booking's one refund decision (PENDING until the provider answers)."""
+        if self.refund is not None:
+            raise InvalidTransition(f"booking {self.id} already has a refund decision")
+        self.refund = Refund(amount=amount, status=RefundStatus.PENDING, reason=reason)
+        self.touch(at)
+
+    def update_refund(
+        self,
+        *,
+        at: datetime,
+        status: RefundStatus | None = None,
+        provider_id: str | None = None,
+        attempt: bool = False,
+    ) -> None:
+        """What the provider says of the refund; a settled refund never goes back to PENDING."""
+        if self.refund is None:
+            raise InvalidTransition(f"booking {self.id} has no refund to update")
+        if status is None or status is RefundStatus.PENDING:
+            status = self.refund.status
+        self.refund = attrs.evolve(
+            self.refund,
+            status=status,
+            provider_id=provider_id or self.refund.provider_id,
+            attempts=self.refund.attempts + (1 if attempt else 0),
+        )
+        self.touch(at)
+
+    def reschedule(self, new_start: datetime, *, at: datetime) -> None:
+        """Move a pending or confirmed booking that has not started; same length and buffers."""
+        if not self.occupies_calendar:
+            raise InvalidTransition(f"a {self.status.value} booking cannot be rescheduled")
+        if self.start <= at:
+            raise InvalidTransition("a booking that has started cannot be rescheduled")
+        self.start, self.end = new_start, new_start + (self.end - self.start)
+        self.touch(at)
+
+    def complete(self, *, at: datetime) -> None:
+        """The appointment took place: confirmed -> completed."""
+        self.transition_to(BookingStatus.COMPLETED, at=at)
+
+    def sync_calendar(self, uid: str, *, at: datetime) -> None:
+        """Note the external calendar's booking uid."""
+        self.calendar_uid = uid
         self.touch(at)
 
     def touch(self, at: datetime) -> None:

@@ -1,16 +1,17 @@
 """Ports: what the core needs from the outside world, as typing.Protocols.
 
 Adapters implement them (memory fakes, PostgreSQL, Stripe, Cal.com, SMTP). Every method documents
-what it returns and which core errors it raises; no vendor exception may cross a port.
+what it returns and which core errors it raises; no vendor exception may cross a port. One port
+joins two adapters (``SlotCache``, the Cal.com gateway's cache), so they never import each other.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
 
 from attrs import frozen
 
@@ -21,11 +22,15 @@ from booking_core.model import (
     Client,
     Interval,
     Money,
+    Payment,
     Practitioner,
     Role,
     Service,
     User,
 )
+
+if TYPE_CHECKING:
+    from booking_core.jobs import Job, JobStatus
 
 # -- repositories --------------------------------------------------------------------------------
 
@@ -99,8 +104,18 @@ class BookingRepository(Protocol):
     def occupied_spans(self, practitioner_id: int, window: Interval) -> list[Interval]:
         """The buffered spans of list_occupying's bookings, sorted: all availability needs."""
 
-    def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
-        """Pending bookings whose hold ran out before ``now``, oldest first."""
+    def list_expired_holds(
+        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+    ) -> list[Booking]:
+        """Pending bookings whose hold ran out before ``now``, by (hold expiry, id).
+
+        ``after`` is the (hold_expires_at, id) of the last one of the previous page, so a caller
+        pages through all of them, none starved behind others it cannot settle yet.
+        """
+
+    def list_unattached_holds(self, created_before: datetime, limit: int = 100) -> list[Booking]:
+        """Pending bookings with no checkout session created before ``created_before``, oldest
+        first: holds whose request died between the hold and the checkout."""
 
     def list_refunds_due(self, limit: int = 100) -> list[Booking]:
         """Bookings with a refund still PENDING (to be asked of the payment provider)."""
@@ -141,29 +156,54 @@ class PaymentEventLog(Protocol):
         """
 
 
-class JobStatus(enum.StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    PARKED = "parked"  # failed too often; kept and shown to admins, never dropped
+class PaymentLedger(Protocol):
+    """The payments ledger: per payment intent, what was captured and what refunds gave back.
+
+    Written in the same unit of work as the booking change a payment causes, so a payment is
+    applied once per intent whatever event delivers it, and refunds never exceed the capture
+    (PostgreSQL: a CHECK on the row; the memory adapter checks the same at commit).
+    """
+
+    def capture(self, payment: Payment, at: datetime) -> bool:
+        """Record a captured payment: True the first time for its intent, False if that intent
+        was already applied (committed by someone else, or earlier in this unit)."""
+
+    def add_refund(self, payment_intent_id: str, amount: Money, at: datetime) -> Payment:
+        """Count a refund decision against the payment; returns the updated entry.
+
+        Raises RefundExceedsCapture if the refunds would exceed the capture (or there is no
+        capture, or the currency differs). The unit of work stays usable afterwards.
+        """
+
+    def get(self, payment_intent_id: str) -> Payment | None: ...
+
+    def for_booking(self, booking_id: int) -> list[Payment]:
+        """The booking's payments, oldest first."""
 
 
-@frozen
-class Job:
-    """A background job from the transactional outbox."""
+class CursorStore(Protocol):
+    """Named positions of background readers (e.g. the newest provider event seen)."""
 
-    id: int | None
-    kind: str
-    payload: Mapping[str, Any]
-    run_at: datetime
-    attempts: int = 0
-    status: JobStatus = JobStatus.PENDING
-    last_error: str = ""
-    created_at: datetime | None = None
+    def get(self, name: str) -> str | None: ...
+
+    def set(self, name: str, value: str) -> None:
+        """Insert or replace; visible to others when this unit of work commits."""
 
 
 class Outbox(Protocol):
-    def add(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
-        """Enqueue a job; it becomes visible to workers when this unit of work commits."""
+    def add(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        run_at: datetime,
+        *,
+        unique_key: str | None = None,
+    ) -> bool:
+        """Enqueue a job; it becomes visible to workers when this unit of work commits.
+
+        With ``unique_key``, at most one job with that key ever exists: False (and nothing
+        enqueued) when one does already. True otherwise.
+        """
 
     def claim_due(self, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Job]:
         """Take up to ``limit`` due pending jobs: their run_at moves ``lease_seconds`` ahead.
@@ -195,8 +235,10 @@ class Outbox(Protocol):
 class IdempotencyRecord:
     """A client's Idempotency-Key and what the first request with it answered.
 
-    ``status_code`` is None while the first request is still running. ``sealed_secret`` holds a
-    one-time secret of the answer (the manage token) sealed by the entrypoint, never in clear.
+    ``status_code`` is None while the first request is still running; it holds the key until
+    ``lease_expires_at`` (seconds, not a day: a request that died gives the key up soon).
+    ``booking_id`` is the hold that request made. ``sealed_secret`` holds a one-time secret of
+    the answer (the manage token) sealed by the entrypoint, never in clear.
     """
 
     key: str
@@ -205,11 +247,20 @@ class IdempotencyRecord:
     status_code: int | None = None
     response: Mapping[str, Any] | None = None
     sealed_secret: str | None = None
+    lease_expires_at: datetime | None = None
+    booking_id: int | None = None
 
 
 class IdempotencyStore(Protocol):
     def reserve(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
         """Claim ``record.key``: None if it was free (now ours), else the existing record."""
+
+    def take_over(self, key: str, now: datetime, lease_expires_at: datetime) -> bool:
+        """Claim a key whose first request is unfinished and whose lease ran out before
+        ``now``; True if this unit now holds it (with a new lease, no hold attached)."""
+
+    def attach(self, key: str, booking_id: int) -> None:
+        """Note the hold the request holding ``key`` made (in the hold's transaction)."""
 
     def complete(
         self, key: str, status_code: int, response: Mapping[str, Any], sealed_secret: str | None
@@ -234,6 +285,8 @@ class UnitOfWork(Protocol):
     bookings: BookingRepository
     users: UserRepository
     payment_events: PaymentEventLog
+    ledger: PaymentLedger
+    cursors: CursorStore
     outbox: Outbox
     idempotency: IdempotencyStore
 
@@ -279,6 +332,18 @@ class CheckoutState(enum.StrEnum):
     OPEN = "open"
     COMPLETE = "complete"
     EXPIRED = "expired"
+
+
+@frozen
+class CheckoutInfo:
+    """A checkout session as the provider reports it now."""
+
+    id: str
+    state: CheckoutState
+    booking_id: int | None = None
+    payment_status: str | None = None  # paid | unpaid | no_payment_required
+    amount: Money | None = None
+    payment_intent_id: str | None = None
 
 
 @frozen
@@ -339,7 +404,19 @@ class PaymentGateway(Protocol):
         """End an open checkout so it can no longer be paid; returns its final state.
 
         An already complete session is not an error: returns COMPLETE (the caller confirms
-        instead). Raises PaymentUnavailable on provider failure.
+        instead). Raises CheckoutNotFound for a session the provider does not know,
+        PaymentUnavailable on provider failure.
+        """
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutInfo:
+        """The session as the provider has it now.
+
+        Raises CheckoutNotFound (unknown session), PaymentUnavailable (provider failure).
+        """
+
+    def recent_events(self, created_after: datetime, *, limit: int = 1000) -> list[PaymentEvent]:
+        """Events the provider created after ``created_after`` (all pages, up to ``limit``),
+        oldest first: what the webhook may have missed. Raises PaymentUnavailable.
         """
 
     def refund(self, request: RefundRequest) -> RefundResult:
@@ -393,6 +470,42 @@ class CalendarGateway(Protocol):
 
     def invalidate(self, practitioner_id: int) -> None:
         """Forget cached slots of this practitioner (we booked or cancelled)."""
+
+
+class SlotLookup(NamedTuple):
+    """What a slot cache lookup found: the slots (None on a miss) and the owners' current stamp
+    (their generations, in the order asked; empty when the cache could not answer)."""
+
+    slots: list[Interval] | None
+    stamp: tuple[int, ...]
+
+
+class SlotCache(Protocol):
+    """Calendar slots per key, each entry owned by practitioner ids, with a time to live.
+
+    A port between adapters: the Cal.com gateway consumes it and the slot cache adapters
+    (in-process, Redis, PostgreSQL) implement it, so neither imports the other. Never raises: a
+    cache that cannot answer is a miss, a cache that cannot store forgets.
+    """
+
+    def get(self, key: str, owners: Sequence[int]) -> SlotLookup:
+        """The slots stored under ``key`` if still fresh and no owner was invalidated since.
+
+        The returned stamp is passed back to ``put`` for a value fetched after this lookup.
+        """
+
+    def put(
+        self,
+        key: str,
+        owners: Sequence[int],
+        stamp: tuple[int, ...],
+        slots: Sequence[Interval],
+        ttl: float,
+    ) -> None:
+        """Store ``slots`` for ``ttl`` seconds, while the owners' generations equal ``stamp``."""
+
+    def invalidate(self, owner: int) -> None:
+        """Make every entry owned by practitioner ``owner`` a miss, in every process sharing it."""
 
 
 # -- notifications, time -------------------------------------------------------------------------

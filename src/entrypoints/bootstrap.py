@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from attrs import define, field
@@ -21,10 +21,18 @@ from booking_core.ports import (
     Clock,
     Notifier,
     PaymentGateway,
+    SlotCache,
     UnitOfWork,
     UnitOfWorkFactory,
 )
 from entrypoints.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from adapters.calcom import CalcomWebhookEvent
+
+# Verifies an inbound calendar webhook (raw body, a header lookup) and parses it; raises
+# InvalidSignature / InvalidPayload. Views get it from Deps so that they never import an adapter.
+CalendarWebhookVerifier = Callable[[bytes, Callable[[str], str | None]], "CalcomWebhookEvent"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,7 @@ class Deps:
     notifier: Notifier
     clock: Clock
     rules: BookingRules
+    verify_calendar_webhook: CalendarWebhookVerifier
     check_database: Callable[[], None] = _nothing  # raises when the database does not answer
     close: Callable[[], None] = _nothing
     live: dict[str, str] = field(factory=dict)  # adapter role -> what is live, for the start line
@@ -121,6 +130,10 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
         cancellation_window_hours=settings.cancellation_window_hours,
     )
 
+    verify_calendar_webhook = overrides.pop(
+        "verify_calendar_webhook", None
+    ) or _calendar_webhook_verifier(settings)
+
     def close() -> None:
         for closer in reversed(closers):
             closer()
@@ -133,6 +146,7 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
         notifier=notifier,
         clock=clock,
         rules=rules,
+        verify_calendar_webhook=verify_calendar_webhook,
         check_database=check_database or _nothing,
         close=overrides.pop("close", close),
         live=live,
@@ -264,19 +278,13 @@ def _calendar(settings: Settings, engine: Any) -> tuple[CalendarGateway, str]:
     """Cal.com when a key is set, with a slot cache every process shares: Redis when REDIS_URL
     is set, else the database's calendar_cache table (in memory only without a database)."""
     if settings.calcom_api_key:
-        from adapters.calcom import (
-            CalComCalendarGateway,
-            InMemorySlotCache,
-            RedisSlotCache,
-            SlotCache,
-        )
+        from adapters.calcom import CalComCalendarGateway
+        from adapters.slot_cache import InMemorySlotCache, PostgresSlotCache, RedisSlotCache
 
         cache: SlotCache
         if settings.redis_url:
             cache, shared = RedisSlotCache(settings.redis_url), "Redis cache"
         elif engine is not None:
-            from adapters.postgres.slot_cache import PostgresSlotCache
-
             cache, shared = PostgresSlotCache(engine), "database cache"
         else:
             cache, shared = InMemorySlotCache(), "in-process cache"
@@ -291,6 +299,19 @@ def _calendar(settings: Settings, engine: Any) -> tuple[CalendarGateway, str]:
     from adapters.schedule import ScheduleCalendarGateway
 
     return ScheduleCalendarGateway(), "working hours (no CALCOM_API_KEY)"
+
+
+def _calendar_webhook_verifier(settings: Settings) -> CalendarWebhookVerifier:
+    """Cal.com's signature check with the configured secret (every delivery is refused without
+    CALCOM_WEBHOOK_SECRET)."""
+    from adapters.calcom.webhooks import SIGNATURE_HEADER, verify_and_parse
+
+    secret = settings.calcom_webhook_secret or ""
+
+    def verify(raw_body: bytes, header: Callable[[str], str | None]) -> CalcomWebhookEvent:
+        return verify_and_parse(raw_body, header(SIGNATURE_HEADER), secret)
+
+    return verify
 
 
 def _notifier(settings: Settings) -> tuple[Notifier, str]:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from booking_core import jobs, usecases
 from booking_core.errors import ExternalServiceError, PaymentFailed
-from booking_core.ports import Job
+from booking_core.jobs import Job
 from entrypoints.bootstrap import Deps
 
 log = logging.getLogger("booking.worker")
@@ -65,11 +65,12 @@ def heartbeat(deps: Deps, lease_seconds: int) -> jobs.KeepAlive:
 
 
 def run_once(deps: Deps, *, batch: int = 20) -> dict[str, int]:
-    """One pass: expire holds, run due jobs, complete past bookings, forget old idempotency
-    answers; returns counts."""
-    released = usecases.expire_stale_holds(
+    """One pass: reconcile payments (expired and half-written holds, completed checkouts,
+    missed webhooks), run due jobs, complete past bookings, forget old idempotency answers;
+    returns counts."""
+    reconciled = usecases.reconcile_payments(
         uow=deps.uow(), payments=deps.payments, calendar=deps.calendar, clock=deps.clock,
-        limit=batch,
+        rules=deps.rules, limit=batch,
     )
     ctx = jobs.JobContext(
         uow=deps.uow(), payments=deps.payments, calendar=deps.calendar, notifier=deps.notifier,
@@ -85,7 +86,9 @@ def run_once(deps: Deps, *, batch: int = 20) -> dict[str, int]:
         purged = uow.idempotency.purge(deps.clock.now() - IDEMPOTENCY_RETENTION)
         uow.commit()
     counts = {
-        "holds_released": released,
+        "holds_released": reconciled.released,
+        "checkouts_confirmed": reconciled.confirmed,
+        "events_recovered": reconciled.recovered_events,
         **counts,
         "bookings_completed": completed,
         "idempotency_purged": purged,
@@ -155,6 +158,6 @@ def run_forever(
         else:
             outages.succeeded()
         # Busy: go again at once; idle: wait (waking early on stop).
-        if not any(counts.get(k) for k in ("holds_released", "done", "retried")):
+        if not any(counts.get(k) for k in ("holds_released", "checkouts_confirmed", "done")):
             stop.wait(interval)
     log.info("worker stopped")

@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from adapters.calcom import CalComCalendarGateway, RedisSlotCache
+from adapters.calcom import CalComCalendarGateway
 from adapters.memory import FakePaymentGateway, FixedClock, InMemoryStore, RecordingNotifier
+from adapters.slot_cache import InMemorySlotCache, RedisSlotCache
 from booking_core.jobs import JobContext
 from booking_core.model import CalendarLink, Money
 from booking_core.policy import BookingRules
@@ -110,11 +111,14 @@ def make_gateway(
     sleep: Callable[[float], None] | None = None,
     **options: object,
 ) -> CalComCalendarGateway:
-    """A gateway tuned for tests: short timeouts, no real sleeping."""
+    """A gateway tuned for tests: short timeouts, no real sleeping, an in-process slot cache on
+    the same clock unless ``cache`` is given."""
+    clock = clock or ManualClock()
     settings: dict[str, object] = {
         "connect_timeout": 0.5,
         "read_timeout": 0.5,
         "call_budget": 1.5,
+        "cache": InMemorySlotCache(clock=clock),
         **options,
     }
     return CalComCalendarGateway(
@@ -122,7 +126,7 @@ def make_gateway(
         api_url=api_url or (fake.url if fake is not None else "https://api.cal.com/v2"),
         links=links if links is not None else {},
         sleep=sleep or RecordingSleep(),
-        clock=clock or ManualClock(),
+        clock=clock,
         **settings,  # type: ignore[arg-type]
     )
 

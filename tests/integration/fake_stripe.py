@@ -7,6 +7,10 @@ Stripe's wire format:
 - ``POST /v1/checkout/sessions``, ``GET /v1/checkout/sessions/{id}``,
   ``POST /v1/checkout/sessions/{id}/expire`` (only while open, else a 400 as Stripe answers),
   ``POST /v1/refunds`` (never more than is left of the payment), ``GET /v1/refunds/{id}``;
+- ``GET /v1/events`` (newest first, ``created[gt|gte|lt|lte]``, ``type``, ``types[]``, ``limit``,
+  ``starting_after``, ``has_more``): every event body the helpers below make is listed, as Stripe
+  lists every event it creates whether or not a webhook received it;
+- ``forget_session``: the session answers 404 from then on (another key or account);
 - form bodies decoded from Stripe's nested encoding (``line_items[0][price_data][currency]``);
 - idempotency keys: the same key and parameters replay the first answer (with
   ``Idempotent-Replayed: true``), the same key with other parameters is a 400 idempotency_error;
@@ -175,6 +179,7 @@ class FakeStripe:
         self.sessions: dict[str, dict[str, Any]] = {}
         self.payment_intents: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
         self.refund_status = "succeeded"  # what new refunds report (e.g. "pending")
         self._session_extras: dict[str, dict[str, Any]] = {}
         self._idempotent: dict[str, tuple[tuple[str, str, str], _Answer]] = {}
@@ -326,6 +331,11 @@ class FakeStripe:
                 intent["status"] = "requires_payment_method"
             return self.session(session_id)
 
+    def forget_session(self, session_id: str) -> None:
+        """The session is unknown from now on (404), as after a key or account change."""
+        with self._lock:
+            del self.sessions[session_id]
+
     def expire_session(self, session_id: str) -> dict[str, Any]:
         """Stripe expires an open session on its own once ``expires_at`` has passed."""
         with self._lock:
@@ -356,6 +366,8 @@ class FakeStripe:
             "request": {"id": None, "idempotency_key": None},
             "type": event_type,
         }
+        with self._lock:
+            self.events.append(json.loads(json.dumps(body)))
         return json.dumps(body).encode()
 
     def session_event(
@@ -444,6 +456,8 @@ class FakeStripe:
             return self._expire(parts[3])
         if method == "POST" and parts == ["v1", "refunds"]:
             return self._create_refund(request.form)
+        if method == "GET" and parts == ["v1", "events"]:
+            return self._list_events(request.query)
         if method == "GET" and len(parts) == 3 and parts[:2] == ["v1", "refunds"]:
             refund = self.refunds.get(parts[2])
             if refund is None:
@@ -452,6 +466,52 @@ class FakeStripe:
                 )
             return dict(refund)
         raise StripeApiError(404, f"Unrecognized request URL ({method}: {request.path}).")
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def _list_events(self, query: dict[str, Any]) -> dict[str, Any]:
+        limit = _integer(query, "limit", required=False)
+        limit = 10 if limit is None else limit
+        if not 1 <= limit <= 100:
+            raise _invalid("limit", "This value must be between 1 and 100.")
+        found = sorted(self.events, key=lambda e: (e["created"], e["id"]), reverse=True)
+        created = query.get("created")
+        bounds = created if isinstance(created, dict) else {}
+        if created is not None and not isinstance(created, dict):
+            bounds = {"eq": created}
+        ops: dict[str, Callable[[int, int], bool]] = {
+            "gt": lambda a, b: a > b,
+            "gte": lambda a, b: a >= b,
+            "lt": lambda a, b: a < b,
+            "lte": lambda a, b: a <= b,
+            "eq": lambda a, b: a == b,
+        }
+        for op, raw in bounds.items():
+            if op not in ops or not str(raw).isdigit():
+                raise _invalid(f"created[{op}]", "Invalid integer")
+            found = [e for e in found if ops[op](e["created"], int(raw))]
+        if query.get("type"):
+            found = [e for e in found if e["type"] == query["type"]]
+        if query.get("types"):
+            found = [e for e in found if e["type"] in query["types"]]
+        after = query.get("starting_after")
+        if after:
+            ids = [e["id"] for e in found]
+            if after not in ids:
+                raise StripeApiError(
+                    404,
+                    f"No such event: '{after}'",
+                    code="resource_missing",
+                    param="starting_after",
+                )
+            found = found[ids.index(after) + 1 :]
+        page = found[:limit]
+        return {
+            "object": "list",
+            "url": "/v1/events",
+            "has_more": len(found) > limit,
+            "data": json.loads(json.dumps(page)),
+        }
 
     # -- checkout sessions -----------------------------------------------------------------------
 

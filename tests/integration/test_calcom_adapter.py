@@ -13,17 +13,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.calcom import (
-    BreakerState,
-    CalComCalendarGateway,
-    InMemorySlotCache,
-    RedisSlotCache,
-)
+from adapters.calcom import BreakerState, CalComCalendarGateway, CalcomClient
 from adapters.memory import sign_fake_event
+from adapters.slot_cache import InMemorySlotCache, PostgresSlotCache, RedisSlotCache
 from booking_core.errors import CalendarSlotTaken, CalendarUnavailable
-from booking_core.jobs import run_due_jobs
+from booking_core.jobs import JobStatus, run_due_jobs
 from booking_core.model import BookingStatus, CalendarLink, Client, Interval, Money, Service
-from booking_core.ports import CalendarBookingRequest, JobStatus
+from booking_core.ports import CalendarBookingRequest
 from booking_core.usecases import (
     AvailabilityQuery,
     CancelBooking,
@@ -180,6 +176,26 @@ def test_wrong_version_header_gets_404_and_is_unavailable(fake_calcom: FakeCalco
     with pytest.raises(CalendarUnavailable, match="404"):
         gateway.free_slots(LINK, SERVICE, WINDOW, "UTC")
     assert fake_calcom.requests[0].headers["cal-api-version"] == "2024-04-15"
+
+
+def test_transport_alone_returns_answers_that_show_calcom_up_for_the_caller_to_read(
+    fake_calcom: FakeCalcom,
+) -> None:
+    client = CalcomClient(
+        api_key=fake_calcom.api_key,
+        api_url=fake_calcom.url,
+        sleep=RecordingSleep(),
+        clock=ManualClock(),
+    )
+    answer = client.call(
+        "slots query", "GET", "/slots", version="2024-04-15", params={}, idempotent=True
+    )
+    assert answer.status == 404  # a 4xx shows Cal.com up: not a failure, not retried
+    assert answer.message  # read from the v2 error envelope
+    assert len(fake_calcom.requests) == 1
+    assert fake_calcom.requests[0].headers["cal-api-version"] == "2024-04-15"
+    assert client.breaker.state is BreakerState.CLOSED
+    client.close()
 
 
 def test_bad_key_is_not_retried_and_never_shows_in_messages_or_logs(
@@ -498,7 +514,6 @@ def test_database_cache_is_shared_by_gateways_of_two_processes(
     fake_calcom: FakeCalcom, clean_database
 ) -> None:  # type: ignore[no-untyped-def]
     from adapters.postgres import Database
-    from adapters.postgres.slot_cache import PostgresSlotCache
 
     # Two Database objects: two processes' pools on one database.
     other = Database.connect(clean_database.url.render_as_string(hide_password=False))
@@ -522,7 +537,6 @@ def test_database_cache_is_shared_by_gateways_of_two_processes(
 def test_database_cache_expires_and_never_raises(clean_database) -> None:  # type: ignore[no-untyped-def]
     import sqlalchemy as sa
 
-    from adapters.postgres.slot_cache import PostgresSlotCache
 
     cache = PostgresSlotCache(clean_database.engine)
     slot = Interval(datetime(2030, 1, 8, 9, tzinfo=UTC), datetime(2030, 1, 8, 10, tzinfo=UTC))

@@ -106,6 +106,9 @@ def test_migrate_seed_and_downgrade(elsewhere: Path, fresh_url: str) -> None:
     assert len({p.timezone for p in practitioners}) == 2
     assert all(p.services and p.weekly_hours.days != ((),) * 7 for p in practitioners)
 
+    result = booking("db", "downgrade", cwd=elsewhere, DATABASE_URL=fresh_url)  # one step
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() != f"database at revision {HEAD}"
     result = booking("db", "downgrade", "base", cwd=elsewhere, DATABASE_URL=fresh_url)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "database at revision base (empty)"

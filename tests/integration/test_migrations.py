@@ -36,8 +36,10 @@ TABLES = {
     "calendar_cache",
     "offline_checkout_sessions",
     "offline_checkout_refunds",
+    "payments",
+    "sync_cursors",
 }
-HEAD = "0003_offline_checkout"  # the newest migration shipped
+HEAD = "0004_payments_ledger"  # the newest migration shipped
 ENUMS = {"user_role", "booking_status", "refund_status", "job_status"}
 
 

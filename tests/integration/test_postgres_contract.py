@@ -14,14 +14,18 @@ from typing import Any
 
 import attrs
 import pytest
+import sqlalchemy as sa
 
 from adapters.memory import InMemoryStore
+from adapters.postgres import Database
 from booking_core.errors import (
     ConcurrentUpdate,
     PractitionerNotFound,
+    RefundExceedsCapture,
     SlotUnavailable,
     UserNotFound,
 )
+from booking_core.jobs import JobStatus
 from booking_core.model import (
     Booking,
     BookingStatus,
@@ -30,6 +34,7 @@ from booking_core.model import (
     DateOverride,
     Interval,
     Money,
+    Payment,
     Practitioner,
     Refund,
     RefundStatus,
@@ -40,7 +45,7 @@ from booking_core.model import (
     User,
     WeeklyHours,
 )
-from booking_core.ports import BookingFilter, IdempotencyRecord, JobStatus, UnitOfWork
+from booking_core.ports import BookingFilter, IdempotencyRecord, UnitOfWork
 
 UowFactory = Callable[[], UnitOfWork]
 
@@ -924,3 +929,199 @@ def test_a_lease_is_renewed_only_by_its_holder(new_uow: UowFactory) -> None:
         assert not uow.outbox.renew(job_id, leased_until=later, until=later)
         assert not uow.outbox.renew(987_654, leased_until=later, until=later)
     assert taken.id == job_id
+
+
+def _paid(new_uow: UowFactory) -> Booking:
+    (p,) = _setup(new_uow)
+    (booking,) = _add(new_uow, _booking(p, status=BookingStatus.CONFIRMED))
+    uow = new_uow()
+    with uow:
+        payment = Payment(payment_intent_id="pi_1", booking_id=booking.id or 0, captured=PRICE)
+        assert uow.ledger.capture(payment, T0)
+        assert not uow.ledger.capture(payment, T0)  # once per intent, even in one unit
+        uow.commit()
+    return booking
+
+
+def test_a_payment_is_captured_once_per_intent(new_uow: UowFactory) -> None:
+    booking = _paid(new_uow)
+    first, second = new_uow(), new_uow()
+    with first:
+        again = Payment(payment_intent_id="pi_1", booking_id=booking.id or 0, captured=PRICE)
+        assert not first.ledger.capture(again, T0)
+        other = Payment(payment_intent_id="pi_2", booking_id=booking.id or 0, captured=PRICE)
+        assert first.ledger.capture(other, T0)
+        with second:
+            assert [p.payment_intent_id for p in second.ledger.for_booking(booking.id or 0)] == [
+                "pi_1"
+            ]
+        first.commit()
+    with second:
+        assert {p.payment_intent_id for p in second.ledger.for_booking(booking.id or 0)} == {
+            "pi_1",
+            "pi_2",
+        }
+        assert second.ledger.get("pi_nope") is None
+
+
+def test_refunds_never_exceed_the_capture(new_uow: UowFactory) -> None:
+    _paid(new_uow)
+    uow = new_uow()
+    with uow:
+        assert uow.ledger.add_refund("pi_1", Money(5000, "usd"), T0).refunded == 5000
+        with pytest.raises(RefundExceedsCapture):
+            uow.ledger.add_refund("pi_1", Money(3001, "usd"), T0)
+        with pytest.raises(RefundExceedsCapture):
+            uow.ledger.add_refund("pi_1", Money(100, "eur"), T0)
+        with pytest.raises(RefundExceedsCapture):
+            uow.ledger.add_refund("pi_unknown", Money(100, "usd"), T0)
+        # The unit of work is still usable after the refusals.
+        assert uow.ledger.add_refund("pi_1", Money(3000, "usd"), T0).refunded == 8000
+        uow.commit()
+    with uow:
+        payment = uow.ledger.get("pi_1")
+        assert payment is not None
+        assert (payment.captured, payment.refunded, payment.refundable) == (PRICE, 8000, 0)
+
+
+def test_concurrent_refunds_never_exceed_the_capture(new_uow: UowFactory) -> None:
+    _paid(new_uow)
+    first, second = new_uow(), new_uow()
+    results: list[object] = []
+    go = threading.Event()
+
+    def refund_too() -> None:
+        try:
+            with second:
+                # PostgreSQL: this UPDATE waits for the first transaction's row lock.
+                second.ledger.add_refund("pi_1", Money(6000, "usd"), T0)
+                go.wait(10)
+                second.commit()  # memory: the check against what is committed now
+            results.append("committed")
+        except RefundExceedsCapture as exc:
+            results.append(exc)
+
+    thread = threading.Thread(target=refund_too)
+    with first:
+        first.ledger.add_refund("pi_1", Money(6000, "usd"), T0)
+        thread.start()
+        thread.join(0.5)
+        first.commit()
+    go.set()
+    thread.join(10)
+    assert len(results) == 1
+    assert isinstance(results[0], RefundExceedsCapture)
+    with first:
+        payment = first.ledger.get("pi_1")
+        assert payment is not None
+        assert payment.refunded == 6000
+
+
+def test_the_database_itself_bounds_the_refunds(clean_database: Database) -> None:
+    _paid(clean_database.unit_of_work)
+    refused = pytest.raises(sa.exc.IntegrityError, match="ck_payments_refund_within_capture")
+    with refused, clean_database.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE payments SET refunded_amount = captured_amount + 1"))
+
+
+def test_a_unique_job_is_added_once(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        assert uow.outbox.add("payment.refund", {"booking_id": 1}, T0, unique_key="refund:1:x")
+        assert not uow.outbox.add("payment.refund", {"booking_id": 1}, T0, unique_key="refund:1:x")
+        assert uow.outbox.add("payment.refund", {"booking_id": 1}, T0, unique_key="refund:1:y")
+        assert uow.outbox.add("email", {"booking_id": 1}, T0)
+        assert uow.outbox.add("email", {"booking_id": 1}, T0)
+        uow.commit()
+    with uow:
+        assert not uow.outbox.add("payment.refund", {"booking_id": 1}, T0, unique_key="refund:1:x")
+        uow.commit()
+    with uow:
+        jobs = uow.outbox.list()
+    assert [(j.kind, j.unique_key) for j in jobs] == [
+        ("payment.refund", "refund:1:x"),
+        ("payment.refund", "refund:1:y"),
+        ("email", None),
+        ("email", None),
+    ]
+
+
+def test_expired_and_unattached_holds_page_by_expiry_and_id(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    expiry = T0 - timedelta(minutes=5)
+    holds = _add(
+        new_uow,
+        *[
+            _booking(
+                p,
+                T0 + timedelta(hours=2 * n),
+                hold_expires_at=expiry + timedelta(minutes=n // 2),
+                checkout_session_id=None if n == 3 else f"cs_{n}",
+                created_at=T0 - timedelta(minutes=10 - n),
+            )
+            for n in range(5)
+        ],
+    )
+    uow = new_uow()
+    with uow:
+        first = uow.bookings.list_expired_holds(T0, 2)
+        last = first[-1]
+        rest = uow.bookings.list_expired_holds(
+            T0, 10, after=(last.hold_expires_at or T0, last.id or 0)
+        )
+        unattached = uow.bookings.list_unattached_holds(T0, 10)
+        too_new = uow.bookings.list_unattached_holds(T0 - timedelta(minutes=8), 10)
+    assert [b.id for b in first + rest] == [b.id for b in holds]
+    assert [b.id for b in unattached] == [holds[3].id]
+    assert too_new == []
+
+
+def test_cursors_are_stored_with_the_unit_of_work(new_uow: UowFactory) -> None:
+    uow = new_uow()
+    with uow:
+        assert uow.cursors.get("payments.events") is None
+        uow.cursors.set("payments.events", "2030-01-07T09:00:00+00:00")
+        assert uow.cursors.get("payments.events") == "2030-01-07T09:00:00+00:00"
+    with uow:
+        assert uow.cursors.get("payments.events") is None  # rolled back
+        uow.cursors.set("payments.events", "a")
+        uow.commit()
+    with uow:
+        uow.cursors.set("payments.events", "b")
+        uow.commit()
+    with uow:
+        assert uow.cursors.get("payments.events") == "b"
+
+
+def test_an_unfinished_key_is_taken_over_once_its_lease_ran_out(new_uow: UowFactory) -> None:
+    lease = T0 + timedelta(seconds=30)
+    record = IdempotencyRecord(
+        key="k-lease", fingerprint="f", created_at=T0, lease_expires_at=lease
+    )
+    uow = new_uow()
+    with uow:
+        assert uow.idempotency.reserve(record) is None
+        uow.idempotency.attach("k-lease", 41)
+        uow.commit()
+    with uow:
+        existing = uow.idempotency.reserve(record)
+        assert existing is not None
+        assert (existing.lease_expires_at, existing.booking_id) == (lease, 41)
+        assert not uow.idempotency.take_over("k-lease", lease - timedelta(seconds=1), lease)
+        assert uow.idempotency.take_over("k-lease", lease, lease + timedelta(seconds=30))
+        uow.commit()
+    first, second = new_uow(), new_uow()
+    later = lease + timedelta(minutes=5)
+    with first:
+        assert first.idempotency.take_over("k-lease", later, later + timedelta(seconds=30))
+        first.commit()
+    with second:  # the first retry holds it now
+        assert not second.idempotency.take_over("k-lease", later, later + timedelta(seconds=30))
+    with uow:
+        uow.idempotency.complete("k-lease", 201, {"ok": True}, None)
+        uow.commit()
+    with uow:  # a finished key is never taken over
+        assert not uow.idempotency.take_over("k-lease", later + timedelta(days=1), later)
+        stored = uow.idempotency.reserve(record)
+        assert stored is not None
+        assert (stored.status_code, stored.booking_id) == (201, None)

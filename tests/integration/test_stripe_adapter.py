@@ -21,13 +21,14 @@ from adapters.memory import FixedClock, InMemoryStore, RecordingNotifier
 from adapters.schedule import ScheduleCalendarGateway
 from adapters.stripe import StripePaymentGateway
 from booking_core.errors import (
+    CheckoutNotFound,
     InvalidPayload,
     InvalidSignature,
     PaymentUnavailable,
     RefundFailed,
     SlotUnavailable,
 )
-from booking_core.jobs import JobContext, run_due_jobs
+from booking_core.jobs import Job, JobContext, run_due_jobs
 from booking_core.model import (
     Booking,
     BookingStatus,
@@ -39,7 +40,6 @@ from booking_core.policy import BookingRules
 from booking_core.ports import (
     CheckoutRequest,
     CheckoutState,
-    Job,
     PaymentEvent,
     RefundRequest,
 )
@@ -53,8 +53,10 @@ from booking_core.usecases import (
     cancel_booking,
     get_availability,
     handle_payment_event,
+    reconcile_payments,
     request_booking,
 )
+from booking_core.usecases.housekeeping import WarningThrottle
 from entrypoints.dev.sample_data import sample_practitioner, sample_service
 
 try:
@@ -472,7 +474,7 @@ def test_expiring_fails_as_payment_unavailable(
     fake_stripe: FakeStripe, stripe_gateway: StripePaymentGateway
 ) -> None:
     session = stripe_gateway.create_checkout(checkout_request(1))
-    with pytest.raises(PaymentUnavailable):
+    with pytest.raises(CheckoutNotFound):  # a PaymentFailed: Stripe answered 404
         stripe_gateway.expire_checkout("cs_test_unknown")
     fake_stripe.fail_next(status=500)
     with pytest.raises(PaymentUnavailable):
@@ -909,3 +911,82 @@ def test_stripe_timing_out_at_booking_releases_the_slot_within_the_timeout(
     assert world.book(email="bo@example.com").booking.status is BookingStatus.PENDING
     with pytest.raises(SlotUnavailable):
         world.book(email="cy@example.com")
+
+
+# -- the reconciler on the real adapter ------------------------------------------------------------
+
+
+def test_retrieving_a_checkout_reports_its_state_and_404s(
+    fake_stripe: FakeStripe, stripe_gateway: StripePaymentGateway
+) -> None:
+    session = stripe_gateway.create_checkout(checkout_request(7))
+    info = stripe_gateway.retrieve_checkout(session.id)
+    assert (info.state, info.booking_id, info.payment_status) == (CheckoutState.OPEN, 7, "unpaid")
+    intent = fake_stripe.pay(session.id)["payment_intent"]
+    info = stripe_gateway.retrieve_checkout(session.id)
+    assert (info.state, info.payment_status, info.payment_intent_id, info.amount) == (
+        CheckoutState.COMPLETE,
+        "paid",
+        intent,
+        PRICE,
+    )
+    fake_stripe.forget_session(session.id)
+    with pytest.raises(CheckoutNotFound):
+        stripe_gateway.retrieve_checkout(session.id)
+    with pytest.raises(CheckoutNotFound):
+        stripe_gateway.expire_checkout(session.id)
+
+
+def test_recent_events_page_through_everything_after_a_time(
+    fake_stripe: FakeStripe, stripe_gateway: StripePaymentGateway
+) -> None:
+    base = 1_900_000_000
+    for n in range(230):
+        fake_stripe.event("refund.updated", {"id": f"re_{n}", "object": "refund"}, created=base + n)
+    events = stripe_gateway.recent_events(datetime.fromtimestamp(base + 9, UTC))
+    assert [e.id for e in events] == [e["id"] for e in fake_stripe.events[10:]]
+    assert [e.created for e in events] == sorted(e.created for e in events)
+    pages = fake_stripe.requests_to("GET", "/v1/events")
+    assert len(pages) == 3  # 100 + 100 + 20
+    assert pages[1].query["starting_after"] == fake_stripe.events[130]["id"]
+    assert "checkout.session.completed" in pages[0].query["types"]
+    fake_stripe.event("customer.created", {"id": "cus_1", "object": "customer"}, created=base + 500)
+    assert stripe_gateway.recent_events(datetime.fromtimestamp(base + 400, UTC)) == []
+
+
+def _reconcile(world: World) -> Any:
+    return reconcile_payments(
+        uow=world.uow(),
+        payments=world.payments,
+        calendar=world.calendar,
+        clock=world.clock,
+        rules=world.rules,
+        warnings=WarningThrottle(),
+    )
+
+
+def test_a_hold_whose_session_stripe_no_longer_knows_is_released(world: World) -> None:
+    requested = world.book()
+    world.fake.forget_session(requested.booking.checkout_session_id or "")
+    world.clock.advance(timedelta(hours=1))
+    assert _reconcile(world).released == 1
+    assert world.booking(requested.booking.id or 0).status is BookingStatus.EXPIRED
+    assert world.offered()
+    session = requested.booking.checkout_session_id
+    assert len(world.fake.requests_to("GET", f"/v1/checkout/sessions/{session}")) == 1
+
+
+def test_a_missed_webhook_is_recovered_from_stripe_events(world: World) -> None:
+    booking_id, _, _ = _book_and_pay(world)  # Stripe made the event; nobody delivered it
+    assert _reconcile(world).recovered_events == 1
+    assert world.booking(booking_id).status is BookingStatus.CONFIRMED
+    assert _reconcile(world).recovered_events == 0
+
+
+def test_a_paid_expired_hold_is_confirmed_without_the_webhook(world: World) -> None:
+    requested = world.book()
+    world.fake.pay(requested.booking.checkout_session_id or "")
+    world.clock.advance(timedelta(hours=1))
+    world.fake.events.clear()  # and the event list has nothing either
+    assert _reconcile(world).confirmed == 1
+    assert world.booking(requested.booking.id or 0).status is BookingStatus.CONFIRMED

@@ -23,7 +23,7 @@ import stripe_fixtures
 from conftest import PgServer
 
 from adapters.postgres import Database
-from booking_core.ports import Job, JobStatus
+from booking_core.jobs import Job, JobStatus
 from booking_core.usecases import JOB_EXPIRE_CHECKOUT
 
 try:
@@ -88,8 +88,12 @@ def test_a_killed_worker_delays_only_its_own_job_and_only_by_the_lease(
                 [*_booking_command(), "worker", "--interval", "0.2"],
                 env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        _wait_for(lambda: len(fake_stripe.requests) >= 1, 30, "the worker never called Stripe")
-        session = fake_stripe.requests[0].path.split("/")[-2]  # /v1/checkout/sessions/<id>/expire
+        # The reconciler lists events too: only the job's own call names the running job.
+        def expiring() -> list[str]:
+            return [r.path for r in fake_stripe.requests if r.path.endswith("/expire")]
+
+        _wait_for(lambda: len(expiring()) >= 1, 30, "the worker never called Stripe")
+        session = expiring()[0].split("/")[-2]  # /v1/checkout/sessions/<id>/expire
         (running,) = [i for i, job in _jobs(db).items() if job.payload["session_id"] == session]
 
         time.sleep(LEASE * 2)  # well past one lease: the heartbeat must have renewed it

@@ -14,13 +14,14 @@ from adapters.memory import (
     sign_fake_event,
 )
 from booking_core import jobs, usecases
+from booking_core.jobs import Job
 from booking_core.model import (
     Booking,
     BookingStatus,
     Client,
     Practitioner,
 )
-from booking_core.ports import Job, PaymentEvent, PaymentEventType
+from booking_core.ports import PaymentEvent, PaymentEventType
 from entrypoints.bootstrap import Deps
 from entrypoints.dev.sample_data import sample_practitioner, sample_service
 

@@ -17,8 +17,8 @@ from adapters.memory import (
     InMemoryStore,
     RecordingNotifier,
 )
-from booking_core.model import Booking, BookingStatus, Client, Money, RefundStatus
-from booking_core.ports import JobStatus
+from booking_core.jobs import JobStatus
+from booking_core.model import Booking, BookingStatus, Client, Money, Payment, RefundStatus
 from entrypoints.bootstrap import bootstrap
 from entrypoints.dev.sample_data import seed
 from entrypoints.flask_app import create_app
@@ -75,6 +75,11 @@ def world() -> tuple[InMemoryStore, FlaskClient, int]:
                 created_at=NOW,
                 updated_at=NOW,
             )
+        )
+        # A confirmed booking's payment is in the ledger, as the payment event put it there.
+        uow.ledger.capture(
+            Payment(payment_intent_id="pi_1", booking_id=booking.id or 0, captured=booking.price),
+            NOW,
         )
         uow.commit()
     return store, create_app(deps).test_client(), booking.id or 0

@@ -22,7 +22,7 @@ CSP = "default-src 'self'; frame-ancestors 'none'"
 
 @pytest.fixture
 def web() -> Web:
-    return Web()
+    return Web(offline_checkout=True)  # development's own checkout page is one of the pages
 
 
 def _booked(web: Web) -> tuple[int, str, str]:
@@ -60,7 +60,7 @@ def test_every_html_answer_has_the_csp(web: Web) -> None:
         _assert_common(response)
 
 
-@pytest.mark.parametrize("name", ["success", "success-unknown", "cancel"])
+@pytest.mark.parametrize("name", ["success", "success-unknown", "cancel", "checkout"])
 def test_the_booking_pages_need_no_inline_style_or_script(web: Web, name: str) -> None:
     page = _html_pages(web)[name].get_data(as_text=True)
     assert "<style" not in page

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
+from booking_core import usecases as uc
+from booking_core.model import BookingStatus
 from booking_core.ports import IdempotencyRecord
 from entrypoints.web.idempotency import fingerprint
 
@@ -174,3 +177,51 @@ def test_one_limit_on_and_the_other_off() -> None:
     other = {"name": "Bob", "email": "bob@example.com"}
     assert web.book(start=SLOT_2, client=other).status_code == 201  # no per-IP limit
     assert_problem(web.book(start=SLOT_3, client=other), 429, "rate_limited")
+
+
+# -- keys that cannot stick (issue 10, reproduction 3) -------------------------------------------
+
+
+class _Died(BaseException):
+    """The process dies here (the test stands in for SIGKILL: nothing after it runs)."""
+
+
+def _die_after_the_hold(web: Web, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that held the slot under ``key`` and died before its checkout was stored."""
+
+    def create_checkout(request: object) -> object:
+        raise _Died
+
+    with monkeypatch.context() as patch:
+        patch.setattr(web.payments, "create_checkout", create_checkout)
+        # A dead process cleans nothing up.
+        patch.setattr(uc, "release_idempotency_key", lambda key, uow: None)
+        with pytest.raises(_Died):
+            web.book(booking_body(), headers=_key(key))
+
+
+def test_a_key_whose_request_died_is_free_again_after_a_short_lease(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _die_after_the_hold(web, "died-1", monkeypatch)
+    (orphan,) = web.bookings()
+    assert (orphan.status, orphan.checkout_session_id) == (BookingStatus.PENDING, None)
+    early = web.book(headers=_key("died-1"))
+    assert_problem(early, 409, "request_in_progress")  # it may still be running
+    web.clock.advance(timedelta(seconds=31))
+    retry = web.book(headers=_key("died-1"))
+    assert retry.status_code == 201, retry.get_data(as_text=True)
+    assert retry.get_json()["booking"]["start"] == SLOT  # the dead request's hold was released
+    assert web.stored(orphan.id or 0).status is BookingStatus.EXPIRED
+    assert web.book(headers=_key("died-1")).get_json() == retry.get_json()
+
+
+def test_the_answer_is_stored_with_the_checkout(web: Web) -> None:
+    answer = web.book(headers=_key("stored-1")).get_json()
+    record = web.store.idempotency["stored-1"]
+    (booking,) = web.bookings()
+    assert record.status_code == 201
+    assert record.booking_id == booking.id
+    assert record.response is not None
+    assert record.response["checkout_url"] == answer["checkout_url"]
+    assert booking.checkout_session_id is not None

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from adapters.memory import sign_fake_event
 from booking_core.model import BookingStatus
 from booking_core.ports import PaymentEventType
+from entrypoints import worker
 from entrypoints.settings import SettingsError
 
-from .http_support import SLOT, WEBHOOK_SECRET, Web, assert_problem
+from .http_support import ADMIN, SLOT, WEBHOOK_SECRET, Web, assert_problem, bearer
 
 
 @pytest.fixture
@@ -192,3 +195,38 @@ def test_cancel_page_while_the_hold_is_still_on(web: Web) -> None:
     session = web.session_of(web.booked()["booking"]["id"])
     page = web.client.get(f"/booking/cancel?session_id={session}").get_data(as_text=True)
     assert "stays held" in page
+
+
+# -- each payment applied once (issue 10, reproduction 1) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "late"),
+    [
+        ("/api/bookings/{id}/cancel", None, True),  # inside the window: the policy keeps it
+        ("/api/admin/bookings/{id}/cancel", {"refund": False}, False),  # an admin keeps it
+    ],
+)
+@pytest.mark.parametrize(
+    "second", [PaymentEventType.ASYNC_PAYMENT_SUCCEEDED, PaymentEventType.CHECKOUT_COMPLETED]
+)
+def test_a_second_payment_event_after_a_kept_payment_refunds_nothing(
+    web: Web, path: str, body: dict[str, Any] | None, late: bool, second: str
+) -> None:
+    created = web.confirmed()
+    booking_id = created["booking"]["id"]
+    if late:
+        web.clock.advance(timedelta(hours=2))  # 23 hours before the start
+    headers = ADMIN if "admin" in path else bearer(created["manage_token"])
+    response = web.client.post(path.format(id=booking_id), json=body, headers=headers)
+    assert response.status_code == 200
+    assert response.get_json()["refund"] is None
+    # The same session's payment again, signed, under a new event id.
+    session = web.session_of(booking_id)
+    again = web.webhook(web.payments.event_for(session, second, event_id="evt_brand_new"))
+    assert again.status_code == 200
+    web.clock.advance(timedelta(minutes=5))
+    worker.run_once(web.deps)
+    stored = web.stored(booking_id)
+    assert (stored.status, stored.refund) == (BookingStatus.CANCELLED, None)
+    assert web.payments.refunded == {}

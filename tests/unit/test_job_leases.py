@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from adapters.memory import FakePaymentGateway, FixedClock, InMemoryStore, RecordingNotifier
 from adapters.schedule import ScheduleCalendarGateway
 from booking_core import jobs
+from booking_core.jobs import Job, JobStatus
 from booking_core.policy import BookingRules
-from booking_core.ports import Job, JobStatus
 
 
 def test_each_job_is_leased_alone_just_before_it_runs() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from booking_core.jobs import RetryPolicy
+from booking_core.jobs import Job, JobStatus, RetryPolicy
 from booking_core.model import CalendarLink, Client
-from booking_core.ports import CalendarBookingRequest, Job, JobStatus
+from booking_core.ports import CalendarBookingRequest
 from booking_core.usecases import JOB_CALENDAR_CREATE, JOB_EMAIL
 
 from .support import CLIENT, MONDAY, App, at

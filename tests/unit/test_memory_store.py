@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from adapters.memory import InMemoryStore
 from booking_core.errors import ConcurrentUpdate, PractitionerNotFound, SlotUnavailable
+from booking_core.jobs import JobStatus
 from booking_core.model import Booking, BookingStatus, Interval, Money, Practitioner
-from booking_core.ports import BookingFilter, JobStatus
+from booking_core.ports import BookingFilter
 
 from .support import CLIENT, therapist
 

@@ -13,8 +13,9 @@ from booking_core.errors import (
     SlotUnavailable,
     ValidationFailed,
 )
+from booking_core.jobs import JobStatus
 from booking_core.model import BookingStatus, RefundStatus
-from booking_core.ports import CheckoutState, JobStatus
+from booking_core.ports import CheckoutState
 from booking_core.usecases import JOB_EMAIL, JOB_EXPIRE_CHECKOUT, JOB_REFUND
 
 from .support import MONDAY, App, at
@@ -194,14 +195,17 @@ def test_expire_stale_holds_releases_them_and_expires_the_checkout(app: App) -> 
     assert app.expire_holds() == 0
 
 
-def test_a_hold_whose_checkout_was_paid_meanwhile_is_left_for_the_webhook(app: App) -> None:
+def test_a_hold_whose_checkout_was_paid_meanwhile_is_confirmed_without_the_webhook(
+    app: App,
+) -> None:
     booking = app.request(START).booking
     assert booking.checkout_session_id is not None
-    app.payments.complete(booking.checkout_session_id)  # paid; the webhook is on its way
+    app.payments.complete(booking.checkout_session_id)  # paid; the webhook is late
     app.clock.advance(timedelta(hours=1))
     assert app.expire_holds() == 0
-    assert app.status(booking) is BookingStatus.PENDING
-    app.deliver(app.event(booking, "checkout.session.completed"))
+    assert app.status(booking) is BookingStatus.CONFIRMED
+    late = app.deliver(app.event(booking, "checkout.session.completed"))
+    assert late == "already_confirmed"
     assert app.status(booking) is BookingStatus.CONFIRMED
 
 

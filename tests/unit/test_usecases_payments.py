@@ -6,8 +6,9 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from booking_core.jobs import JobStatus
 from booking_core.model import Booking, BookingStatus, Money, RefundStatus
-from booking_core.ports import JobStatus, PaymentEventType
+from booking_core.ports import PaymentEventType
 from booking_core.usecases import JOB_CALENDAR_CREATE, JOB_EMAIL, JOB_REFUND, PaymentOutcome
 
 from .support import MONDAY, App, at

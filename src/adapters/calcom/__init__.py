@@ -1,6 +1,12 @@
-"""Cal.com API v2 adapter: the CalendarGateway, its slot caches and the inbound webhook verifier."""
+"""Cal.com API v2 adapter: the CalendarGateway and the inbound webhook verifier.
 
-from adapters.calcom.cache import InMemorySlotCache, Lookup, RedisSlotCache, SlotCache
+``gateway`` holds the port methods, ``client`` the HTTP transport, ``owners`` the link registry,
+``slots`` the cache policy and parsing, ``recovery`` the lookups after a lost answer, ``webhooks``
+the signature check. Its slot caches live in ``adapters.slot_cache``; the composition root hands
+one in.
+"""
+
+from adapters.calcom.client import CalcomClient
 from adapters.calcom.gateway import (
     BOOKINGS_API_VERSION,
     SLOTS_API_VERSION,
@@ -14,11 +20,8 @@ __all__ = [
     "SLOTS_API_VERSION",
     "BreakerState",
     "CalComCalendarGateway",
+    "CalcomClient",
     "CalcomWebhookEvent",
     "CircuitBreaker",
-    "InMemorySlotCache",
-    "Lookup",
-    "RedisSlotCache",
-    "SlotCache",
     "verify_and_parse",
 ]

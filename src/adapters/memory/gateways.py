@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from attrs import define, field
@@ -18,6 +19,7 @@ from adapters.stripe.events import (
 from booking_core.errors import (
     CalendarSlotTaken,
     CalendarUnavailable,
+    CheckoutNotFound,
     DuplicateRequest,
     ExternalServiceError,
     InvalidPayload,
@@ -27,6 +29,7 @@ from booking_core.errors import (
 from booking_core.model import CalendarLink, Interval, Money, Practitioner, Service
 from booking_core.ports import (
     CalendarBookingRequest,
+    CheckoutInfo,
     CheckoutRequest,
     CheckoutSession,
     CheckoutState,
@@ -85,7 +88,10 @@ class FakePaymentGateway:
     - only an open session can be expired; a completed one reports COMPLETE;
     - refunds are idempotent per key and cannot exceed what was paid;
     - ``fail_next(n)`` / ``failing = True`` make calls raise PaymentUnavailable, as an outage would;
-    - webhook bodies are verified with the same HMAC scheme as Stripe's, 300 s either way.
+    - webhook bodies are verified with the same HMAC scheme as Stripe's, 300 s either way;
+    - every event body made by ``event_for`` is also listed by ``recent_events`` (as Stripe's
+      ``GET /v1/events``), dated by ``now`` (set it to the test clock);
+    - ``forget(session_id)`` makes a session unknown (404), as a key or account change does.
 
     ``checkout_base_url`` prefixes the checkout URLs it hands out (``/dev/checkout/<id>``); this
     fake serves no page: the development stand-in is entrypoints.dev.offline_checkout.
@@ -97,7 +103,10 @@ class FakePaymentGateway:
         checkout_base_url: str = "http://localhost:3000",
         webhook_secret: str = "whsec_fake",  # noqa: S107 - a test fixture, not a secret
         tolerance: int = 300,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
+        self.now = now or (lambda: datetime.now(UTC))
+        self.events: list[PaymentEvent] = []
         self.checkout_base_url = checkout_base_url.rstrip("/")
         self.webhook_secret = webhook_secret
         self.tolerance = tolerance
@@ -156,10 +165,39 @@ class FakePaymentGateway:
             self._maybe_fail("expire checkout")
             session = self.sessions.get(session_id)
             if session is None:
-                raise PaymentUnavailable(f"no such checkout session {session_id}")
+                raise CheckoutNotFound(f"no such checkout session {session_id}")
             if session.state is CheckoutState.OPEN:
                 session.state = CheckoutState.EXPIRED
             return session.state
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutInfo:
+        with self._lock:
+            self.calls.append(("retrieve_checkout", session_id))
+            self._maybe_fail("retrieve checkout")
+            session = self.sessions.get(session_id)
+            if session is None:
+                raise CheckoutNotFound(f"no such checkout session {session_id}")
+            paid = session.state is CheckoutState.COMPLETE
+            return CheckoutInfo(
+                id=session.id,
+                state=session.state,
+                booking_id=session.booking_id,
+                payment_status="paid" if paid else "unpaid",
+                amount=session.amount,
+                payment_intent_id=session.payment_intent_id,
+            )
+
+    def forget(self, session_id: str) -> None:
+        """The provider no longer knows the session (another key or account): 404 from now."""
+        with self._lock:
+            del self.sessions[session_id]
+
+    def recent_events(self, created_after: datetime, *, limit: int = 1000) -> list[PaymentEvent]:
+        with self._lock:
+            self.calls.append(("recent_events", created_after))
+            self._maybe_fail("list events")
+            found = [e for e in self.events if e.created > created_after]
+        return sorted(found, key=lambda e: e.created)[:limit]
 
     def complete(self, session_id: str) -> FakeSession:
         """The customer pays (what Stripe's hosted page does); the caller then sends the event."""
@@ -200,7 +238,7 @@ class FakePaymentGateway:
     def event_for(self, session_id: str, event_type: str, *, event_id: str | None = None) -> bytes:
         """A Stripe-shaped event body for a session (what Stripe would POST to the webhook)."""
         session = self.sessions[session_id]
-        return checkout_session_event(
+        body = checkout_session_event(
             event_id=event_id or f"evt_fake{next(self._ids):06d}",
             event_type=event_type,
             session_id=session.id,
@@ -208,7 +246,11 @@ class FakePaymentGateway:
             amount=session.amount,
             status=session.state.value,
             payment_intent_id=session.payment_intent_id,
+            created=int(self.now().timestamp()),
         )
+        with self._lock:
+            self.events.append(parse_stripe_event(json.loads(body)))
+        return body
 
     def parse_event(self, payload: bytes, signature: str | None) -> PaymentEvent:
         self._verify(payload, signature)

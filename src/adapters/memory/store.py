@@ -15,11 +15,22 @@ import attrs
 from booking_core.errors import (
     ConcurrentUpdate,
     PractitionerNotFound,
+    RefundExceedsCapture,
     SlotUnavailable,
     UserNotFound,
 )
-from booking_core.model import Booking, Interval, Practitioner, RefundStatus, Role, User
-from booking_core.ports import BookingFilter, IdempotencyRecord, Job, JobStatus
+from booking_core.jobs import Job, JobStatus
+from booking_core.model import (
+    Booking,
+    Interval,
+    Money,
+    Payment,
+    Practitioner,
+    RefundStatus,
+    Role,
+    User,
+)
+from booking_core.ports import BookingFilter, IdempotencyRecord
 
 
 class InMemoryStore:
@@ -32,10 +43,14 @@ class InMemoryStore:
         self.users: dict[str, User] = {}
         self.events: dict[str, tuple[str, datetime]] = {}
         self.jobs: dict[int, Job] = {}
+        self.payments: dict[str, Payment] = {}
+        self.cursors: dict[str, str] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         # Uncommitted occupying bookings and event ids per open unit, seen by the others' checks.
         self.inflight_bookings: dict[int, dict[int, Booking]] = {}
         self.inflight_events: dict[int, set[str]] = {}
+        self.inflight_payments: dict[int, set[str]] = {}
+        self.inflight_job_keys: dict[int, set[str]] = {}
         self.inflight_idempotency: dict[int, dict[str, IdempotencyRecord]] = {}
         self._ids = {name: itertools.count(1) for name in ("p", "s", "b", "u", "j", "uow")}
 
@@ -72,6 +87,8 @@ class InMemoryUnitOfWork:
         self.bookings = _Bookings(self)
         self.users = _Users(self)
         self.payment_events = _Events(self)
+        self.ledger = _Ledger(self)
+        self.cursors = _Cursors(self)
         self.outbox = _Outbox(self)
         self.idempotency = _Idempotency(self)
         self._reset()
@@ -85,6 +102,9 @@ class InMemoryUnitOfWork:
         self.staged_events: dict[str, tuple[str, datetime]] = {}
         self.staged_jobs: dict[int, Job] = {}
         self.staged_idempotency: dict[str, IdempotencyRecord | None] = {}
+        self.staged_captures: dict[str, Payment] = {}
+        self.staged_refunds: dict[str, int] = {}
+        self.staged_cursors: dict[str, str] = {}
 
     def __enter__(self) -> Self:
         if self._open:
@@ -121,6 +141,23 @@ class InMemoryUnitOfWork:
             for event_id in self.staged_events:
                 if event_id in store.events:
                     raise ConcurrentUpdate(f"event {event_id} was processed concurrently")
+            for intent in self.staged_captures:
+                if intent in store.payments:
+                    raise ConcurrentUpdate(f"payment {intent} was applied concurrently")
+            keys = {j.unique_key for j in store.jobs.values() if j.unique_key}
+            for job in self.staged_jobs.values():
+                if job.unique_key and job.id not in store.jobs and job.unique_key in keys:
+                    raise ConcurrentUpdate(f"job {job.unique_key} was added concurrently")
+            # Refunds are increments, as an UPDATE ... SET refunded = refunded + x is; the
+            # ledger's check (refunded <= captured) holds against what is committed now.
+            payments = {**store.payments, **self.staged_captures}
+            for intent, amount in self.staged_refunds.items():
+                payment = payments[intent]
+                if payment.refunded + amount > payment.captured.amount:
+                    raise RefundExceedsCapture(f"refunds would exceed payment {intent}")
+                payments[intent] = attrs.evolve(payment, refunded=payment.refunded + amount)
+            store.payments.update(payments)
+            store.cursors.update(self.staged_cursors)
             store.practitioners.update(self.staged_practitioners)
             store.bookings.update(self.staged_bookings)
             store.users.update(self.staged_users)
@@ -142,10 +179,15 @@ class InMemoryUnitOfWork:
         self.staged_events = {}
         self.staged_jobs = {}
         self.staged_idempotency = {}
+        self.staged_captures = {}
+        self.staged_refunds = {}
+        self.staged_cursors = {}
 
     def _drop_inflight(self) -> None:
         self.store.inflight_bookings.pop(self.token, None)
         self.store.inflight_events.pop(self.token, None)
+        self.store.inflight_payments.pop(self.token, None)
+        self.store.inflight_job_keys.pop(self.token, None)
         self.store.inflight_idempotency.pop(self.token, None)
 
     def rollback(self) -> None:
@@ -278,15 +320,30 @@ class _Bookings:
     def occupied_spans(self, practitioner_id: int, window: Interval) -> list[Interval]:
         return [b.occupied for b in self.list_occupying(practitioner_id, window)]
 
-    def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
+    def list_expired_holds(
+        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+    ) -> list[Booking]:
         self._uow._require_open()
         found = [
             b.copy()
             for b in self._visible().values()
-            if b.status.value == "pending" and b.hold_expires_at is not None
+            if b.status.value == "pending"
+            and b.hold_expires_at is not None
             and b.hold_expires_at < now
+            and (after is None or (b.hold_expires_at, b.id or 0) > after)
         ]
-        return sorted(found, key=lambda b: b.hold_expires_at or now)[:limit]
+        return sorted(found, key=lambda b: (b.hold_expires_at or now, b.id or 0))[:limit]
+
+    def list_unattached_holds(self, created_before: datetime, limit: int = 100) -> list[Booking]:
+        self._uow._require_open()
+        found = [
+            b.copy()
+            for b in self._visible().values()
+            if b.status.value == "pending"
+            and b.checkout_session_id is None
+            and b.created_at < created_before
+        ]
+        return sorted(found, key=lambda b: (b.created_at, b.id or 0))[:limit]
 
     def list_refunds_due(self, limit: int = 100) -> list[Booking]:
         self._uow._require_open()
@@ -389,6 +446,82 @@ class _Events:
         return True
 
 
+class _Ledger:
+    """Captures behave like a primary key on the intent (another open unit's counts as taken);
+    refunds are checked against the capture here and again at commit."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def _visible(self, intent: str) -> Payment | None:
+        uow = self._uow
+        payment = uow.staged_captures.get(intent) or uow.store.payments.get(intent)
+        if payment is None:
+            return None
+        return attrs.evolve(payment, refunded=payment.refunded + uow.staged_refunds.get(intent, 0))
+
+    def capture(self, payment: Payment, at: datetime) -> bool:
+        self._uow._require_open()
+        store = self._uow.store
+        with store.lock:
+            intent = payment.payment_intent_id
+            if self._visible(intent) is not None:
+                return False
+            if any(
+                intent in ids
+                for token, ids in store.inflight_payments.items()
+                if token != self._uow.token
+            ):
+                return False  # another unit is applying the same payment
+            self._uow.staged_captures[intent] = attrs.evolve(payment, refunded=0)
+            store.inflight_payments.setdefault(self._uow.token, set()).add(intent)
+        return True
+
+    def add_refund(self, payment_intent_id: str, amount: Money, at: datetime) -> Payment:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            payment = self._visible(payment_intent_id)
+            if (
+                payment is None
+                or amount.currency != payment.captured.currency
+                or amount.amount < 0
+                or payment.refunded + amount.amount > payment.captured.amount
+            ):
+                raise RefundExceedsCapture(
+                    f"a refund of {amount.amount} {amount.currency} exceeds what payment "
+                    f"{payment_intent_id} has left"
+                )
+            staged = self._uow.staged_refunds
+            staged[payment_intent_id] = staged.get(payment_intent_id, 0) + amount.amount
+            return attrs.evolve(payment, refunded=payment.refunded + amount.amount)
+
+    def get(self, payment_intent_id: str) -> Payment | None:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            return self._visible(payment_intent_id)
+
+    def for_booking(self, booking_id: int) -> list[Payment]:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            intents = {*self._uow.store.payments, *self._uow.staged_captures}
+            found = [self._visible(i) for i in intents]
+        return [p for p in found if p is not None and p.booking_id == booking_id]
+
+
+class _Cursors:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def get(self, name: str) -> str | None:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            return self._uow.staged_cursors.get(name, self._uow.store.cursors.get(name))
+
+    def set(self, name: str, value: str) -> None:
+        self._uow._require_open()
+        self._uow.staged_cursors[name] = value
+
+
 class _Outbox:
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
@@ -400,12 +533,36 @@ class _Outbox:
             raise KeyError(f"no job {job_id}")
         return job
 
-    def add(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
+    def add(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        run_at: datetime,
+        *,
+        unique_key: str | None = None,
+    ) -> bool:
         self._uow._require_open()
-        job_id = self._uow.store.next_id("j")
-        self._uow.staged_jobs[job_id] = Job(
-            id=job_id, kind=kind, payload=dict(payload), run_at=run_at, created_at=run_at
-        )
+        store = self._uow.store
+        with store.lock:
+            if unique_key is not None:
+                jobs = {**store.jobs, **self._uow.staged_jobs}.values()
+                if any(j.unique_key == unique_key for j in jobs) or any(
+                    unique_key in keys
+                    for token, keys in store.inflight_job_keys.items()
+                    if token != self._uow.token
+                ):
+                    return False  # as INSERT ... ON CONFLICT (unique_key) DO NOTHING
+                store.inflight_job_keys.setdefault(self._uow.token, set()).add(unique_key)
+            job_id = store.next_id("j")
+            self._uow.staged_jobs[job_id] = Job(
+                id=job_id,
+                kind=kind,
+                payload=dict(payload),
+                run_at=run_at,
+                created_at=run_at,
+                unique_key=unique_key,
+            )
+        return True
 
     def claim_due(self, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Job]:
         self._uow._require_open()
@@ -488,6 +645,27 @@ class _Idempotency:
             self._uow.staged_idempotency[record.key] = record
             store.inflight_idempotency.setdefault(self._uow.token, {})[record.key] = record
         return None
+
+    def take_over(self, key: str, now: datetime, lease_expires_at: datetime) -> bool:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            record = self._visible(key)
+            if record is None or record.status_code is not None:
+                return False
+            lease = record.lease_expires_at or record.created_at
+            if lease > now:
+                return False
+            self._uow.staged_idempotency[key] = attrs.evolve(
+                record, lease_expires_at=lease_expires_at, booking_id=None
+            )
+        return True
+
+    def attach(self, key: str, booking_id: int) -> None:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            record = self._visible(key)
+            if record is not None:
+                self._uow.staged_idempotency[key] = attrs.evolve(record, booking_id=booking_id)
 
     def complete(
         self, key: str, status_code: int, response: Mapping[str, Any], sealed_secret: str | None

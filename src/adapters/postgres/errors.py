@@ -62,6 +62,11 @@ def sqlstate(error: BaseException) -> str | None:
     return orig.sqlstate if isinstance(orig, psycopg.Error) else None
 
 
+def constraint_name(error: sa_exc.DBAPIError) -> str:
+    """The name of the constraint a psycopg error reports, or ""."""
+    return _constraint(error)
+
+
 def _constraint(error: sa_exc.DBAPIError) -> str:
     orig = error.orig
     if isinstance(orig, psycopg.Error):

@@ -16,12 +16,14 @@ from adapters.postgres.rows import (
     DateOverrideRow,
     IdempotencyRecordRow,
     OutboxJobRow,
+    PaymentRow,
     PractitionerRow,
     ServiceRow,
     TimeOffRow,
     UserRow,
     WorkingHoursRow,
 )
+from booking_core.jobs import Job
 from booking_core.model import (
     Booking,
     CalendarLink,
@@ -29,6 +31,7 @@ from booking_core.model import (
     DateOverride,
     Interval,
     Money,
+    Payment,
     Practitioner,
     Refund,
     Service,
@@ -37,7 +40,7 @@ from booking_core.model import (
     User,
     WeeklyHours,
 )
-from booking_core.ports import IdempotencyRecord, Job
+from booking_core.ports import IdempotencyRecord
 
 
 def utc(value: datetime) -> datetime:
@@ -290,6 +293,16 @@ def job_from_row(row: OutboxJobRow) -> Job:
         status=row.status,
         last_error=row.last_error,
         created_at=utc_or_none(row.created_at),
+        unique_key=row.unique_key,
+    )
+
+
+def payment_from_row(row: PaymentRow) -> Payment:
+    return Payment(
+        payment_intent_id=row.payment_intent_id,
+        booking_id=row.booking_id,
+        captured=Money(row.captured_amount, row.currency),
+        refunded=row.refunded_amount,
     )
 
 
@@ -301,4 +314,6 @@ def idempotency_from_row(row: IdempotencyRecordRow) -> IdempotencyRecord:
         status_code=row.response_status,
         response=dict(row.response_body) if row.response_body is not None else None,
         sealed_secret=row.sealed_secret,
+        lease_expires_at=utc_or_none(row.lease_expires_at),
+        booking_id=row.booking_id,
     )

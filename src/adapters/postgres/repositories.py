@@ -15,15 +15,23 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from adapters.postgres.errors import DEADLOCK_DETECTED, sqlstate, translated
+from adapters.postgres.errors import (
+    CHECK_VIOLATION,
+    DEADLOCK_DETECTED,
+    constraint_name,
+    sqlstate,
+    translate,
+    translated,
+)
 from adapters.postgres.mapping import (
     booking_from_row,
     booking_to_row,
     idempotency_from_row,
     job_from_row,
+    payment_from_row,
     practitioner_fields_to_row,
     practitioner_from_row,
     service_to_row,
@@ -32,23 +40,28 @@ from adapters.postgres.mapping import (
 )
 from adapters.postgres.rows import (
     OCCUPYING_SQL,
+    REFUND_WITHIN_CAPTURE,
     BookingRow,
     IdempotencyRecordRow,
     OutboxJobRow,
+    PaymentRow,
     PractitionerRow,
     ProcessedPaymentEventRow,
     ServiceRow,
+    SyncCursorRow,
     UserRow,
 )
 from booking_core.errors import (
     ConcurrentUpdate,
     PractitionerNotFound,
+    RefundExceedsCapture,
     ServiceNotFound,
     SlotUnavailable,
     UserNotFound,
 )
-from booking_core.model import Booking, Interval, Practitioner, Role, User
-from booking_core.ports import BookingFilter, IdempotencyRecord, Job, JobStatus
+from booking_core.jobs import Job, JobStatus
+from booking_core.model import Booking, Interval, Money, Payment, Practitioner, Role, User
+from booking_core.ports import BookingFilter, IdempotencyRecord
 
 SessionSource = Callable[[], Session]
 
@@ -304,11 +317,28 @@ class SqlAlchemyBookingRepository:
             rows = self._session().connection().execute(_OCCUPIED_SPANS, params).all()
         return [Interval(start, end) for start, end in rows]
 
-    def list_expired_holds(self, now: datetime, limit: int = 100) -> list[Booking]:
+    def list_expired_holds(
+        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+    ) -> list[Booking]:
+        stmt = sa.select(BookingRow).where(
+            sa.text("status = 'pending'"), BookingRow.hold_expires_at < now
+        )
+        if after is not None:
+            stmt = stmt.where(
+                sa.tuple_(BookingRow.hold_expires_at, BookingRow.id) > sa.tuple_(*after)
+            )
+        stmt = stmt.order_by(BookingRow.hold_expires_at, BookingRow.id).limit(limit)
+        return self._many(stmt)
+
+    def list_unattached_holds(self, created_before: datetime, limit: int = 100) -> list[Booking]:
         stmt = (
             sa.select(BookingRow)
-            .where(sa.text("status = 'pending'"), BookingRow.hold_expires_at < now)
-            .order_by(BookingRow.hold_expires_at, BookingRow.id)
+            .where(
+                sa.text("status = 'pending'"),
+                BookingRow.checkout_session_id.is_(None),
+                BookingRow.created_at < created_before,
+            )
+            .order_by(BookingRow.created_at, BookingRow.id)
             .limit(limit)
         )
         return self._many(stmt)
@@ -424,25 +454,148 @@ class SqlAlchemyPaymentEventLog:
             return self._session().execute(stmt).scalar_one_or_none() is not None
 
 
+class SqlAlchemyPaymentLedger:
+    """ports.PaymentLedger on the ``payments`` table (its CHECK bounds the refunds)."""
+
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def capture(self, payment: Payment, at: datetime) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING on the intent: True when this call inserted it.
+
+        A concurrent capture of the same intent waits for that transaction to end.
+        """
+        with translated(self._where):
+            stmt = (
+                pg_insert(PaymentRow)
+                .values(
+                    payment_intent_id=payment.payment_intent_id,
+                    booking_id=payment.booking_id,
+                    currency=payment.captured.currency,
+                    captured_amount=payment.captured.amount,
+                    refunded_amount=0,
+                    created_at=at,
+                    updated_at=at,
+                )
+                .on_conflict_do_nothing(index_elements=[PaymentRow.payment_intent_id])
+                .returning(PaymentRow.payment_intent_id)
+            )
+            return self._session().execute(stmt).scalar_one_or_none() is not None
+
+    def add_refund(self, payment_intent_id: str, amount: Money, at: datetime) -> Payment:
+        refused = RefundExceedsCapture(
+            f"a refund of {amount.amount} {amount.currency} exceeds what payment "
+            f"{payment_intent_id} has left"
+        )
+        session = self._session()
+        stmt = (
+            sa.update(PaymentRow)
+            .where(
+                PaymentRow.payment_intent_id == payment_intent_id,
+                PaymentRow.currency == amount.currency,
+            )
+            .values(refunded_amount=PaymentRow.refunded_amount + amount.amount, updated_at=at)
+            .returning(PaymentRow)
+        )
+        try:
+            with session.begin_nested():  # the unit of work stays usable after a refusal
+                row = session.scalars(stmt, execution_options=_FRESH).one_or_none()
+        except DBAPIError as exc:
+            if sqlstate(exc) == CHECK_VIOLATION and constraint_name(exc) == REFUND_WITHIN_CAPTURE:
+                raise refused from exc
+            raise translate(exc, where=self._where) from exc
+        except SQLAlchemyError as exc:
+            raise translate(exc, where=self._where) from exc
+        if row is None:
+            raise refused
+        return payment_from_row(row)
+
+    def get(self, payment_intent_id: str) -> Payment | None:
+        with translated(self._where):
+            row = self._session().get(
+                PaymentRow, payment_intent_id, populate_existing=True
+            )
+            return payment_from_row(row) if row is not None else None
+
+    def for_booking(self, booking_id: int) -> list[Payment]:
+        with translated(self._where):
+            stmt = (
+                sa.select(PaymentRow)
+                .where(PaymentRow.booking_id == booking_id)
+                .order_by(PaymentRow.created_at, PaymentRow.payment_intent_id)
+            )
+            rows = self._session().scalars(stmt, execution_options=_FRESH).all()
+            return [payment_from_row(row) for row in rows]
+
+
+class SqlAlchemyCursorStore:
+    """ports.CursorStore on ``sync_cursors`` (an upsert per set)."""
+
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def get(self, name: str) -> str | None:
+        with translated(self._where):
+            stmt = sa.select(SyncCursorRow.value).where(SyncCursorRow.name == name)
+            return self._session().execute(stmt).scalar_one_or_none()
+
+    def set(self, name: str, value: str) -> None:
+        with translated(self._where):
+            insert = pg_insert(SyncCursorRow).values(name=name, value=value)
+            self._session().execute(
+                insert.on_conflict_do_update(
+                    index_elements=[SyncCursorRow.name],
+                    set_={"value": insert.excluded.value, "updated_at": sa.func.now()},
+                )
+            )
+
+
 class SqlAlchemyOutbox:
     def __init__(self, session: SessionSource, where: str) -> None:
         self._session = session
         self._where = where
 
-    def add(self, kind: str, payload: Mapping[str, Any], run_at: datetime) -> None:
+    def add(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        run_at: datetime,
+        *,
+        unique_key: str | None = None,
+    ) -> bool:
         with translated(self._where):
             session = self._session()
-            session.add(
-                OutboxJobRow(
+            if unique_key is None:
+                session.add(
+                    OutboxJobRow(
+                        kind=kind,
+                        payload=dict(payload),
+                        run_at=run_at,
+                        attempts=0,
+                        status=JobStatus.PENDING,
+                        last_error="",
+                    )
+                )
+                session.flush()
+                return True
+            # A concurrent insert of the same key makes this wait for that transaction.
+            stmt = (
+                pg_insert(OutboxJobRow)
+                .values(
                     kind=kind,
                     payload=dict(payload),
                     run_at=run_at,
                     attempts=0,
                     status=JobStatus.PENDING,
                     last_error="",
+                    unique_key=unique_key,
                 )
+                .on_conflict_do_nothing(index_elements=[OutboxJobRow.unique_key])
+                .returning(OutboxJobRow.id)
             )
-            session.flush()
+            return session.execute(stmt).scalar_one_or_none() is not None
 
     def claim_due(self, now: datetime, limit: int = 10, lease_seconds: int = 300) -> list[Job]:
         """SELECT ... FOR UPDATE SKIP LOCKED, then move run_at ``lease_seconds`` ahead.
@@ -538,6 +691,8 @@ class SqlAlchemyIdempotencyStore:
                     response_status=record.status_code,
                     response_body=dict(record.response) if record.response is not None else None,
                     sealed_secret=record.sealed_secret,
+                    lease_expires_at=record.lease_expires_at,
+                    booking_id=record.booking_id,
                 )
                 .on_conflict_do_nothing(index_elements=[IdempotencyRecordRow.key])
                 .returning(IdempotencyRecordRow.id)
@@ -549,6 +704,30 @@ class SqlAlchemyIdempotencyStore:
                 execution_options=_FRESH,
             ).one()
             return idempotency_from_row(existing)
+
+    def take_over(self, key: str, now: datetime, lease_expires_at: datetime) -> bool:
+        """A conditional UPDATE: of two retries taking over at once, one wins."""
+        row = IdempotencyRecordRow
+        with translated(self._where):
+            stmt = (
+                sa.update(row)
+                .where(
+                    row.key == key,
+                    row.response_status.is_(None),
+                    sa.func.coalesce(row.lease_expires_at, row.created_at) <= now,
+                )
+                .values(lease_expires_at=lease_expires_at, booking_id=None)
+                .returning(row.id)
+            )
+            return self._session().execute(stmt).scalar_one_or_none() is not None
+
+    def attach(self, key: str, booking_id: int) -> None:
+        with translated(self._where):
+            self._session().execute(
+                sa.update(IdempotencyRecordRow)
+                .where(IdempotencyRecordRow.key == key)
+                .values(booking_id=booking_id)
+            )
 
     def complete(
         self, key: str, status_code: int, response: Mapping[str, Any], sealed_secret: str | None

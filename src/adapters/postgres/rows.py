@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from booking_core.jobs import JobStatus
 from booking_core.model import BookingStatus, RefundStatus, Role
-from booking_core.ports import JobStatus
 
 # Occupying statuses as literal SQL. Kept literal (not bound parameters) on purpose: the planner
 # can use the partial GiST index behind the exclusion constraint only when it can prove a query's
@@ -23,6 +23,7 @@ from booking_core.ports import JobStatus
 # prepares a statement after five runs) proves nothing.
 OCCUPYING_SQL = "status IN ('pending', 'confirmed')"
 NO_OVERLAP = "bookings_no_overlap"
+REFUND_WITHIN_CAPTURE = "ck_payments_refund_within_capture"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -328,6 +329,44 @@ class ProcessedPaymentEventRow(RowBase):
     received_at: Mapped[datetime]
 
 
+class PaymentRow(RowBase):
+    """The payments ledger (ports.PaymentLedger): one row per payment intent applied.
+
+    ``refunded_amount`` counts refund decisions (pending or paid out); the CHECK keeps it within
+    what the payment captured, whatever code path decides a refund.
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        sa.CheckConstraint("captured_amount >= 0", name="captured_amount"),
+        sa.CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= captured_amount",
+            name="refund_within_capture",
+        ),
+        sa.CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency"),
+    )
+
+    payment_intent_id: Mapped[str] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("bookings.id", ondelete="RESTRICT"), index=True
+    )
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    captured_amount: Mapped[int] = mapped_column(sa.BigInteger)
+    refunded_amount: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class SyncCursorRow(RowBase):
+    """Where a background reader got to (ports.CursorStore), e.g. the newest Stripe event seen."""
+
+    __tablename__ = "sync_cursors"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[str]
+    updated_at: Mapped[datetime] = _updated()
+
+
 class OutboxJobRow(RowBase):
     __tablename__ = "outbox_jobs"
     __table_args__ = (
@@ -347,12 +386,15 @@ class OutboxJobRow(RowBase):
     )
     last_error: Mapped[str] = mapped_column(server_default="")
     created_at: Mapped[datetime] = _created()
+    # At most one job per key (one refund job per booking and reason); NULL for most jobs.
+    unique_key: Mapped[str | None] = mapped_column(unique=True)
 
 
 class IdempotencyRecordRow(RowBase):
     """The answer to a POST /api/bookings with an Idempotency-Key (ports.IdempotencyStore).
 
-    ``response_status`` is NULL while the first request with the key is still being handled;
+    ``response_status`` is NULL while the first request with the key is still being handled
+    (until ``lease_expires_at``);
     ``sealed_secret`` is the manage token sealed by the web layer, never in clear.
     """
 
@@ -365,6 +407,9 @@ class IdempotencyRecordRow(RowBase):
     response_body: Mapped[dict[str, Any] | None]
     sealed_secret: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=sa.func.now(), index=True)
+    # While response_status is NULL: the first request holds the key until then (seconds).
+    lease_expires_at: Mapped[datetime | None]
+    booking_id: Mapped[int | None] = mapped_column(sa.BigInteger)  # the hold it made
 
 
 class CalendarCacheRow(RowBase):

@@ -14,9 +14,11 @@ from adapters.postgres.errors import translate, translated
 from adapters.postgres.repositories import (
     PractitionerCache,
     SqlAlchemyBookingRepository,
+    SqlAlchemyCursorStore,
     SqlAlchemyIdempotencyStore,
     SqlAlchemyOutbox,
     SqlAlchemyPaymentEventLog,
+    SqlAlchemyPaymentLedger,
     SqlAlchemyPractitionerRepository,
     SqlAlchemyUserRepository,
 )
@@ -49,6 +51,8 @@ class SqlAlchemyUnitOfWork:
         self.bookings = SqlAlchemyBookingRepository(self._current, where)
         self.users = SqlAlchemyUserRepository(self._current, where)
         self.payment_events = SqlAlchemyPaymentEventLog(self._current, where)
+        self.ledger = SqlAlchemyPaymentLedger(self._current, where)
+        self.cursors = SqlAlchemyCursorStore(self._current, where)
         self.outbox = SqlAlchemyOutbox(self._current, where)
         self.idempotency = SqlAlchemyIdempotencyStore(self._current, where)
 

@@ -114,13 +114,17 @@ def checkout_session_event(
     amount: Money,
     status: str,
     payment_intent_id: str | None,
+    created: int | None = None,
 ) -> bytes:
-    """The body Stripe POSTs to the webhook for a Checkout Session event (the fields we read)."""
+    """The body Stripe POSTs to the webhook for a Checkout Session event (the fields we read).
+
+    ``created`` is the event's time in Unix seconds (default now).
+    """
     body = {
         "id": event_id,
         "object": "event",
         "type": event_type,
-        "created": int(time.time()),
+        "created": int(time.time()) if created is None else created,
         "livemode": False,
         "data": {
             "object": {

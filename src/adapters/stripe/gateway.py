@@ -18,6 +18,7 @@ from stripe.params.checkout import SessionCreateParams
 from adapters.resilience import Bulkhead, BulkheadFull, CircuitBreaker, CircuitOpen
 from adapters.stripe.events import parse_stripe_event
 from booking_core.errors import (
+    CheckoutNotFound,
     InvalidPayload,
     InvalidSignature,
     PaymentFailed,
@@ -26,10 +27,12 @@ from booking_core.errors import (
 )
 from booking_core.model import Money
 from booking_core.ports import (
+    CheckoutInfo,
     CheckoutRequest,
     CheckoutSession,
     CheckoutState,
     PaymentEvent,
+    PaymentEventType,
     RefundRequest,
     RefundResult,
 )
@@ -192,7 +195,8 @@ class StripePaymentGateway:
     def expire_checkout(self, session_id: str) -> CheckoutState:
         """End an open session; a session already complete or expired reports that state.
 
-        Raises PaymentUnavailable on provider failure or for an unknown session.
+        Raises CheckoutNotFound for a session Stripe does not know (404), PaymentUnavailable on
+        provider failure.
         """
         try:
             session = self._guarded(
@@ -201,7 +205,10 @@ class StripePaymentGateway:
             )
         except stripe.InvalidRequestError as exc:
             if exc.http_status == 404:
-                _raise_unavailable(f"expire checkout session {session_id}", exc)
+                _log_stripe_error(f"expire checkout session {session_id}", exc)
+                raise CheckoutNotFound(
+                    f"Stripe does not know checkout session {session_id}"
+                ) from exc
             # Stripe refuses (400) to expire a session that is no longer open; what it became
             # (complete: the customer paid; expired) is the answer the caller needs.
             state = self._state_of(session_id)
@@ -213,14 +220,74 @@ class StripePaymentGateway:
         return _checkout_state(session.status, session_id)
 
     def _state_of(self, session_id: str) -> CheckoutState:
+        return self.retrieve_checkout(session_id).state
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutInfo:
+        """The session as Stripe has it now; CheckoutNotFound for a 404, else PaymentUnavailable."""
         try:
             session = self._guarded(
                 f"retrieve checkout session {session_id}",
                 lambda: self._client.v1.checkout.sessions.retrieve(session_id),
             )
+        except stripe.InvalidRequestError as exc:
+            _log_stripe_error(f"retrieve checkout session {session_id}", exc)
+            if exc.http_status == 404:
+                raise CheckoutNotFound(
+                    f"Stripe does not know checkout session {session_id}"
+                ) from exc
+            _raise_unavailable(f"retrieve checkout session {session_id}", exc)
         except stripe.StripeError as exc:
             _raise_unavailable(f"retrieve checkout session {session_id}", exc)
-        return _checkout_state(session.status, session_id)
+        raw = session.to_dict()
+        try:
+            booking_id = int(str((raw.get("metadata") or {}).get("booking_id")))
+        except ValueError:
+            booking_id = None
+        amount, currency = raw.get("amount_total"), raw.get("currency")
+        intent = raw.get("payment_intent")
+        if isinstance(intent, dict):  # expanded
+            intent = intent.get("id")
+        return CheckoutInfo(
+            id=session.id,
+            state=_checkout_state(session.status, session_id),
+            booking_id=booking_id,
+            payment_status=raw.get("payment_status"),
+            amount=Money(int(amount), str(currency)) if amount is not None and currency else None,
+            payment_intent_id=str(intent) if intent else None,
+        )
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def recent_events(self, created_after: datetime, *, limit: int = 1000) -> list[PaymentEvent]:
+        """``GET /v1/events`` created after ``created_after``, every page (newest first there),
+        up to ``limit``; returned oldest first. Events we cannot read are skipped and logged."""
+        found: list[PaymentEvent] = []
+        starting_after: str | None = None
+        while len(found) < limit:
+            params: dict[str, object] = {
+                "created": {"gt": int(created_after.timestamp())},
+                "limit": 100,
+                # Only what the core acts on: the account's other events are not ours to log.
+                "types": [str(kind) for kind in PaymentEventType],
+            }
+            if starting_after is not None:
+                params["starting_after"] = starting_after
+            try:
+                page = self._guarded(
+                    "list recent events",
+                    lambda: self._client.v1.events.list(params),  # type: ignore[arg-type]  # noqa: B023
+                )
+            except stripe.StripeError as exc:
+                _raise_unavailable("list recent events", exc)
+            for event in page.data:
+                try:
+                    found.append(parse_stripe_event(event.to_dict()))
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    log.warning("stripe: skipping unreadable event %s", event.id)
+            if not page.has_more or not page.data:
+                break
+            starting_after = page.data[-1].id
+        return sorted(found[:limit], key=lambda e: e.created)
 
     # -- refunds ---------------------------------------------------------------------------------
 

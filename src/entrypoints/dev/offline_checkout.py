@@ -46,6 +46,7 @@ from adapters.stripe.events import (
 from booking_core import usecases as uc
 from booking_core.errors import (
     BookingError,
+    CheckoutNotFound,
     DuplicateRequest,
     InvalidPayload,
     PaymentUnavailable,
@@ -53,6 +54,7 @@ from booking_core.errors import (
 )
 from booking_core.model import Money
 from booking_core.ports import (
+    CheckoutInfo,
     CheckoutRequest,
     CheckoutSession,
     CheckoutState,
@@ -391,8 +393,27 @@ class OfflineCheckoutGateway:
     def expire_checkout(self, session_id: str) -> CheckoutState:
         session, _ = self.sessions.move(session_id, to=CheckoutState.EXPIRED)
         if session is None:
-            raise PaymentUnavailable("no such offline checkout session")
+            raise CheckoutNotFound("no such offline checkout session")
         return session.state
+
+    def retrieve_checkout(self, session_id: str) -> CheckoutInfo:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise CheckoutNotFound("no such offline checkout session")
+        paid = session.state is CheckoutState.COMPLETE
+        return CheckoutInfo(
+            id=session.id,
+            state=session.state,
+            booking_id=session.booking_id,
+            payment_status="paid" if paid else "unpaid",
+            amount=session.amount,
+            payment_intent_id=session.payment_intent_id,
+        )
+
+    def recent_events(self, created_after: datetime, *, limit: int = 1000) -> list[PaymentEvent]:
+        """Nothing to recover: Pay and Cancel apply their event in the same request, so no
+        event of the offline checkout can be missed the way a webhook delivery can."""
+        return []
 
     def refund(self, request: RefundRequest) -> RefundResult:
         refund_id, amount, intent = self.sessions.refund(
@@ -474,10 +495,8 @@ def _gateway() -> OfflineCheckoutGateway:
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Offline checkout</title>
-<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}
-.card{border:1px solid #ccc;border-radius:8px;padding:1.5rem}
-button{font-size:1rem;padding:.6rem 1.4rem;margin-right:.6rem;border-radius:6px;cursor:pointer}
-.pay{background:#635bff;color:#fff;border:0}.note{color:#666;font-size:.9rem}</style></head>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/pages.css"></head>
 <body><h1>Offline checkout</h1>
 <div class="card">
 <p><strong id="service">{{ service }}</strong> with <strong id="practitioner">{{ practitioner }}
@@ -487,11 +506,11 @@ button{font-size:1rem;padding:.6rem 1.4rem;margin-right:.6rem;border-radius:6px;
 <p>Email: {{ session.customer_email }}</p>
 <p>Status: <strong id="state">{{ session.state.value }}</strong></p>
 {% if session.state.value == "open" %}
-<form method="post" action="{{ url_for('offline_checkout.pay', session_id=session.id) }}"
- style="display:inline"><input type="hidden" name="secret" value="{{ session.form_secret }}">
+<form method="post" action="{{ url_for('offline_checkout.pay', session_id=session.id) }}">
+<input type="hidden" name="secret" value="{{ session.form_secret }}">
 <button class="pay" type="submit">Pay</button></form>
-<form method="post" action="{{ url_for('offline_checkout.cancel', session_id=session.id) }}"
- style="display:inline"><input type="hidden" name="secret" value="{{ session.form_secret }}">
+<form method="post" action="{{ url_for('offline_checkout.cancel', session_id=session.id) }}">
+<input type="hidden" name="secret" value="{{ session.form_secret }}">
 <button type="submit">Cancel</button></form>
 {% endif %}
 </div>

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from booking_core import usecases as uc
 from booking_core.errors import Unauthorized, ValidationFailed
 from booking_core.model import Booking
+from booking_core.ports import IdempotencyRecord
 from entrypoints.web import idempotency
 from entrypoints.web import schemas as sc
 from entrypoints.web.common import (
@@ -196,18 +197,23 @@ def create_booking() -> Response:
     key = request.headers.get("Idempotency-Key")
     d = deps()
 
-    def run() -> tuple[dict[str, Any], str]:
+    def respond(result: uc.BookingRequested) -> dict[str, Any]:
+        return {"booking": sc.booking_json(result.booking), "checkout_url": result.checkout_url}
+
+    if key is None:
         result = uc.request_booking(
             cmd, uow=d.uow(), payments=d.payments, calendar=d.calendar, clock=d.clock,
             rules=d.rules,
         )
-        body = {"booking": sc.booking_json(result.booking), "checkout_url": result.checkout_url}
-        return body, result.manage_token
+        return _created({**respond(result), "manage_token": result.manage_token})
 
-    if key is None:
-        body, token = run()
-        return _created({**body, "manage_token": token})
-    body = idempotency.run_once(key, data, run, deps=d)
+    def book(claim: uc.IdempotencyClaim) -> uc.BookingRequested | IdempotencyRecord:
+        return uc.request_booking_once(
+            cmd, claim, uow=d.uow(), payments=d.payments, calendar=d.calendar, clock=d.clock,
+            rules=d.rules,
+        )
+
+    body = idempotency.run_once(key, data, book, respond, deps=d)
     return _created(body)
 
 

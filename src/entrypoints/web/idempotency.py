@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
+from booking_core import usecases as uc
 from booking_core.errors import BadRequest, DuplicateRequest, RequestInProgress
 from booking_core.ports import IdempotencyRecord
 from entrypoints.bootstrap import Deps
@@ -92,47 +93,42 @@ def _check_key(key: str) -> str:
 def run_once(
     key: str,
     body: dict[str, Any],
-    run: Callable[[], tuple[dict[str, Any], str]],
+    book: Callable[[uc.IdempotencyClaim], uc.BookingRequested | IdempotencyRecord],
+    respond: Callable[[uc.BookingRequested], dict[str, Any]],
     *,
     deps: Deps,
 ) -> dict[str, Any]:
-    """Run ``run`` once per key; a retry with the same body returns the stored answer.
+    """Book once per key; a retry with the same body returns the stored answer.
 
-    ``run`` returns the response body and the one-time secret (manage token) to add to it.
-    Raises DuplicateRequest (same key, other body) and RequestInProgress (first one still
-    running). A failed first request releases the key so the client may retry it.
+    ``book(claim)`` runs the booking under the key (uc.request_booking_once: the key is claimed
+    in its first transaction and the answer, made by ``respond`` and sealed here, is stored with
+    the checkout). The key is held for a short lease: a retry after the first request died
+    starts again, on a free slot. Raises DuplicateRequest (same key, other body) and
+    RequestInProgress (first one still running). A failed first request releases the key so the
+    client may retry it.
     """
     key = _check_key(key)
     print_ = fingerprint(body)
     secret = str(current_app.config["SECRET_KEY"])
     label = f"{key}:{print_}"
-    uow = deps.uow()
-    with uow:
-        existing = uow.idempotency.reserve(
-            IdempotencyRecord(key=key, fingerprint=print_, created_at=deps.clock.now())
-        )
-        uow.commit()
-    if existing is not None:
-        if existing.fingerprint != print_:
-            raise DuplicateRequest("this Idempotency-Key was used for a different request")
-        if existing.status_code is None or existing.response is None:
-            raise RequestInProgress("the first request with this key is still running")
-        answer = dict(existing.response)
-        mark_replayed()  # a replay creates no hold: the per-email limit does not count it
-        if existing.sealed_secret:
-            try:
-                answer["manage_token"] = unseal(secret, label, existing.sealed_secret)
-            except (ValueError, UnicodeDecodeError):
-                answer["manage_token"] = None  # sealed under another SECRET_KEY
-        return answer
+
+    def stored(result: uc.BookingRequested) -> tuple[dict[str, Any], str | None]:
+        return respond(result), seal(secret, label, result.manage_token)
+
     try:
-        answer, token = run()
+        outcome = book(uc.IdempotencyClaim(key=key, answer=stored, fingerprint=print_))
+    except (DuplicateRequest, RequestInProgress):
+        raise  # the key is someone else's: leave it
     except BaseException:
-        with uow:
-            uow.idempotency.release(key)
-            uow.commit()
+        uc.release_idempotency_key(key, uow=deps.uow())
         raise
-    with uow:
-        uow.idempotency.complete(key, 201, answer, seal(secret, label, token))
-        uow.commit()
-    return {**answer, "manage_token": token}
+    if isinstance(outcome, uc.BookingRequested):
+        return {**respond(outcome), "manage_token": outcome.manage_token}
+    answer = dict(outcome.response or {})
+    mark_replayed()  # a replay creates no hold: the per-email limit does not count it
+    if outcome.sealed_secret:
+        try:
+            answer["manage_token"] = unseal(secret, label, outcome.sealed_secret)
+        except (ValueError, UnicodeDecodeError):
+            answer["manage_token"] = None  # sealed under another SECRET_KEY
+    return answer

@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from booking_core import usecases as uc
 from booking_core.errors import ValidationFailed
+from booking_core.jobs import Job, JobStatus
 from booking_core.model import (
     Booking,
     BookingStatus,
@@ -42,7 +43,6 @@ from booking_core.model import (
     RefundStatus,
     Service,
 )
-from booking_core.ports import Job, JobStatus
 from entrypoints.web.ids import MAX_ID, MIN_ID, parse_id
 
 # -- the rules for single values -----------------------------------------------------------------

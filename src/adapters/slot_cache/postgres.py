@@ -1,6 +1,6 @@
-"""A Cal.com slot cache in PostgreSQL's ``calendar_cache`` table, shared by every process.
+"""A slot cache in PostgreSQL's ``calendar_cache`` table, shared by every process.
 
-It has the semantics of ``adapters.calcom.RedisSlotCache`` (see ``adapters.calcom.cache``): entries
+It has the semantics of ``RedisSlotCache`` (see ``adapters.slot_cache.shared``): entries
 carry the generations of their owners (practitioners) and are served only while those are
 current; invalidation bumps a generation row. Used when several processes run and no Redis is
 configured. Time comes from the database (``now()``), so the processes' clocks do not matter.
@@ -16,8 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from adapters.calcom.cache import CacheKeys, Lookup, OutageGate, Stamp, decode_entry, encode_entry
+from adapters.slot_cache.shared import CacheKeys, OutageGate, Stamp, decode_entry, encode_entry
 from booking_core.model import Interval
+from booking_core.ports import SlotLookup
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,9 @@ class PostgresSlotCache:
         self._stores = 0
         self._lock = threading.Lock()
 
-    def get(self, key: str, owners: Sequence[int]) -> Lookup:
+    def get(self, key: str, owners: Sequence[int]) -> SlotLookup:
         if not self._gate.open():
-            return Lookup(None, ())
+            return SlotLookup(None, ())
         entry_key = self._keys.entry(key)
         keys = [entry_key, *(self._keys.generation(o) for o in owners)]
         try:
@@ -68,16 +69,16 @@ class PostgresSlotCache:
                 }
         except sa.exc.SQLAlchemyError as exc:
             self._gate.failed("lookup", exc)
-            return Lookup(None, ())
+            return SlotLookup(None, ())
         stamp = tuple(int((rows.get(self._keys.generation(o)) or {}).get("gen", 0)) for o in owners)
         value = rows.get(entry_key)
         if value is None:
-            return Lookup(None, stamp)
+            return SlotLookup(None, stamp)
         try:
             stored, slots = decode_entry(value)
         except (ValueError, KeyError, TypeError):
-            return Lookup(None, stamp)  # unreadable: a miss, and put overwrites it
-        return Lookup(slots if stored == stamp else None, stamp)
+            return SlotLookup(None, stamp)  # unreadable: a miss, and put overwrites it
+        return SlotLookup(slots if stored == stamp else None, stamp)
 
     def put(
         self, key: str, owners: Sequence[int], stamp: Stamp, slots: Sequence[Interval], ttl: float
@@ -110,4 +111,3 @@ class PostgresSlotCache:
                 sa.text("DELETE FROM calendar_cache WHERE starts_with(key, :prefix)"),
                 {"prefix": self.prefix},
             )
-

@@ -1,0 +1,90 @@
+"""Use cases: what clients, admins, webhooks and the worker can do, each a function.
+
+Each takes a command (or plain ids) and the ports it needs by keyword. A ``uow`` is a fresh
+UnitOfWork (one per request or job); every ``with uow:`` is one transaction. No outbound call
+(payment provider, calendar) is made while a transaction is open.
+
+One module per capability (catalogue, availability, booking, payments, cancellation and
+rescheduling, housekeeping); all are re-exported here, so ``from booking_core import usecases``
+is the one import callers need.
+"""
+
+from booking_core.jobs import JobKind
+from booking_core.usecases.availability import Availability, AvailabilityQuery, get_availability
+from booking_core.usecases.booking import (
+    IDEMPOTENCY_LEASE,
+    BookingRequested,
+    IdempotencyClaim,
+    RequestBooking,
+    authorize_booking,
+    claim_idempotency_key,
+    find_booking_by_checkout,
+    get_booking,
+    list_bookings,
+    release_idempotency_key,
+    request_booking,
+    request_booking_once,
+)
+from booking_core.usecases.cancellation import (
+    CancelBooking,
+    Cancelled,
+    RescheduleBooking,
+    cancel_booking,
+    handle_calendar_cancellation,
+    reschedule_booking,
+)
+from booking_core.usecases.catalogue import get_practitioner, list_practitioners
+from booking_core.usecases.housekeeping import (
+    Reconciled,
+    complete_finished_bookings,
+    expire_stale_holds,
+    reconcile_payments,
+)
+from booking_core.usecases.payments import PaymentOutcome, handle_payment_event, issue_refund
+
+# The job kinds under their former names, for callers written before JobKind.
+JOB_EMAIL = JobKind.EMAIL
+JOB_CALENDAR_CREATE = JobKind.CALENDAR_CREATE
+JOB_CALENDAR_CANCEL = JobKind.CALENDAR_CANCEL
+JOB_CALENDAR_RESCHEDULE = JobKind.CALENDAR_RESCHEDULE
+JOB_REFUND = JobKind.REFUND
+JOB_EXPIRE_CHECKOUT = JobKind.EXPIRE_CHECKOUT
+
+__all__ = [
+    "IDEMPOTENCY_LEASE",
+    "JOB_CALENDAR_CANCEL",
+    "JOB_CALENDAR_CREATE",
+    "JOB_CALENDAR_RESCHEDULE",
+    "JOB_EMAIL",
+    "JOB_EXPIRE_CHECKOUT",
+    "JOB_REFUND",
+    "Availability",
+    "AvailabilityQuery",
+    "BookingRequested",
+    "CancelBooking",
+    "Cancelled",
+    "IdempotencyClaim",
+    "PaymentOutcome",
+    "Reconciled",
+    "RequestBooking",
+    "RescheduleBooking",
+    "authorize_booking",
+    "cancel_booking",
+    "claim_idempotency_key",
+    "complete_finished_bookings",
+    "expire_stale_holds",
+    "find_booking_by_checkout",
+    "get_availability",
+    "get_booking",
+    "get_practitioner",
+    "handle_calendar_cancellation",
+    "handle_payment_event",
+    "issue_refund",
+    "list_bookings",
+    "list_practitioners",
+    "reconcile_payments",
+    "release_idempotency_key",
+    "request_booking",
+    "request_booking_once",
+    "reschedule_booking",
+]

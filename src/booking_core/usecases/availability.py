@@ -1,0 +1,181 @@
+"""Availability use cases: open slots, and whether a start is offered or taken."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+
+from attrs import frozen
+
+from booking_core import availability as av
+from booking_core.errors import (
+    CalendarUnavailable,
+    PractitionerNotFound,
+    ServiceNotFound,
+    ValidationFailed,
+)
+from booking_core.model import (
+    Interval,
+    Practitioner,
+    Service,
+)
+from booking_core.policy import BookingRules
+from booking_core.ports import (
+    CalendarGateway,
+    Clock,
+    UnitOfWork,
+)
+
+log = logging.getLogger(__name__)
+
+
+@frozen
+class AvailabilityQuery:
+    """Dates are local to the practitioner; ``last_day`` is inclusive; None means the default."""
+
+    practitioner_id: int
+    service_id: int | None = None
+    first_day: date | None = None
+    last_day: date | None = None
+
+
+@frozen
+class Availability:
+    practitioner_id: int
+    service_id: int
+    timezone: str
+    source: str  # "calcom" | "schedule"
+    slots: list[Interval]
+    first_day: date
+    last_day: date
+
+
+def get_availability(
+    query: AvailabilityQuery,
+    *,
+    uow: UnitOfWork,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+) -> Availability:
+    """Open slots from the external calendar when linked (else the working hours).
+
+    Our own occupying bookings are always subtracted. If the calendar fails the local schedule
+    answers and ``source`` says "schedule". Raises PractitionerNotFound, ServiceNotFound,
+    ValidationFailed (bad or too wide a date range).
+    """
+    now = clock.now()
+    with uow:
+        practitioner = uow.practitioners.get(
+            query.practitioner_id, max_age=rules.schedule_cache_seconds
+        )
+        if practitioner is None or not practitioner.active:
+            raise PractitionerNotFound(f"no practitioner with id {query.practitioner_id}")
+        service = _pick_service(practitioner, query.service_id)
+        first, last = _window_days(query, practitioner, now, rules)
+        window = av.local_day_window(practitioner.zone, first, last)
+        occupied = uow.bookings.occupied_spans(
+            practitioner.id or 0, av.occupied_window(window, service)
+        )
+    slots, source = _slots(practitioner, service, first, last, window, now, occupied, calendar)
+    return Availability(
+        practitioner_id=query.practitioner_id,
+        service_id=service.id or 0,
+        timezone=practitioner.timezone,
+        source=source,
+        slots=slots,
+        first_day=first,
+        last_day=last,
+    )
+
+
+def _pick_service(practitioner: Practitioner, service_id: int | None) -> Service:
+    if service_id is None:
+        active = [s for s in practitioner.services if s.active]
+        if not active:
+            raise ServiceNotFound(f"practitioner {practitioner.id} offers no services")
+        return active[0]
+    service = practitioner.service(service_id)
+    if service is None or not service.active:
+        raise ServiceNotFound(f"practitioner {practitioner.id} offers no service {service_id}")
+    return service
+
+
+def _window_days(
+    query: AvailabilityQuery, practitioner: Practitioner, now: datetime, rules: BookingRules
+) -> tuple[date, date]:
+    today = now.astimezone(practitioner.zone).date()
+    first = query.first_day or today
+    last = query.last_day or first + timedelta(days=rules.default_window_days - 1)
+    if last < first:
+        raise ValidationFailed("'to' is before 'from'", errors={"to": ["must not be before from"]})
+    if (last - first).days + 1 > rules.max_window_days:
+        raise ValidationFailed(
+            f"at most {rules.max_window_days} days at a time",
+            errors={"to": [f"window is longer than {rules.max_window_days} days"]},
+        )
+    return first, last
+
+
+def _slots(
+    practitioner: Practitioner,
+    service: Service,
+    first: date,
+    last: date,
+    window: Interval,
+    now: datetime,
+    occupied: list[Interval],
+    calendar: CalendarGateway,
+) -> tuple[list[Interval], str]:
+    link = calendar.link_for(practitioner)
+    if link is not None:
+        try:
+            offered = calendar.free_slots(link, service, window, practitioner.timezone)
+        except CalendarUnavailable as exc:
+            log.debug("calendar unavailable for practitioner %s: %s", practitioner.id, exc)
+        else:
+            starts = (s.start for s in offered if window.start <= s.start < window.end)
+            slots = av.filter_slots(starts, practitioner, service, now=now, occupied=occupied)
+            return slots, "calcom"
+    slots = av.free_slots(
+        practitioner, service, first_day=first, last_day=last, now=now, occupied=occupied
+    )
+    return slots, "schedule"
+
+
+def _is_offered(
+    practitioner: Practitioner,
+    service: Service,
+    start: datetime,
+    now: datetime,
+    calendar: CalendarGateway,
+) -> bool:
+    """Whether ``start`` is on the day's offer, ignoring who holds it (see _is_taken)."""
+    if not now <= start <= now + timedelta(days=service.max_advance_days):
+        return False  # also keeps dates like 9999-12-31 away from date arithmetic
+    day = start.astimezone(practitioner.zone).date()
+    window = av.local_day_window(practitioner.zone, day, day)
+    slots, _ = _slots(practitioner, service, day, day, window, now, [], calendar)
+    return any(s.start == start for s in slots)
+
+
+def _is_taken(service: Service, start: datetime, occupied: list[Interval]) -> bool:
+    """Whether the buffered span of a booking at ``start`` overlaps an occupied span."""
+    span = service.buffered_span(start)
+    return any(span.overlaps(other) for other in occupied)
+
+
+def _occupied_around(
+    uow: UnitOfWork,
+    practitioner: Practitioner,
+    service: Service,
+    start: datetime,
+    ignore: int | None = None,
+) -> list[Interval]:
+    day = start.astimezone(practitioner.zone).date()
+    window = av.occupied_window(av.local_day_window(practitioner.zone, day, day), service)
+    return [
+        b.occupied
+        for b in uow.bookings.list_occupying(practitioner.id or 0, window)
+        if b.id != ignore
+    ]

@@ -1,0 +1,196 @@
+"""Cancellation and rescheduling: by the client, an admin or the external calendar."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from attrs import frozen
+
+from booking_core.errors import (
+    InvalidTransition,
+    OutsideAvailability,
+    PaymentFailed,
+    SlotUnavailable,
+    ValidationFailed,
+)
+from booking_core.jobs import JobKind
+from booking_core.model import (
+    Booking,
+    BookingStatus,
+    Refund,
+    RefundStatus,
+)
+from booking_core.policy import BookingRules
+from booking_core.ports import (
+    CalendarGateway,
+    Clock,
+    PaymentGateway,
+    UnitOfWork,
+)
+from booking_core.usecases._shared import _aware_utc, _get, _id, _practitioner_and_service
+from booking_core.usecases.availability import _is_offered, _is_taken, _occupied_around
+from booking_core.usecases.booking import get_booking
+from booking_core.usecases.payments import PaymentOutcome, decide_refund, issue_refund
+
+log = logging.getLogger(__name__)
+
+
+def handle_calendar_cancellation(
+    event_id: str,
+    calendar_uid: str,
+    *,
+    uow: UnitOfWork,
+    calendar: CalendarGateway,
+    clock: Clock,
+) -> str:
+    """The practitioner cancelled in the external calendar: cancel ours, refund in full.
+
+    The client is not at fault, so the refund is full whatever the window; it goes to the
+    outbox (no outbound call here). Processed once per ``event_id``; returns a PaymentOutcome
+    value (CONFIRMED is never returned; "cancelled" is).
+    """
+    now = clock.now()
+    with uow:
+        if not uow.payment_events.record(f"calendar:{event_id}", "calendar.cancelled", now):
+            return PaymentOutcome.DUPLICATE
+        booking = uow.bookings.get_by_calendar_uid(calendar_uid)
+        if booking is None or not booking.occupies_calendar:
+            uow.commit()
+            return PaymentOutcome.UNKNOWN_BOOKING if booking is None else PaymentOutcome.IGNORED
+        was = booking.status
+        booking.cancel("cancelled by the practitioner in the external calendar", at=now)
+        payload = {"booking_id": booking.id}
+        if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
+            decide_refund(booking, booking.price, uow, now, reason="practitioner_cancelled")
+            uow.outbox.add(JobKind.EMAIL, {**payload, "template": "cancelled"}, now)
+        if was is BookingStatus.PENDING and booking.checkout_session_id:
+            uow.outbox.add(
+                JobKind.EXPIRE_CHECKOUT, {**payload, "session_id": booking.checkout_session_id}, now
+            )
+        uow.bookings.save(booking)
+        uow.commit()
+    calendar.invalidate(booking.practitioner_id)
+    return PaymentOutcome.CANCELLED
+
+
+@frozen
+class CancelBooking:
+    booking_id: int
+    reason: str = ""
+    by_admin: bool = False
+    refund_override: bool | None = None  # admins only: force a full refund or none
+
+
+@frozen
+class Cancelled:
+    booking: Booking
+    refund: Refund | None
+
+
+def cancel_booking(
+    cmd: CancelBooking,
+    *,
+    uow: UnitOfWork,
+    payments: PaymentGateway,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+) -> Cancelled:
+    """Cancel a pending or confirmed booking and refund per the policy.
+
+    The cancellation commits first (with the refund marked PENDING), then the refund is asked
+    for; if the provider fails the booking stays cancelled and the worker retries the refund.
+    Raises BookingNotFound, InvalidTransition.
+    """
+    if cmd.refund_override is not None and not cmd.by_admin:
+        raise ValidationFailed("only admins can override the refund policy")
+    now = clock.now()
+    with uow:
+        booking = _get(uow, cmd.booking_id)
+        was = booking.status
+        booking.cancel(cmd.reason, at=now)
+        payload = {"booking_id": booking.id}
+        if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
+            amount = rules.refund_for_cancellation(booking, now, override=cmd.refund_override)
+            if amount.amount > 0:
+                decide_refund(
+                    booking, amount, uow, now, reason="cancelled", run_at=now + timedelta(minutes=1)
+                )
+        if was is BookingStatus.PENDING and booking.checkout_session_id:
+            uow.outbox.add(
+                JobKind.EXPIRE_CHECKOUT, {**payload, "session_id": booking.checkout_session_id}, now
+            )
+        if booking.calendar_uid:
+            uow.outbox.add(JobKind.CALENDAR_CANCEL, {**payload, "uid": booking.calendar_uid}, now)
+        if was is BookingStatus.CONFIRMED:
+            uow.outbox.add(JobKind.EMAIL, {**payload, "template": "cancelled"}, now)
+        uow.bookings.save(booking)
+        uow.commit()
+    calendar.invalidate(booking.practitioner_id)
+    refund = booking.refund
+    if refund is not None and refund.status is RefundStatus.PENDING:
+        try:
+            refund = issue_refund(_id(booking), uow=uow, payments=payments, clock=clock)
+        except PaymentFailed as exc:
+            log.warning("refund for booking %s deferred to the worker: %s", booking.id, exc)
+    booking = get_booking(_id(booking), uow=uow)
+    return Cancelled(booking=booking, refund=booking.refund if refund is not None else None)
+
+
+@frozen
+class RescheduleBooking:
+    booking_id: int
+    new_start: datetime
+    reason: str = ""
+
+
+def reschedule_booking(
+    cmd: RescheduleBooking,
+    *,
+    uow: UnitOfWork,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+) -> Booking:
+    """Move a pending or confirmed, not yet started booking to another offered start.
+
+    Raises ValidationFailed (a start without a UTC offset), BookingNotFound, InvalidTransition
+    (wrong state or already started), OutsideAvailability, SlotUnavailable.
+    """
+    now = clock.now()
+    new_start = _aware_utc(cmd.new_start, "start")
+    with uow:
+        booking = _get(uow, cmd.booking_id)
+        if not booking.occupies_calendar:
+            raise InvalidTransition(f"a {booking.status.value} booking cannot be rescheduled")
+        if booking.start <= now:
+            raise InvalidTransition("a booking that has started cannot be rescheduled")
+        practitioner, service = _practitioner_and_service(
+            uow, booking.practitioner_id, booking.service_id
+        )
+    if not _is_offered(practitioner, service, new_start, now, calendar):
+        raise OutsideAvailability(f"{new_start.isoformat()} is not an offered start")
+    with uow:
+        occupied = _occupied_around(uow, practitioner, service, new_start, ignore=booking.id)
+    if _is_taken(service, new_start, occupied):
+        raise SlotUnavailable(f"{new_start.isoformat()} is already taken")
+    with uow:
+        booking = _get(uow, cmd.booking_id)
+        if not booking.occupies_calendar:
+            raise InvalidTransition(f"a {booking.status.value} booking cannot be rescheduled")
+        booking.reschedule(new_start, at=now)
+        uow.bookings.save(booking)  # the no-overlap rule has the last word
+        if booking.calendar_uid:
+            uow.outbox.add(
+                JobKind.CALENDAR_RESCHEDULE,
+                {"booking_id": booking.id, "uid": booking.calendar_uid, "reason": cmd.reason},
+                now,
+            )
+        if booking.status is BookingStatus.CONFIRMED:
+            uow.outbox.add(
+                JobKind.EMAIL, {"booking_id": booking.id, "template": "rescheduled"}, now
+            )
+        uow.commit()
+    calendar.invalidate(booking.practitioner_id)
+    return booking

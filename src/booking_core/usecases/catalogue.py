@@ -1,0 +1,32 @@
+"""Catalogue use cases: the practitioners and services clients can book."""
+
+from __future__ import annotations
+
+import logging
+
+from booking_core.errors import (
+    PractitionerNotFound,
+)
+from booking_core.model import (
+    Practitioner,
+)
+from booking_core.ports import (
+    UnitOfWork,
+)
+
+log = logging.getLogger(__name__)
+
+
+def list_practitioners(*, uow: UnitOfWork) -> list[Practitioner]:
+    """Active practitioners with their services, by id."""
+    with uow:
+        return uow.practitioners.list(active_only=True)
+
+
+def get_practitioner(practitioner_id: int, *, uow: UnitOfWork) -> Practitioner:
+    """Raises PractitionerNotFound for an unknown or inactive practitioner."""
+    with uow:
+        practitioner = uow.practitioners.get(practitioner_id)
+    if practitioner is None or not practitioner.active:
+        raise PractitionerNotFound(f"no practitioner with id {practitioner_id}")
+    return practitioner
