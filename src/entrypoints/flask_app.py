@@ -19,9 +19,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from entrypoints.bootstrap import Deps, bootstrap
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings, SettingsError
-from entrypoints.web import admin, api, calendar, docs, pages, payments
+from entrypoints.web import admin, api, calendar, openapi, pages, payments
 from entrypoints.web.auth import init_auth
+from entrypoints.web.common import refuse_unsafe_text
 from entrypoints.web.headers import install_security_headers
+from entrypoints.web.ids import IdConverter
 from entrypoints.web.limits import init_limiter
 from entrypoints.web.problems import register_error_handlers
 
@@ -57,12 +59,13 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
             app.wsgi_app, x_for=deps.settings.trusted_proxies
         )
     app.extensions["booking"] = deps
+    app.url_map.converters["id"] = IdConverter
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(payments.bp)
     app.register_blueprint(calendar.bp)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(docs.bp)
+    app.register_blueprint(openapi.bp)
     init_auth(app, deps)
     offline = deps.extras.get("offline_checkout")
     if offline is not None:  # only ever built in development (bootstrap)
@@ -73,6 +76,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     register_error_handlers(app)
     install_security_headers(app, deps.settings)
     _request_logging(app)
+    app.before_request(refuse_unsafe_text)
     return app
 
 

@@ -37,6 +37,8 @@ from entrypoints.dev.sample_data import seed
 from entrypoints.flask_app import create_app
 from entrypoints.settings import Settings
 
+from .contract import ContractClient
+
 NOW = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
 ADMIN_TOKEN = "adm_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 WEBHOOK_SECRET = "whsec_httpUnitTestSecret0123456789"
@@ -86,22 +88,22 @@ def assert_problem(response: TestResponse, status: int, code: str | None = None)
     return body  # type: ignore[no-any-return]
 
 
-class Int4Store(InMemoryStore):
-    """A store whose ids are PostgreSQL ``integer`` columns: an id beyond int4 is an error.
+class Int8Store(InMemoryStore):
+    """A store whose ids are PostgreSQL ``bigint`` columns: an id beyond int8 is an error.
 
-    Views must answer 404 for such ids without asking a repository for them.
+    Views must refuse such ids (404 in a path, 422 in a field) without asking a repository.
     """
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
         uow = super().unit_of_work()
         for repo in (uow.bookings, uow.practitioners):
-            repo.get = _int4_guard(repo.get)  # type: ignore[method-assign]
+            repo.get = _int8_guard(repo.get)  # type: ignore[method-assign]
         return uow
 
 
-def _int4_guard(get: Any) -> Any:
+def _int8_guard(get: Any) -> Any:
     def guarded(record_id: int, **options: Any) -> Any:
-        if not -(2**31) <= record_id < 2**31:
+        if not -(2**63) <= record_id < 2**63:
             raise OverflowError("integer out of range")
         return get(record_id, **options)
 
@@ -109,7 +111,7 @@ def _int4_guard(get: Any) -> Any:
 
 
 class Web:
-    """The app, its client and the memory adapters behind it (ids behave as int4 columns)."""
+    """The app, its client and the memory adapters behind it (ids behave as bigint columns)."""
 
     def __init__(
         self,
@@ -120,7 +122,7 @@ class Web:
     ) -> None:
         """``offline_checkout``: let bootstrap build the development offline checkout (on
         memory sessions) instead of the Stripe-like fake."""
-        self.store: InMemoryStore = overrides.pop("store", None) or Int4Store()
+        self.store: InMemoryStore = overrides.pop("store", None) or Int8Store()
         self.clock = FixedClock(NOW)
         self.payments: Any = overrides.pop("payments", None) or FakePaymentGateway(
             webhook_secret=WEBHOOK_SECRET
@@ -150,6 +152,8 @@ class Web:
         self.deps: Deps = bootstrap(self.settings, **wiring)
         self.payments = self.deps.payments
         self.app: Flask = create_app(self.deps)
+        # Every answer a test gets is checked against the app's own OpenAPI document.
+        self.app.test_client_class = ContractClient
         self.client: FlaskClient = self.app.test_client()
 
     # -- requests ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from adapters.memory import InMemoryStore
 from adapters.memory.store import InMemoryUnitOfWork
 
-from .http_support import Int4Store, Web
+from .http_support import Int8Store, Web
 
 
 class _CountingUnitOfWork(InMemoryUnitOfWork):
@@ -31,7 +31,7 @@ class _CountingUnitOfWork(InMemoryUnitOfWork):
 
 @pytest.fixture
 def counted() -> tuple[Web, list[str]]:
-    store = Int4Store()
+    store = Int8Store()
     log: list[str] = []
     return Web(store=store, uow_factory=lambda: _CountingUnitOfWork(store, log)), log
 

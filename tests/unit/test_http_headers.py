@@ -39,13 +39,17 @@ def _assert_common(response: TestResponse) -> None:
 
 def _html_pages(web: Web) -> dict[str, TestResponse]:
     _, _, session = _booked(web)
-    return {
+    pages = {
         "success": web.client.get(f"/booking/success?session_id={session}"),
         "success-unknown": web.client.get("/booking/success?session_id=cs_nobody"),
         "cancel": web.client.get(f"/booking/cancel?session_id={session}"),
-        "checkout": web.client.get(f"/dev/checkout/{session}"),
         "docs": web.client.get("/docs"),
     }
+    # The offline checkout's page exists only where the development checkout is built.
+    offline = Web(offline_checkout=True)
+    _, _, offline_session = _booked(offline)
+    pages["checkout"] = offline.client.get(f"/dev/checkout/{offline_session}")
+    return pages
 
 
 def test_every_html_answer_has_the_csp(web: Web) -> None:

@@ -339,9 +339,19 @@ def test_docs_page_renders_from_this_server_only(web: Web) -> None:
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     page = response.get_data(as_text=True)
-    assert "/openapi.json" in page
-    assert re.findall(r"https?://", page) == []
-    assert not re.search(r"""(src|href)\s*=\s*["']?//""", page)  # protocol-relative URLs
+    # No inline script or style (the page works under CSP default-src 'self'): files only.
+    assert re.findall(r"<script(?![^>]*\bsrc=)", page) == []
+    assert "<style" not in page
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert set(assets) == {"/docs/docs.js", "/docs/docs.css"}
+    script = web.client.get("/docs/docs.js")
+    assert script.status_code == 200
+    assert script.mimetype == "text/javascript"
+    assert "/openapi.json" in script.get_data(as_text=True)
+    assert web.client.get("/docs/docs.css").mimetype == "text/css"
+    for text in (page, script.get_data(as_text=True)):
+        assert re.findall(r"https?://", text) == []
+        assert not re.search(r"""(src|href)\s*=\s*["']?//""", text)  # protocol-relative
 
 
 # -- availability from an external calendar -------------------------------------------------------

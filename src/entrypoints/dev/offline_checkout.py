@@ -65,6 +65,7 @@ from booking_core.ports import (
     RefundResult,
 )
 from entrypoints.web.common import deps
+from entrypoints.web.openapi import HTML, operation, problem
 
 log = logging.getLogger(__name__)
 
@@ -539,7 +540,20 @@ def _details(session: OfflineSession) -> dict[str, str]:
     return details
 
 
+_UNKNOWN = {404: problem("not_found: no such session, or not its secret")}
+# The Pay / Cancel forms post the session's own secret (from its page).
+_SECRET_FORM = {
+    "type": "object",
+    "required": ["secret"],
+    "properties": {"secret": {"type": "string", "minLength": 1}},
+}
+
+
 @bp.get(f"{CHECKOUT_PATH}/<session_id>")
+@operation(
+    "Offline checkout page (development without a Stripe key)",
+    responses={200: ("the checkout page", HTML), **_UNKNOWN},
+)
 def page(session_id: str) -> str:
     session = _gateway().sessions.get(session_id) if len(session_id) <= 100 else None
     if session is None:
@@ -567,6 +581,10 @@ def _authorised(session_id: str) -> OfflineCheckoutGateway:
 
 
 @bp.post(f"{CHECKOUT_PATH}/<session_id>/pay")
+@operation(
+    "Offline checkout: pay", form=_SECRET_FORM,
+    responses={303: ("to the success page", None), **_UNKNOWN},
+)
 def pay(session_id: str) -> WerkzeugResponse:
     gateway = _authorised(session_id)
     base = gateway.checkout_base_url
@@ -581,6 +599,10 @@ def pay(session_id: str) -> WerkzeugResponse:
 
 
 @bp.post(f"{CHECKOUT_PATH}/<session_id>/cancel")
+@operation(
+    "Offline checkout: cancel", form=_SECRET_FORM,
+    responses={303: ("to the cancel page", None), **_UNKNOWN},
+)
 def cancel(session_id: str) -> WerkzeugResponse:
     gateway = _authorised(session_id)
     if gateway.cancel(session_id):

@@ -2,112 +2,86 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import datetime
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from booking_core import usecases as uc
-from booking_core.errors import (
-    BookingError,
-    BookingNotFound,
-    PractitionerNotFound,
-    Unauthorized,
-    ValidationFailed,
-)
+from booking_core.errors import Unauthorized, ValidationFailed
 from booking_core.model import Booking
 from booking_core.ports import IdempotencyRecord
 from entrypoints.web import idempotency
-from entrypoints.web.common import bearer_token, deps, is_admin_token, json_body
-from entrypoints.web.problems import problem
-from entrypoints.web.schemas import (
-    Fields,
-    availability_json,
-    booking_json,
-    check_date_range,
-    parse_client,
-    parse_date,
-    practitioner_json,
-    refund_json,
+from entrypoints.web import schemas as sc
+from entrypoints.web.common import (
+    UnsafeJson,
+    bearer_token,
+    deps,
+    is_admin_token,
+    json_body,
+    load_json,
+    query_args,
 )
+from entrypoints.web.openapi import Header, operation, problem
+from entrypoints.web.problems import problem as problem_response
 
 bp = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
-
-_MAX_ID = 2**31 - 1
 
 
 # -- health --------------------------------------------------------------------------------------
 
 
 @bp.get("/healthz")
+@operation("Liveness", responses={200: ("alive", sc.Health)})
 def healthz() -> Response:
-    return jsonify(status="ok")
+    return jsonify(sc.Health(status="ok").body())
 
 
 @bp.get("/readyz")
+@operation(
+    "Readiness: the database answers",
+    responses={200: ("ready", sc.Health), 503: problem("database_unavailable")},
+)
 def readyz() -> Response:
     try:
         deps().check_database()
     except Exception:  # any failure means "not ready"; the reason goes to the log only
         log.warning("readiness check failed", exc_info=True)
-        return problem(503, "database_unavailable", "Database unavailable",
-                       "the database does not answer")
-    return jsonify(status="ready")
+        return problem_response(503, "database_unavailable", "Database unavailable",
+                                "the database does not answer")
+    return jsonify(sc.Health(status="ready").body())
 
 
 # -- practitioners and availability --------------------------------------------------------------
 
 
-def _known_id(value: int, error: type[BookingError]) -> int:
-    if not 1 <= value <= _MAX_ID:
-        raise error(f"no such id {value}")
-    return value
-
-
 @bp.get("/api/practitioners")
+@operation("Active practitioners", responses={200: ("active practitioners", sc.PractitionerList)})
 def list_practitioners() -> Response:
     d = deps()
     items = uc.list_practitioners(uow=d.uow())
-    return jsonify(items=[practitioner_json(p) for p in items])
+    return jsonify(sc.PractitionerList(items=[sc.practitioner_out(p) for p in items]).body())
 
 
-@bp.get("/api/practitioners/<int:practitioner_id>")
+@bp.get("/api/practitioners/<id:practitioner_id>")
+@operation(
+    "One practitioner with services",
+    responses={200: ("the practitioner", sc.PractitionerOut), 404: problem("not_found")},
+)
 def get_practitioner(practitioner_id: int) -> Response:
-    d = deps()
-    practitioner = uc.get_practitioner(
-        _known_id(practitioner_id, PractitionerNotFound), uow=d.uow()
-    )
-    return jsonify(practitioner_json(practitioner))
+    practitioner = uc.get_practitioner(practitioner_id, uow=deps().uow())
+    return jsonify(sc.practitioner_json(practitioner))
 
 
-def _availability(practitioner_id: int, params: dict[str, Any]) -> dict[str, Any]:
+def _availability(
+    practitioner_id: int, service_id: int | None, first: date | None, last: date | None
+) -> sc.AvailabilityOut:
     d = deps()
-    fields = Fields(params)
-    fields.reject_unknown({"service_id", "from", "to"})
-    service_id: int | None = None
-    raw_service = params.get("service_id")
-    if raw_service is not None:
-        if isinstance(raw_service, bool):
-            fields.error("service_id", "must be an integer")
-        else:
-            try:
-                service_id = int(raw_service)
-            except (TypeError, ValueError):
-                fields.error("service_id", "must be an integer")
-            else:
-                if not 1 <= service_id <= _MAX_ID:
-                    fields.error("service_id", "must be a positive id")
-                    service_id = None
-    first = parse_date("from", _str_or_error(fields, "from", params.get("from")), fields)
-    last = parse_date("to", _str_or_error(fields, "to", params.get("to")), fields)
-    check_date_range(fields, d.clock.now().date(), ("from", first), ("to", last))
-    fields.raise_if_any("invalid availability query")
     result = uc.get_availability(
         uc.AvailabilityQuery(
-            practitioner_id=_known_id(practitioner_id, PractitionerNotFound),
+            practitioner_id=practitioner_id,
             service_id=service_id,
             first_day=first,
             last_day=last,
@@ -117,102 +91,106 @@ def _availability(practitioner_id: int, params: dict[str, Any]) -> dict[str, Any
         clock=d.clock,
         rules=d.rules,
     )
-    return availability_json(result)
+    return sc.availability_out(result)
 
 
-def _str_or_error(fields: Fields, name: str, value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    fields.error(name, "must be a date string like 2030-01-07")
-    return None
-
-
-@bp.get("/api/practitioners/<int:practitioner_id>/availability")
+@bp.get("/api/practitioners/<id:practitioner_id>/availability")
+@operation(
+    "Open slots (Cal.com when linked, else working hours)",
+    query=sc.AvailabilityQuery,
+    responses={
+        200: ("open slots", sc.AvailabilityOut),
+        404: problem("not_found: unknown practitioner or service"),
+        422: problem("validation_error"),
+    },
+)
 def availability(practitioner_id: int) -> Response:
-    params: dict[str, Any] = {}
-    for key in request.args:
-        values = request.args.getlist(key)
-        if len(values) > 1:
-            raise ValidationFailed(f"{key} given twice", errors={key: ["must be given once"]})
-        params[key] = values[0]
-    return jsonify(_availability(practitioner_id, params))
+    query = sc.parse(sc.AvailabilityQuery, query_args(), now=deps().clock.now(),
+                     detail="invalid availability query")
+    out = _availability(practitioner_id, query.service_id, query.from_, query.to)
+    return jsonify(out.body())
 
 
 @bp.get("/api/trpc/bookings.getAvailability")
+@operation(
+    "The seed's tRPC call",
+    description='``?input={"practitionerId":1}`` answers ``{"result":{"data":...}}``; '
+    "a superjson ``{\"json\": ...}`` wrapper is accepted.",
+    query=sc.TrpcQuery,
+    query_json={"input": sc.TrpcAvailabilityInput},
+    responses={
+        200: ("open slots", sc.TrpcAvailabilityOut),
+        404: problem("not_found: unknown practitioner or service"),
+        422: problem("validation_error"),
+    },
+)
 def trpc_availability() -> Response:
-    """The seed's documented tRPC call.
-
-    ``?input={"practitionerId":1}`` answers ``{"result":{"data":…}}``.
-    """
-    raw = request.args.get("input")
-    if raw is None:
-        raise ValidationFailed("input is required", errors={"input": ["is required"]})
+    """The seed's documented tRPC call."""
+    raw = sc.parse(sc.TrpcQuery, query_args(), detail="invalid input").input
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ValidationFailed("input is not JSON", errors={"input": ["must be JSON"]}) from exc
+        data = load_json(raw)
+    except UnsafeJson as exc:
+        raise ValidationFailed(
+            "input is not JSON", errors={"input": [f"must be JSON ({exc})"]}
+        ) from exc
     if isinstance(data, dict) and isinstance(data.get("json"), dict):
         data = data["json"]  # tRPC clients with a superjson transformer wrap the input
     if not isinstance(data, dict):
         raise ValidationFailed("input must be an object", errors={"input": ["must be an object"]})
-    fields = Fields(data)
-    fields.reject_unknown({"practitionerId", "serviceId", "from", "to"})
-    practitioner_id = fields.integer("practitionerId")
-    fields.raise_if_any("invalid input")
-    params = {
-        k: v
-        for k, v in {
-            "service_id": data.get("serviceId"),
-            "from": data.get("from"),
-            "to": data.get("to"),
-        }.items()
-        if v is not None
-    }
-    if params.get("service_id") is not None and not isinstance(params["service_id"], int):
-        raise ValidationFailed("serviceId must be an integer",
-                               errors={"serviceId": ["must be an integer"]})
-    return jsonify(result={"data": _availability(practitioner_id or 0, params)})
+    query = sc.parse(sc.TrpcAvailabilityInput, data, now=deps().clock.now(), detail="invalid input")
+    out = _availability(query.practitionerId, query.serviceId, query.from_, query.to)
+    return jsonify(sc.TrpcAvailabilityOut(result=sc.TrpcData(data=out)).body())
 
 
 # -- bookings ------------------------------------------------------------------------------------
 
-
-def _check_start(fields: Fields, start: datetime | None, now: datetime) -> None:
-    """A start in the future and within the dates any booking can have (no overflow games)."""
-    if start is None:
-        return
-    if start <= now:
-        fields.error("start", "must be in the future")
-    else:
-        check_date_range(fields, now.date(), ("start", start.date()))
+IDEMPOTENCY_KEY = Header(
+    name="Idempotency-Key",
+    description="a retry with the same key and body returns the first answer",
+    schema={"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH,
+            "pattern": idempotency.KEY_PATTERN},
+)
 
 
 def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
-    d = deps()
-    fields = Fields(data)
-    fields.reject_unknown({"practitioner_id", "service_id", "start", "client", "notes"})
-    practitioner_id = fields.integer("practitioner_id")
-    service_id = fields.integer("service_id")
-    start = fields.datetime("start")
-    client = parse_client(data.get("client"), fields)
-    notes = fields.string("notes", required=False, max_length=2000, min_length=0) or ""
-    _check_start(fields, start, d.clock.now())
-    fields.raise_if_any("the booking request has invalid fields")
-    # guaranteed by raise_if_any:
-    assert practitioner_id is not None
-    assert service_id is not None
-    assert start is not None
-    assert client is not None
+    body = sc.parse(sc.BookingRequest, data, now=deps().clock.now(),
+                    detail="the booking request has invalid fields")
     return uc.RequestBooking(
-        practitioner_id=practitioner_id,
-        service_id=service_id,
-        start=start,
-        client=client,
-        notes=notes,
+        practitioner_id=body.practitioner_id,
+        service_id=body.service_id,
+        start=body.start,
+        client=body.client.to_domain(),
+        notes=body.notes or "",
     )
 
 
 @bp.post("/api/bookings")
+@operation(
+    "Hold a slot and open a checkout",
+    body=sc.BookingRequest,
+    headers=(IDEMPOTENCY_KEY,),
+    links={
+        201: {
+            name: (endpoint, {"booking_id": "$response.body#/booking/id"})
+            for name, endpoint in (
+                ("GetBooking", "api.get_booking"),
+                ("CancelBooking", "api.cancel_booking"),
+                ("RescheduleBooking", "api.reschedule_booking"),
+                ("GetBookingAsAdmin", "admin.get_booking"),
+                ("CancelBookingAsAdmin", "admin.cancel_booking"),
+            )
+        }
+    },
+    responses={
+        201: ("held; pay at checkout_url. The manage token is shown once.", sc.BookingCreated),
+        400: problem("bad_request: malformed JSON or Idempotency-Key"),
+        404: problem("not_found: unknown practitioner or service"),
+        409: problem("slot_unavailable / request_in_progress"),
+        422: problem("validation_error / outside_availability / duplicate_request"),
+        429: problem("rate_limited"),
+        503: problem("payment_unavailable"),
+    },
+)
 def create_booking() -> Response:
     data = json_body()
     cmd = _parse_booking_request(data)
@@ -220,7 +198,7 @@ def create_booking() -> Response:
     d = deps()
 
     def respond(result: uc.BookingRequested) -> dict[str, Any]:
-        return {"booking": booking_json(result.booking), "checkout_url": result.checkout_url}
+        return {"booking": sc.booking_json(result.booking), "checkout_url": result.checkout_url}
 
     if key is None:
         result = uc.request_booking(
@@ -254,52 +232,82 @@ def _authorized_booking(booking_id: int) -> tuple[Booking, bool]:
     if token is None:
         raise Unauthorized("send Authorization: Bearer <manage token>")
     d = deps()
-    booking_id = _known_id(booking_id, BookingNotFound)
     if is_admin_token(token):
         return uc.get_booking(booking_id, uow=d.uow()), True
     return uc.authorize_booking(booking_id, token, uow=d.uow()), False
 
 
-@bp.get("/api/bookings/<int:booking_id>")
+_BOOKING_ERRORS = {
+    401: problem("unauthorized: no or a malformed token"),
+    404: problem("not_found: unknown booking, or a token for another booking"),
+}
+
+
+@bp.get("/api/bookings/<id:booking_id>")
+@operation(
+    "A booking (manage token or admin token)",
+    security=True,
+    responses={200: ("the booking", sc.BookingOut), **_BOOKING_ERRORS},
+)
 def get_booking(booking_id: int) -> Response:
     booking, _ = _authorized_booking(booking_id)
-    return jsonify(booking_json(booking))
+    return jsonify(sc.booking_json(booking))
 
 
-@bp.post("/api/bookings/<int:booking_id>/cancel")
+@bp.post("/api/bookings/<id:booking_id>/cancel")
+@operation(
+    "Cancel; refund per the policy (an admin token may pass refund true/false)",
+    security=True,
+    body=sc.AdminCancelRequest,
+    body_required=False,
+    description="With a manage token only ``reason`` is accepted; ``refund`` needs an admin.",
+    responses={
+        200: ("cancelled", sc.CancelResult),
+        **_BOOKING_ERRORS,
+        409: problem("invalid_transition"),
+        422: problem("validation_error"),
+        503: problem("refund_failed: the refund could not be asked for"),
+    },
+)
 def cancel_booking(booking_id: int) -> Response:
     booking, admin = _authorized_booking(booking_id)
     data = json_body(optional=True)
-    fields = Fields(data)
-    fields.reject_unknown({"reason", "refund"} if admin else {"reason"})
-    reason = fields.string("reason", required=False, max_length=500, min_length=0) or ""
-    override = fields.boolean("refund") if admin else None
-    fields.raise_if_any()
+    if admin:
+        body = sc.parse(sc.AdminCancelRequest, data)
+        reason, override = body.reason, body.refund
+    else:
+        reason, override = sc.parse(sc.CancelRequest, data).reason, None
     d = deps()
     result = uc.cancel_booking(
         uc.CancelBooking(
-            booking_id=booking.id or 0, reason=reason, by_admin=admin, refund_override=override
+            booking_id=booking.id or 0, reason=reason or "", by_admin=admin,
+            refund_override=override,
         ),
         uow=d.uow(), payments=d.payments, calendar=d.calendar, clock=d.clock, rules=d.rules,
     )
-    return jsonify(booking=booking_json(result.booking), refund=refund_json(result.refund))
+    return jsonify(sc.CancelResult(booking=sc.booking_out(result.booking),
+                                   refund=sc.refund_out(result.refund)).body())
 
 
-@bp.post("/api/bookings/<int:booking_id>/reschedule")
+@bp.post("/api/bookings/<id:booking_id>/reschedule")
+@operation(
+    "Move to another offered start",
+    security=True,
+    body=sc.RescheduleRequest,
+    responses={
+        200: ("moved", sc.RescheduleResult),
+        **_BOOKING_ERRORS,
+        409: problem("invalid_transition / slot_unavailable"),
+        422: problem("validation_error / outside_availability"),
+    },
+)
 def reschedule_booking(booking_id: int) -> Response:
     booking, _ = _authorized_booking(booking_id)
-    data = json_body()
-    fields = Fields(data)
-    fields.reject_unknown({"start", "reason"})
-    start = fields.datetime("start")
-    reason = fields.string("reason", required=False, max_length=500, min_length=0) or ""
+    body = sc.parse(sc.RescheduleRequest, json_body(), now=deps().clock.now())
     d = deps()
-    _check_start(fields, start, d.clock.now())
-    fields.raise_if_any()
-    assert start is not None
     moved = uc.reschedule_booking(
-        uc.RescheduleBooking(booking_id=booking.id or 0, new_start=start, reason=reason),
+        uc.RescheduleBooking(booking_id=booking.id or 0, new_start=body.start,
+                             reason=body.reason or ""),
         uow=d.uow(), calendar=d.calendar, clock=d.clock, rules=d.rules,
     )
-    return jsonify(booking=booking_json(moved))
-
+    return jsonify(sc.RescheduleResult(booking=sc.booking_out(moved)).body())

@@ -21,8 +21,9 @@ from joserfc.errors import JoseError
 
 from booking_core.errors import BadRequest, ExternalServiceError, SignInFailed, Unauthorized
 from booking_core.signin import SignIn, sign_in
+from entrypoints.web import schemas as sc
 from entrypoints.web.common import deps
-from entrypoints.web.schemas import iso
+from entrypoints.web.openapi import operation, problem
 from entrypoints.web.session import (
     configure_session,
     cookie_user,
@@ -124,7 +125,19 @@ def _metadata(client: Any) -> dict[str, Any]:
     return metadata
 
 
+_SIGNIN_DOWN = problem("signin_not_configured / signin_unavailable")
+
+
 @bp.get("/auth/login")
+@operation(
+    "Sign in: 302 to the OpenID provider (code + PKCE S256, state, nonce)",
+    query=sc.LoginQuery,
+    responses={
+        302: ("to the provider", None),
+        400: problem("invalid_next"),
+        503: _SIGNIN_DOWN,
+    },
+)
 def login() -> Response:
     """302 to the provider; ``next`` (a path on this site) is where the callback returns."""
     target = safe_next(request.args.get("next"))
@@ -142,6 +155,15 @@ def _redirect_uri() -> str:
 
 
 @bp.get("/auth/callback")
+@operation(
+    "The provider's answer: checked, the user upserted, the session cookie set",
+    query=sc.CallbackQuery,
+    responses={
+        302: ("to next, signed in", None),
+        400: problem("signin_failed (state, nonce or ID token refused)"),
+        503: _SIGNIN_DOWN,
+    },
+)
 def callback() -> Response:
     """Check state and nonce, verify the ID token, upsert the user, start the session."""
     client = _client()
@@ -201,6 +223,11 @@ def _email(claims: dict[str, Any]) -> str | None:
 
 
 @bp.post("/auth/logout")
+@operation(
+    "Sign out (send X-CSRF-Token while signed in)",
+    description="Needs no session: without one it answers 204 too.",
+    responses={204: ("signed out", None), 403: problem("csrf_failed")},
+)
 def logout() -> Response:
     """End the session (the CSRF token is required while signed in); 204 either way."""
     cookie_user()
@@ -210,19 +237,25 @@ def logout() -> Response:
 
 
 @bp.get("/api/me")
+@operation(
+    "The signed-in user, with the CSRF token for state-changing requests",
+    session=True,
+    responses={200: ("the user", sc.MeOut), 401: problem("unauthorized: not signed in")},
+)
 def me() -> Response:
     user = session_user()
     if user is None:
         raise Unauthorized("not signed in; GET /auth/login")
-    response = jsonify(
-        id=user.id,
+    body = sc.MeOut(
+        id=user.id or 0,
         open_id=user.open_id,
         name=user.name,
         email=user.email,
         role=user.role.value,
         practitioner_id=user.practitioner_id,
-        last_signed_in=iso(user.last_signed_in),
+        last_signed_in=user.last_signed_in,
         csrf_token=csrf_token(),
     )
+    response = jsonify(body.body())
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,9 @@ from entrypoints.bootstrap import Deps
 from entrypoints.web.limits import mark_replayed
 
 MAX_KEY_LENGTH = 255
+# Printable ASCII, no space at either end (the OpenAPI document states the same pattern).
+KEY_PATTERN = "^[!-~]([ -~]{0,253}[!-~])?$"
+_KEY = re.compile(KEY_PATTERN)
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -78,10 +82,10 @@ def unseal(secret: str, label: str, sealed: str) -> str:
 
 
 def _check_key(key: str) -> str:
-    key = key.strip()
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+    if not _KEY.fullmatch(key):
         raise BadRequest(
-            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, "
+            "without spaces at either end"
         )
     return key
 

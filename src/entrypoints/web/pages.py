@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, render_template_string, request
+from flask import Blueprint, render_template_string
 
 from booking_core import usecases as uc
+from booking_core.errors import ValidationFailed
 from booking_core.model import Booking, BookingStatus
-from entrypoints.web.common import deps
+from entrypoints.web import schemas as sc
+from entrypoints.web.common import deps, query_args
+from entrypoints.web.openapi import HTML, operation
 
 bp = Blueprint("pages", __name__)
 
@@ -49,15 +52,25 @@ def _when(booking: Booking) -> str:
     return f"{local:%A %d %B %Y, %H:%M} ({zone.key})"
 
 
-def _find(session_id: str | None) -> Booking | None:
-    if not session_id or len(session_id) > 255:
+def _find() -> Booking | None:
+    """The booking of the checkout named by ``?session_id=``, or None (absent or malformed)."""
+    try:
+        session_id = sc.parse(sc.PageQuery, query_args()).session_id
+    except ValidationFailed:
+        return None
+    if not session_id or len(session_id) > 255:  # no checkout has such an id
         return None
     return uc.find_booking_by_checkout(session_id, uow=deps().uow())
 
 
 @bp.get("/booking/success")
+@operation(
+    "Where Checkout sends the client after paying",
+    query=sc.PageQuery,
+    responses={200: ("the booking's state", HTML), 404: ("no booking for this checkout", HTML)},
+)
 def success() -> tuple[str, int]:
-    booking = _find(request.args.get("session_id"))
+    booking = _find()
     if booking is None:
         return render_template_string(
             _PAGE, heading="Booking not found",
@@ -71,8 +84,13 @@ def success() -> tuple[str, int]:
 
 
 @bp.get("/booking/cancel")
+@operation(
+    "Where Checkout sends the client who cancels",
+    query=sc.PageQuery,
+    responses={200: ("the checkout was left", HTML)},
+)
 def cancel() -> tuple[str, int]:
-    booking = _find(request.args.get("session_id"))
+    booking = _find()
     if booking is not None and not booking.occupies_calendar:
         message = "You left the checkout without paying; the time was released."
     else:

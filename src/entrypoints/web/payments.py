@@ -7,13 +7,21 @@ import logging
 from flask import Blueprint, Response, jsonify, request
 
 from booking_core import usecases as uc
-from entrypoints.web.common import deps
+from entrypoints.web.common import check_webhook_body, deps
+from entrypoints.web.openapi import WEBHOOK_RESPONSES, Header, operation
 
 bp = Blueprint("payments", __name__)
 log = logging.getLogger(__name__)
 
 
 @bp.post("/api/webhooks/stripe")
+@operation(
+    "Stripe events (signed with Stripe-Signature)",
+    raw_body=True,
+    headers=(Header(name="Stripe-Signature", description="t=<unix time>,v1=<HMAC-SHA256>",
+                    required=True, schema={"type": "string", "minLength": 1}),),
+    responses=WEBHOOK_RESPONSES,
+)
 def stripe_webhook() -> Response:
     """Verify the raw body's signature, apply the event once, answer 200 quickly.
 
@@ -22,6 +30,8 @@ def stripe_webhook() -> Response:
     """
     d = deps()
     payload = request.get_data(cache=False)
-    event = d.payments.parse_event(payload, request.headers.get("Stripe-Signature"))
+    signature = request.headers.get("Stripe-Signature")
+    check_webhook_body(payload, signature)
+    event = d.payments.parse_event(payload, signature)
     uc.handle_payment_event(event, uow=d.uow(), calendar=d.calendar, clock=d.clock, rules=d.rules)
     return jsonify(received=True)
