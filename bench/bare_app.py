@@ -31,10 +31,14 @@ def create_app() -> Flask:
         with engine.connect() as connection:
             rows = connection.execute(
                 _QUERY,
-                {"practitioner_id": practitioner_id, "start": start,
-                 "end": start + timedelta(days=7)},
+                {
+                    "practitioner_id": practitioner_id,
+                    "start": start,
+                    "end": start + timedelta(days=7),
+                },
             ).all()
-        return jsonify(slots=[{"start": r.starts_at.isoformat(), "end": r.ends_at.isoformat()}
-                              for r in rows])
+        return jsonify(
+            slots=[{"start": r.starts_at.isoformat(), "end": r.ends_at.isoformat()} for r in rows]
+        )
 
     return app

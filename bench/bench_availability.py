@@ -84,7 +84,11 @@ def measure(
 
     def run() -> int:
         slots = free_slots(
-            practitioner, service, first_day=FIRST_DAY, last_day=last_day, now=now,
+            practitioner,
+            service,
+            first_day=FIRST_DAY,
+            last_day=last_day,
+            now=now,
             occupied=occupied,
         )
         return len(slots)

@@ -58,13 +58,17 @@ def prepare_database(url: str) -> None:
                     start = now + timedelta(hours=3 * i + 1)
                     uow.bookings.add(
                         Booking(
-                            practitioner_id=2, service_id=service.id or 0,
+                            practitioner_id=2,
+                            service_id=service.id or 0,
                             client=Client(name=f"Client {i}", email=f"c{i}@example.com"),
-                            start=start, end=start + service.duration,
+                            start=start,
+                            end=start + service.duration,
                             buffer_before_minutes=service.buffer_before_minutes,
                             buffer_after_minutes=service.buffer_after_minutes,
-                            price=service.price, status=BookingStatus.CONFIRMED,
-                            created_at=now, updated_at=now,
+                            price=service.price,
+                            status=BookingStatus.CONFIRMED,
+                            created_at=now,
+                            updated_at=now,
                         )
                     )
                 uow.commit()
@@ -72,20 +76,37 @@ def prepare_database(url: str) -> None:
         database.dispose()
 
 
-def start_gunicorn(app: str, port: int, env: dict[str, str], workers: int, threads: int,
-                   chdir: Path) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    app: str, port: int, env: dict[str, str], workers: int, threads: int, chdir: Path
+) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread",
-        "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-        "--chdir", str(chdir), app,
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(workers),
+        "-k",
+        "gthread",
+        "--threads",
+        str(threads),
+        "-b",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "--chdir",
+        str(chdir),
+        app,
     ]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"http://127.0.0.1:{port}/api/practitioners/2/availability",
-                            timeout=2).status_code == 200:
+            if (
+                requests.get(
+                    f"http://127.0.0.1:{port}/api/practitioners/2/availability", timeout=2
+                ).status_code
+                == 200
+            ):
                 return process
         except requests.RequestException:
             time.sleep(0.2)
@@ -105,7 +126,9 @@ def _ms(text: str) -> float:
 def load_wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     # The "Latency Distribution" block: lines like "     99%  123.45ms".
@@ -138,8 +161,12 @@ def load_python(url: str, seconds: int, connections: int) -> dict[str, float]:
     for t in threads:
         t.join()
     latencies.sort()
-    return {"rps": len(latencies) / seconds, "p50": statistics.median(latencies),
-            "p99": latencies[int(len(latencies) * 0.99)], "errors": float(errors)}
+    return {
+        "rps": len(latencies) / seconds,
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(len(latencies) * 0.99)],
+        "errors": float(errors),
+    }
 
 
 def main() -> None:
@@ -163,18 +190,27 @@ def main() -> None:
         prepare_database(url)
         # Development (offline checkout, secrets of a throw-away data folder): the bench
         # measures availability, not a production deployment's settings.
-        env = {**os.environ, "DATABASE_URL": url, "BOOKING_ENV": "development",
-               "BOOKING_DATA_DIR": data_dir or tempfile.mkdtemp(prefix="booking-bench-data-"),
-               "RATELIMIT_BOOKINGS_PER_IP": "0",
-               "RATELIMIT_BOOKINGS_PER_EMAIL": "0", "LOG_LEVEL": "WARNING",
-               "PYTHONPATH": str(ROOT / "bench") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "BOOKING_ENV": "development",
+            "BOOKING_DATA_DIR": data_dir or tempfile.mkdtemp(prefix="booking-bench-data-"),
+            "RATELIMIT_BOOKINGS_PER_IP": "0",
+            "RATELIMIT_BOOKINGS_PER_EMAIL": "0",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT / "bench") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
         load = load_wrk if shutil.which("wrk") else load_python
-        print(f"load generator: {'wrk' if load is load_wrk else 'python threads'}; "
-              f"{args.connections} connections, {args.seconds} s; gunicorn "
-              f"{args.workers} workers x {args.threads} threads")
+        print(
+            f"load generator: {'wrk' if load is load_wrk else 'python threads'}; "
+            f"{args.connections} connections, {args.seconds} s; gunicorn "
+            f"{args.workers} workers x {args.threads} threads"
+        )
         results = {}
-        for name, app in (("bare Flask + 1 query", "bare_app:create_app()"),
-                          ("our availability", "entrypoints.flask_app:create_app()")):
+        for name, app in (
+            ("bare Flask + 1 query", "bare_app:create_app()"),
+            ("our availability", "entrypoints.flask_app:create_app()"),
+        ):
             port = free_port()
             process = start_gunicorn(app, port, env, args.workers, args.threads, ROOT / "bench")
             try:
@@ -185,11 +221,15 @@ def main() -> None:
                 process.terminate()
                 process.wait(timeout=20)
             r = results[name]
-            print(f"{name:24s} {r['rps']:8.0f} req/s   p50 {r['p50']:6.1f} ms   "
-                  f"p99 {r['p99']:6.1f} ms   non-2xx {r['errors']:.0f}")
+            print(
+                f"{name:24s} {r['rps']:8.0f} req/s   p50 {r['p50']:6.1f} ms   "
+                f"p99 {r['p99']:6.1f} ms   non-2xx {r['errors']:.0f}"
+            )
         ours, bare = results["our availability"], results["bare Flask + 1 query"]
-        print(f"ratio (ours / bare): {ours['rps'] / bare['rps']:.2f}  (goal >= 0.50); "
-              f"our p99 {ours['p99']:.1f} ms (goal < 50 ms)")
+        print(
+            f"ratio (ours / bare): {ours['rps'] / bare['rps']:.2f}  (goal >= 0.50); "
+            f"our p99 {ours['p99']:.1f} ms (goal < 50 ms)"
+        )
     finally:
         if server is not None:
             server.stop()

@@ -318,4 +318,3 @@ _HANDLERS: dict[str, Callable[[Mapping[str, Any], JobContext], None]] = {
     JobKind.CALENDAR_RESCHEDULE: _calendar_reschedule,
     JobKind.EMAIL: _email,
 }
-

@@ -526,4 +526,3 @@ class Notifier(Protocol):
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""
-

@@ -328,8 +328,12 @@ def _check_extras(settings: Settings) -> None:
     import importlib.util
 
     needed = [
-        (settings.redis_url or settings.ratelimit_storage_uri.startswith("redis"), "redis",
-         "redis", "REDIS_URL or a redis RATELIMIT_STORAGE_URI"),
+        (
+            settings.redis_url or settings.ratelimit_storage_uri.startswith("redis"),
+            "redis",
+            "redis",
+            "REDIS_URL or a redis RATELIMIT_STORAGE_URI",
+        ),
         (settings.sentry_dsn, "sentry_sdk", "sentry", "SENTRY_DSN"),
     ]
     for wanted, module, extra, what in needed:

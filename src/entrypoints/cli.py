@@ -163,8 +163,12 @@ def promote(email: str) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Port to listen on [default: PORT, else 3000].")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port to listen on [default: PORT, else 3000].",
+)
 @click.option("--no-worker", is_flag=True, help="Do not run the background worker thread.")
 @_clear_errors
 def serve(host: str, port: int | None, no_worker: bool) -> None:
@@ -194,8 +198,13 @@ def serve(host: str, port: int | None, no_worker: bool) -> None:
 
 @main.command()
 @click.option("--once", is_flag=True, help="Run one pass and exit (for cron or tests).")
-@click.option("--interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
-              help="Seconds between passes when idle.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between passes when idle.",
+)
 @_clear_errors
 def worker(once: bool, interval: float) -> None:
     """Release expired holds and run outbox jobs (emails, Cal.com sync, refunds, reminders)."""

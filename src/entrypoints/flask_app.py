@@ -35,6 +35,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # API are far smaller (see web.api); Stripe's webhook events stay well under it.
 MAX_REQUEST_BYTES = 256 * 1024
 
+
 def create_app(deps: Deps | None = None, *, settings: Settings | None = None) -> Flask:
     """Build the app around ``deps`` (bootstrapped from the environment when not given)."""
     if deps is None:

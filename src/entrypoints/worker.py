@@ -69,12 +69,20 @@ def run_once(deps: Deps, *, batch: int = 20) -> dict[str, int]:
     missed webhooks), run due jobs, complete past bookings, forget old idempotency answers;
     returns counts."""
     reconciled = usecases.reconcile_payments(
-        uow=deps.uow(), payments=deps.payments, calendar=deps.calendar, clock=deps.clock,
-        rules=deps.rules, limit=batch,
+        uow=deps.uow(),
+        payments=deps.payments,
+        calendar=deps.calendar,
+        clock=deps.clock,
+        rules=deps.rules,
+        limit=batch,
     )
     ctx = jobs.JobContext(
-        uow=deps.uow(), payments=deps.payments, calendar=deps.calendar, notifier=deps.notifier,
-        clock=deps.clock, rules=deps.rules,
+        uow=deps.uow(),
+        payments=deps.payments,
+        calendar=deps.calendar,
+        notifier=deps.notifier,
+        clock=deps.clock,
+        rules=deps.rules,
     )
     lease = deps.settings.worker_job_lease_seconds
     counts = jobs.run_due_jobs(

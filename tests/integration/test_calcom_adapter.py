@@ -537,7 +537,6 @@ def test_database_cache_is_shared_by_gateways_of_two_processes(
 def test_database_cache_expires_and_never_raises(clean_database) -> None:  # type: ignore[no-untyped-def]
     import sqlalchemy as sa
 
-
     cache = PostgresSlotCache(clean_database.engine)
     slot = Interval(datetime(2030, 1, 8, 9, tzinfo=UTC), datetime(2030, 1, 8, 10, tzinfo=UTC))
     lookup = cache.get("k", [1, 2])
@@ -551,14 +550,22 @@ def test_database_cache_expires_and_never_raises(clean_database) -> None:  # typ
     cache.put("k", [1, 2], stale, [slot], ttl=60)  # fetched before the invalidation
     assert cache.get("k", [1, 2]).slots is None
     with clean_database.engine.begin() as connection:
-        connection.execute(sa.text("UPDATE calendar_cache SET expires_at = now() - interval '1s'"
-                                   " WHERE key LIKE '%slots:%'"))
+        connection.execute(
+            sa.text(
+                "UPDATE calendar_cache SET expires_at = now() - interval '1s'"
+                " WHERE key LIKE '%slots:%'"
+            )
+        )
     fresh = cache.get("k", [1, 2])
     cache.put("k", [1, 2], fresh.stamp, [slot], ttl=60)
     assert cache.get("k", [1, 2]).slots == [slot]
     with clean_database.engine.begin() as connection:
-        connection.execute(sa.text("UPDATE calendar_cache SET expires_at = now() - interval '1s'"
-                                   " WHERE key LIKE '%slots:%'"))
+        connection.execute(
+            sa.text(
+                "UPDATE calendar_cache SET expires_at = now() - interval '1s'"
+                " WHERE key LIKE '%slots:%'"
+            )
+        )
     assert cache.get("k", [1, 2]).slots is None  # expired
 
     from adapters.postgres import Database
@@ -823,8 +830,12 @@ def test_bootstrap_shares_the_cache_through_the_database_without_redis(
     finally:
         deps.close()
     with_redis = bootstrap(
-        Settings(env="test", database_url=database_url, calcom_api_key="cal_test_key",
-                 redis_url="redis://127.0.0.1:6379")
+        Settings(
+            env="test",
+            database_url=database_url,
+            calcom_api_key="cal_test_key",
+            redis_url="redis://127.0.0.1:6379",
+        )
     )
     try:
         assert with_redis.live["calendar"].endswith("(Redis cache)")

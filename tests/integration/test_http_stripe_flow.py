@@ -123,10 +123,13 @@ def test_book_pay_confirm_cancel_refund_over_http(app: App) -> None:
     assert session["success_url"] == (
         "http://booking.test/booking/success?session_id={CHECKOUT_SESSION_ID}"
     )
-    assert start not in [s["start"] for s in app.client.get(
-        "/api/practitioners/2/availability",
-        query_string={"service_id": 3, "from": start[:10], "to": start[:10]},
-    ).get_json()["slots"]]
+    assert start not in [
+        s["start"]
+        for s in app.client.get(
+            "/api/practitioners/2/availability",
+            query_string={"service_id": 3, "from": start[:10], "to": start[:10]},
+        ).get_json()["slots"]
+    ]
 
     intent = app.fake.pay(session_id)["payment_intent"]
     event = app.fake.session_event(session_id, "checkout.session.completed")
@@ -220,5 +223,7 @@ def test_refund_failure_is_retried_by_the_worker(app: App) -> None:
     app.clock.advance(timedelta(minutes=5))
     run_once(app.deps)
     assert app.booking(booking_id, token)["refund"] == {
-        "amount": 8000, "currency": "usd", "status": "succeeded",
+        "amount": 8000,
+        "currency": "usd",
+        "status": "succeeded",
     }

@@ -180,8 +180,9 @@ def test_practitioner_cache_expires_and_hands_out_detached_copies() -> None:
     now = [100.0]
     cache = PractitionerCache(clock=lambda: now[0])
     practitioner = Practitioner(
-        id=7, name="Ada", services=[Service(id=1, name="S", duration_minutes=30,
-                                            price=Money(100, "usd"))]
+        id=7,
+        name="Ada",
+        services=[Service(id=1, name="S", duration_minutes=30, price=Money(100, "usd"))],
     )
     cache.put(practitioner)
     practitioner.services[0].name = "changed after caching"

@@ -64,8 +64,14 @@ def _environment(url: str, port: int, data_dir: Path) -> dict[str, str]:
         "RATELIMIT_BOOKINGS_PER_EMAIL": "0",
         "LOG_LEVEL": "WARNING",
     }
-    for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "CALCOM_API_KEY", "BOOKING_ENV",
-                 "SMTP_URL", "SECRET_KEY"):
+    for name in (
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "CALCOM_API_KEY",
+        "BOOKING_ENV",
+        "SMTP_URL",
+        "SECRET_KEY",
+    ):
         env.pop(name, None)
     return env
 
@@ -126,8 +132,11 @@ def _slots(server: Server, practitioner_id: int, service_id: int) -> list[dict[s
     first = date.today() + timedelta(days=2)
     response = requests.get(
         server.url(f"/api/practitioners/{practitioner_id}/availability"),
-        params={"service_id": service_id, "from": first.isoformat(),
-                "to": (first + timedelta(days=14)).isoformat()},
+        params={
+            "service_id": service_id,
+            "from": first.isoformat(),
+            "to": (first + timedelta(days=14)).isoformat(),
+        },
         timeout=10,
     )
     assert response.status_code == 200, response.text
@@ -246,11 +255,24 @@ def test_forty_concurrent_requests_for_one_slot(server: Server) -> None:
 
 def test_bad_input_never_5xx(server: Server) -> None:
     cases = [
-        ("POST", "/api/bookings",
-         {"data": "{not json", "headers": {"Content-Type": "application/json"}}),
+        (
+            "POST",
+            "/api/bookings",
+            {"data": "{not json", "headers": {"Content-Type": "application/json"}},
+        ),
         ("POST", "/api/bookings", {"json": {"practitioner_id": 2}}),
-        ("POST", "/api/bookings", {"json": {"practitioner_id": 2, "service_id": 3,
-                                            "start": "2030-01-01T10:00:00", "client": {}}}),
+        (
+            "POST",
+            "/api/bookings",
+            {
+                "json": {
+                    "practitioner_id": 2,
+                    "service_id": 3,
+                    "start": "2030-01-01T10:00:00",
+                    "client": {},
+                }
+            },
+        ),
         ("GET", "/api/practitioners/999999999999/availability", {}),
         ("GET", "/api/practitioners/2/availability?from=2030-13-01", {}),
         ("GET", "/api/bookings/1", {}),
@@ -261,7 +283,6 @@ def test_bad_input_never_5xx(server: Server) -> None:
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
         assert response.headers["Content-Type"].startswith("application/problem+json")
     assert server.process.poll() is None
-
 
 
 def test_offline_checkout_survives_a_restart_without_cross_wiring(

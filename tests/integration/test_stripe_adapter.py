@@ -585,8 +585,9 @@ class World:
                     name="Jordan Lee",
                     timezone="UTC",
                     hours={d: ["09:00-17:00"] for d in range(7)},
-                    services=[sample_service(name="Coaching session", duration_minutes=60,
-                                             price=PRICE)],
+                    services=[
+                        sample_service(name="Coaching session", duration_minutes=60, price=PRICE)
+                    ],
                 )
             )
             uow.commit()

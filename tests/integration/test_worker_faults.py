@@ -88,6 +88,7 @@ def test_a_killed_worker_delays_only_its_own_job_and_only_by_the_lease(
                 [*_booking_command(), "worker", "--interval", "0.2"],
                 env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
+
         # The reconciler lists events too: only the job's own call names the running job.
         def expiring() -> list[str]:
             return [r.path for r in fake_stripe.requests if r.path.endswith("/expire")]

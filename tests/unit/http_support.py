@@ -162,7 +162,8 @@ class Web:
         self, body: Any = None, *, headers: dict[str, str] | None = None, **fields: Any
     ) -> TestResponse:
         return self.client.post(
-            "/api/bookings", json=booking_body(**fields) if body is None else body,
+            "/api/bookings",
+            json=booking_body(**fields) if body is None else body,
             headers=headers or {},
         )
 
@@ -173,8 +174,11 @@ class Web:
         return response.get_json()  # type: ignore[no-any-return]
 
     def post_raw(
-        self, data: bytes | str, content_type: str | None = "application/json",
-        path: str = "/api/bookings", headers: dict[str, str] | None = None,
+        self,
+        data: bytes | str,
+        content_type: str | None = "application/json",
+        path: str = "/api/bookings",
+        headers: dict[str, str] | None = None,
     ) -> TestResponse:
         return self.client.post(path, data=data, content_type=content_type, headers=headers or {})
 
@@ -225,7 +229,8 @@ class Web:
                 dict(self.store.idempotency),
                 set(self.store.events),
                 set(self.store.jobs),
-                len(self.payments.sessions) if isinstance(self.payments, FakePaymentGateway)
+                len(self.payments.sessions)
+                if isinstance(self.payments, FakePaymentGateway)
                 else None,
             )
 

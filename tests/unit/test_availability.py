@@ -35,14 +35,20 @@ def practitioner(
     hours: dict[int, list[str]], *, zone: str = "Europe/London", **kwargs: object
 ) -> Practitioner:
     return Practitioner(
-        id=1, name="P", timezone=zone, weekly_hours=WeeklyHours.from_mapping(hours),
+        id=1,
+        name="P",
+        timezone=zone,
+        weekly_hours=WeeklyHours.from_mapping(hours),
         **kwargs,  # type: ignore[arg-type]
     )
 
 
 def service(duration: int = 50, **kwargs: object) -> Service:
     return Service(
-        id=1, name="S", duration_minutes=duration, price=Money(9000, "gbp"),
+        id=1,
+        name="S",
+        duration_minutes=duration,
+        price=Money(9000, "gbp"),
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -80,7 +86,11 @@ def test_interval_defaults_to_the_duration_and_a_slot_must_fit_in_the_range() ->
     p = practitioner({0: ["09:00-11:00"]})
     assert starts(p, service(45), MONDAY) == ["09:00", "09:45"]  # 10:30 would end at 11:15
     assert starts(p, service(50, slot_interval_minutes=15), MONDAY) == [
-        "09:00", "09:15", "09:30", "09:45", "10:00",
+        "09:00",
+        "09:15",
+        "09:30",
+        "09:45",
+        "10:00",
     ]  # 10:15 would end at 11:05
 
 
@@ -95,8 +105,9 @@ def test_occupied_span_and_the_service_buffers_are_subtracted() -> None:
     plain = service(50, slot_interval_minutes=30)
     # Touching is not overlapping: 09:00 (ends 09:50) and 11:00 stay; 09:30 and 10:xx go.
     assert starts(p, plain, MONDAY, occupied=booked) == ["09:00", "11:00", "11:30", "12:00"]
-    buffered = service(50, slot_interval_minutes=30, buffer_before_minutes=15,
-                       buffer_after_minutes=10)
+    buffered = service(
+        50, slot_interval_minutes=30, buffer_before_minutes=15, buffer_after_minutes=10
+    )
     # 09:00 needs 08:45-10:00: fine. 11:00 needs 10:45-12:00: clashes. 11:30 needs 11:15-12:30.
     assert starts(p, buffered, MONDAY, occupied=booked) == ["09:00", "11:30", "12:00"]
 
@@ -137,7 +148,9 @@ def test_other_time_zone_and_several_days() -> None:
     # New York is UTC-5 in January: 09:00-11:00 local is 14:00-16:00 UTC.
     p = practitioner({0: ["09:00-11:00"], 1: ["09:00-10:00"]}, zone="America/New_York")
     assert starts(p, service(60), MONDAY, MONDAY + timedelta(days=1)) == [
-        "07 14:00", "07 15:00", "08 14:00",
+        "07 14:00",
+        "07 15:00",
+        "08 14:00",
     ]
 
 
@@ -176,16 +189,32 @@ def local_walls(p: Practitioner, s: Service, day: date) -> list[str]:
     ("zone", "day", "expected_utc", "expected_local"),
     [
         # 01:00-02:00 does not exist in London on 31 March 2030.
-        ("Europe/London", LONDON_SPRING, ["00:00", "01:00", "02:00"],
-         ["00:00+0000", "02:00+0100", "03:00+0100"]),
+        (
+            "Europe/London",
+            LONDON_SPRING,
+            ["00:00", "01:00", "02:00"],
+            ["00:00+0000", "02:00+0100", "03:00+0100"],
+        ),
         # 02:00-03:00 does not exist in New York on 10 March 2030.
-        ("America/New_York", NY_SPRING, ["05:00", "06:00", "07:00"],
-         ["00:00-0500", "01:00-0500", "03:00-0400"]),
+        (
+            "America/New_York",
+            NY_SPRING,
+            ["05:00", "06:00", "07:00"],
+            ["00:00-0500", "01:00-0500", "03:00-0400"],
+        ),
         # 01:00-02:00 happens twice in London on 27 October 2030: offered once, the first time.
-        ("Europe/London", LONDON_FALL, ["23:00", "00:00", "02:00", "03:00"],
-         ["00:00+0100", "01:00+0100", "02:00+0000", "03:00+0000"]),
-        ("America/New_York", NY_FALL, ["04:00", "05:00", "07:00", "08:00"],
-         ["00:00-0400", "01:00-0400", "02:00-0500", "03:00-0500"]),
+        (
+            "Europe/London",
+            LONDON_FALL,
+            ["23:00", "00:00", "02:00", "03:00"],
+            ["00:00+0100", "01:00+0100", "02:00+0000", "03:00+0000"],
+        ),
+        (
+            "America/New_York",
+            NY_FALL,
+            ["04:00", "05:00", "07:00", "08:00"],
+            ["00:00-0400", "01:00-0400", "02:00-0500", "03:00-0500"],
+        ),
     ],
 )
 def test_dst_days_have_no_slot_that_does_not_exist_and_none_twice(
@@ -201,7 +230,12 @@ def test_dst_days_have_no_slot_that_does_not_exist_and_none_twice(
 def test_spring_forward_with_a_half_hour_grid_is_continuous_in_real_time() -> None:
     p = practitioner({NY_SPRING.weekday(): SMALL_HOURS}, zone="America/New_York")
     assert local_walls(p, service(30), NY_SPRING) == [
-        "00:00-0500", "00:30-0500", "01:00-0500", "01:30-0500", "03:00-0400", "03:30-0400",
+        "00:00-0500",
+        "00:30-0500",
+        "01:00-0500",
+        "01:30-0500",
+        "03:00-0400",
+        "03:30-0400",
     ]
 
 
@@ -227,7 +261,10 @@ def test_hours_until_midnight_when_the_clock_springs_forward_at_midnight(
     """Cairo and Santiago skip 00:00-01:00: "until 24:00" ends at the jump, not an hour early."""
     p = practitioner({eve.weekday(): ["20:00-24:00"]}, zone=zone)
     assert [w[:5] for w in local_walls(p, service(60), eve)] == [
-        "20:00", "21:00", "22:00", "23:00",
+        "20:00",
+        "21:00",
+        "22:00",
+        "23:00",
     ]
 
 
@@ -281,19 +318,26 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
 
     def span(max_len: int) -> st.SearchStrategy[Interval]:
         return st.builds(
-            lambda off, length: Interval(base + timedelta(minutes=off),
-                                         base + timedelta(minutes=off + length)),
+            lambda off, length: Interval(
+                base + timedelta(minutes=off), base + timedelta(minutes=off + length)
+            ),
             st.integers(-24 * 60, 6 * 24 * 60).map(lambda m: m - m % 5),
             st.integers(5, max_len).map(lambda m: m - m % 5 or 5),
         )
 
     time_off = [TimeOff(i) for i in draw(st.lists(span(600), max_size=2))]
     p = Practitioner(
-        id=1, name="P", timezone=zone, weekly_hours=WeeklyHours(week), overrides=overrides,
+        id=1,
+        name="P",
+        timezone=zone,
+        weekly_hours=WeeklyHours(week),
+        overrides=overrides,
         time_off=time_off,
     )
     s = Service(
-        id=1, name="S", price=Money(100, "usd"),
+        id=1,
+        name="S",
+        price=Money(100, "usd"),
         duration_minutes=draw(st.sampled_from([15, 30, 45, 50, 60, 90, 120])),
         slot_interval_minutes=draw(st.sampled_from([None, 10, 15, 20, 30, 45, 60])),
         buffer_before_minutes=draw(st.sampled_from([0, 5, 10, 15, 30])),
@@ -378,7 +422,11 @@ def _boundary(naive: datetime, zone: ZoneInfo) -> datetime:
 
 
 def reference_slots(
-    p: Practitioner, s: Service, first: date, last: date, now: datetime,
+    p: Practitioner,
+    s: Service,
+    first: date,
+    last: date,
+    now: datetime,
     occupied: list[Interval],
 ) -> list[datetime]:
     """The documented rule, by brute force: step each range on the wall clock; skip local times

@@ -36,27 +36,29 @@ def test_booking_core_imports_only_the_standard_library_and_attrs() -> None:
     src = str(Path(booking_core.__file__).parent.parent)  # the package as checked out
     result = subprocess.run(
         [sys.executable, "-I", "-c", PROBE, src],  # -I: a fresh interpreter, no env, no site-user
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     report = json.loads(result.stdout)
     assert report["file"] == booking_core.__file__
-    expected = {
-        "booking_core." + m.name for m in pkgutil.iter_modules(booking_core.__path__)
-    }
+    expected = {"booking_core." + m.name for m in pkgutil.iter_modules(booking_core.__path__)}
     assert expected <= set(report["modules"]), "every module under booking_core was imported"
     outside = {
-        name for name in report["loaded"]
-        if not is_stdlib(name)
-        and name not in ALLOWED_THIRD_PARTY
-        and name != "booking_core"
+        name
+        for name in report["loaded"]
+        if not is_stdlib(name) and name not in ALLOWED_THIRD_PARTY and name != "booking_core"
     }
     assert outside == set()
 
 
 def test_the_probe_would_notice_a_third_party_import() -> None:
     """The check above is only worth something if a foreign import shows up in it."""
-    probe = "import sys, json; before = set(sys.modules); import hypothesis; " \
-            "print(json.dumps(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
+    probe = (
+        "import sys, json; before = set(sys.modules); import hypothesis; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in set(sys.modules) - before})))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )

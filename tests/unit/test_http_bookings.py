@@ -44,13 +44,27 @@ def test_booking_is_created_with_checkout_url_and_manage_token(web: Web) -> None
     assert booking["service_id"] == 1
     assert booking["price"] == {"amount": 9000, "currency": "gbp"}
     assert booking["client"] == {
-        "name": "Ada Lovelace", "email": CLIENT_EMAIL, "phone": "+44 20 7946 0000"
+        "name": "Ada Lovelace",
+        "email": CLIENT_EMAIL,
+        "phone": "+44 20 7946 0000",
     }
     assert booking["notes"] == "first visit"
     assert booking["hold_expires_at"] == "2030-01-07T08:31:00Z"
     assert booking["created_at"] == booking["updated_at"] == "2030-01-07T08:00:00Z"
-    assert {"id", "status", "practitioner_id", "service_id", "start", "end", "client", "price",
-            "hold_expires_at", "created_at", "updated_at", "notes"} <= set(booking)
+    assert {
+        "id",
+        "status",
+        "practitioner_id",
+        "service_id",
+        "start",
+        "end",
+        "client",
+        "price",
+        "hold_expires_at",
+        "created_at",
+        "updated_at",
+        "notes",
+    } <= set(booking)
     session = web.session_of(booking["id"])
     assert body["checkout_url"].endswith(f"/dev/checkout/{session}")
     assert len(body["manage_token"]) >= 32
@@ -72,16 +86,15 @@ def test_email_is_normalised_to_lower_case(web: Web) -> None:
 def test_a_taken_slot_is_409_slot_unavailable(web: Web) -> None:
     web.booked()
     before = web.snapshot()
-    assert_problem(web.book(client={"name": "Bob", "email": "bob@example.com"}), 409,
-                   "slot_unavailable")
+    assert_problem(
+        web.book(client={"name": "Bob", "email": "bob@example.com"}), 409, "slot_unavailable"
+    )
     assert web.snapshot() == before
 
 
 def test_a_slot_overlapping_another_services_booking_is_409(web: Web) -> None:
     web.booked(start=SLOT)  # 09:00-09:50 plus a 10-minute buffer
-    assert_problem(
-        web.book(service_id=2, start="2030-01-08T09:30:00Z"), 409, "slot_unavailable"
-    )
+    assert_problem(web.book(service_id=2, start="2030-01-08T09:30:00Z"), 409, "slot_unavailable")
 
 
 @pytest.mark.parametrize(
@@ -128,19 +141,29 @@ def test_get_booking_with_its_manage_token(web: Web) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": ""}, {"Authorization": "Bearer"}, {"Authorization": "Bearer  "},
-     {"Authorization": "Basic YWRhOnB3"}, {"Authorization": "Token abc"}],
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer  "},
+        {"Authorization": "Basic YWRhOnB3"},
+        {"Authorization": "Token abc"},
+    ],
 )
 def test_no_bearer_token_is_401(web: Web, headers: dict[str, str]) -> None:
     booking_id = web.booked()["booking"]["id"]
-    assert_problem(web.client.get(f"/api/bookings/{booking_id}", headers=headers), 401,
-                   "unauthorized")
-    assert_problem(web.client.post(f"/api/bookings/{booking_id}/cancel", headers=headers), 401,
-                   "unauthorized")
     assert_problem(
-        web.client.post(f"/api/bookings/{booking_id}/reschedule", json={"start": SLOT_2},
-                        headers=headers),
-        401, "unauthorized",
+        web.client.get(f"/api/bookings/{booking_id}", headers=headers), 401, "unauthorized"
+    )
+    assert_problem(
+        web.client.post(f"/api/bookings/{booking_id}/cancel", headers=headers), 401, "unauthorized"
+    )
+    assert_problem(
+        web.client.post(
+            f"/api/bookings/{booking_id}/reschedule", json={"start": SLOT_2}, headers=headers
+        ),
+        401,
+        "unauthorized",
     )
 
 
@@ -152,8 +175,11 @@ def test_wrong_token_or_another_bookings_token_is_404(web: Web) -> None:
         for response in (
             web.client.get(f"/api/bookings/{first_id}", headers=bearer(token)),
             web.client.post(f"/api/bookings/{first_id}/cancel", headers=bearer(token)),
-            web.client.post(f"/api/bookings/{first_id}/reschedule", json={"start": SLOT_3},
-                            headers=bearer(token)),
+            web.client.post(
+                f"/api/bookings/{first_id}/reschedule",
+                json={"start": SLOT_3},
+                headers=bearer(token),
+            ),
         ):
             assert_problem(response, 404, "not_found")
     assert web.stored(first_id).status is BookingStatus.PENDING
@@ -184,9 +210,11 @@ def test_admin_token_works_for_any_booking(web: Web) -> None:
 def test_cancel_a_pending_booking_frees_the_slot(web: Web) -> None:
     created = web.booked()
     booking_id = created["booking"]["id"]
-    response = web.client.post(f"/api/bookings/{booking_id}/cancel",
-                               json={"reason": "plans changed"},
-                               headers=bearer(created["manage_token"]))
+    response = web.client.post(
+        f"/api/bookings/{booking_id}/cancel",
+        json={"reason": "plans changed"},
+        headers=bearer(created["manage_token"]),
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["booking"]["status"] == "cancelled"
@@ -196,15 +224,17 @@ def test_cancel_a_pending_booking_frees_the_slot(web: Web) -> None:
 
 def test_cancel_without_a_body_works(web: Web) -> None:
     created = web.booked()
-    response = web.client.post(f"/api/bookings/{created['booking']['id']}/cancel",
-                               headers=bearer(created["manage_token"]))
+    response = web.client.post(
+        f"/api/bookings/{created['booking']['id']}/cancel", headers=bearer(created["manage_token"])
+    )
     assert response.status_code == 200
 
 
 def test_cancel_a_confirmed_booking_in_time_refunds_in_full(web: Web) -> None:
     created = web.confirmed()  # starts 25 hours from now; the window is 24 hours
-    response = web.client.post(f"/api/bookings/{created['booking']['id']}/cancel",
-                               headers=bearer(created["manage_token"]))
+    response = web.client.post(
+        f"/api/bookings/{created['booking']['id']}/cancel", headers=bearer(created["manage_token"])
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["booking"]["status"] == "cancelled"
@@ -216,8 +246,9 @@ def test_cancel_a_confirmed_booking_in_time_refunds_in_full(web: Web) -> None:
 def test_cancel_a_confirmed_booking_late_refunds_nothing(web: Web) -> None:
     created = web.confirmed()
     web.clock.advance(timedelta(hours=2))  # now 23 hours before the start
-    response = web.client.post(f"/api/bookings/{created['booking']['id']}/cancel",
-                               headers=bearer(created["manage_token"]))
+    response = web.client.post(
+        f"/api/bookings/{created['booking']['id']}/cancel", headers=bearer(created["manage_token"])
+    )
     assert response.status_code == 200
     assert response.get_json()["refund"] is None
     assert web.payments.refunded == {}
@@ -227,9 +258,13 @@ def test_clients_cannot_override_the_refund(web: Web) -> None:
     created = web.confirmed()
     web.clock.advance(timedelta(hours=2))
     body = assert_problem(
-        web.client.post(f"/api/bookings/{created['booking']['id']}/cancel",
-                        json={"refund": True}, headers=bearer(created["manage_token"])),
-        422, "validation_error",
+        web.client.post(
+            f"/api/bookings/{created['booking']['id']}/cancel",
+            json={"refund": True},
+            headers=bearer(created["manage_token"]),
+        ),
+        422,
+        "validation_error",
     )
     assert "refund" in body["errors"]
     assert web.stored(created["booking"]["id"]).status is BookingStatus.CONFIRMED
@@ -251,19 +286,26 @@ def test_cancel_with_bad_body_is_4xx_and_changes_nothing(web: Web) -> None:
     assert_problem(web.client.post(url, json={"reason": 5}, headers=headers), 422)
     assert_problem(web.client.post(url, json={"why": "x"}, headers=headers), 422)
     assert_problem(web.client.post(url, json=["x"], headers=headers), 400)
-    assert_problem(web.client.post(url, data="{", content_type="application/json",
-                                   headers=headers), 400)
-    assert_problem(web.client.post(url, data="reason=x", headers=headers,
-                                   content_type="application/x-www-form-urlencoded"), 415)
+    assert_problem(
+        web.client.post(url, data="{", content_type="application/json", headers=headers), 400
+    )
+    assert_problem(
+        web.client.post(
+            url, data="reason=x", headers=headers, content_type="application/x-www-form-urlencoded"
+        ),
+        415,
+    )
     assert_problem(web.client.post(url, json={"reason": "x" * 501}, headers=headers), 422)
     assert web.snapshot() == before
 
 
 def test_reschedule_to_a_free_slot(web: Web) -> None:
     created = web.booked()
-    response = web.client.post(f"/api/bookings/{created['booking']['id']}/reschedule",
-                               json={"start": SLOT_3, "reason": "clash"},
-                               headers=bearer(created["manage_token"]))
+    response = web.client.post(
+        f"/api/bookings/{created['booking']['id']}/reschedule",
+        json={"start": SLOT_3, "reason": "clash"},
+        headers=bearer(created["manage_token"]),
+    )
     assert response.status_code == 200
     booking = response.get_json()["booking"]
     assert (booking["start"], booking["end"]) == (SLOT_3, "2030-01-08T11:50:00Z")
@@ -274,8 +316,11 @@ def test_reschedule_to_a_free_slot(web: Web) -> None:
 
 def test_reschedule_a_confirmed_booking_keeps_it_confirmed(web: Web) -> None:
     created = web.confirmed()
-    response = web.client.post(f"/api/bookings/{created['booking']['id']}/reschedule",
-                               json={"start": SLOT_2}, headers=bearer(created["manage_token"]))
+    response = web.client.post(
+        f"/api/bookings/{created['booking']['id']}/reschedule",
+        json={"start": SLOT_2},
+        headers=bearer(created["manage_token"]),
+    )
     assert response.status_code == 200
     assert response.get_json()["booking"]["status"] == "confirmed"
 
@@ -285,9 +330,13 @@ def test_reschedule_to_a_taken_slot_is_409(web: Web) -> None:
     web.booked(start=SLOT_2, client={"name": "Bob", "email": "bob@example.com"})
     before = web.snapshot()
     assert_problem(
-        web.client.post(f"/api/bookings/{created['booking']['id']}/reschedule",
-                        json={"start": SLOT_2}, headers=bearer(created["manage_token"])),
-        409, "slot_unavailable",
+        web.client.post(
+            f"/api/bookings/{created['booking']['id']}/reschedule",
+            json={"start": SLOT_2},
+            headers=bearer(created["manage_token"]),
+        ),
+        409,
+        "slot_unavailable",
     )
     assert web.snapshot() == before
 
@@ -309,9 +358,13 @@ def test_reschedule_to_a_bad_start_is_422(web: Web, start: object, status: int, 
     created = web.booked()
     before = web.snapshot()
     assert_problem(
-        web.client.post(f"/api/bookings/{created['booking']['id']}/reschedule",
-                        json={"start": start}, headers=bearer(created["manage_token"])),
-        status, code,
+        web.client.post(
+            f"/api/bookings/{created['booking']['id']}/reschedule",
+            json={"start": start},
+            headers=bearer(created["manage_token"]),
+        ),
+        status,
+        code,
     )
     assert web.snapshot() == before
 
@@ -321,9 +374,13 @@ def test_reschedule_a_cancelled_booking_is_409(web: Web) -> None:
     headers = bearer(created["manage_token"])
     web.client.post(f"/api/bookings/{created['booking']['id']}/cancel", headers=headers)
     assert_problem(
-        web.client.post(f"/api/bookings/{created['booking']['id']}/reschedule",
-                        json={"start": SLOT_2}, headers=headers),
-        409, "invalid_transition",
+        web.client.post(
+            f"/api/bookings/{created['booking']['id']}/reschedule",
+            json={"start": SLOT_2},
+            headers=headers,
+        ),
+        409,
+        "invalid_transition",
     )
 
 
@@ -401,8 +458,9 @@ def test_admin_list_with_filters(web: Web) -> None:
     ],
 )
 def test_admin_list_bad_filter_is_422(web: Web, query: str, field: str) -> None:
-    body = assert_problem(web.client.get(f"/api/admin/bookings{query}", headers=ADMIN), 422,
-                          "validation_error")
+    body = assert_problem(
+        web.client.get(f"/api/admin/bookings{query}", headers=ADMIN), 422, "validation_error"
+    )
     assert field in body["errors"]
 
 
@@ -415,17 +473,20 @@ def test_admin_get_one_booking(web: Web) -> None:
 
 @pytest.mark.parametrize("booking_id", ["999", "0", str(2**31), "99999999999999999999999"])
 def test_admin_unknown_booking_is_404(web: Web, booking_id: str) -> None:
-    assert_problem(web.client.get(f"/api/admin/bookings/{booking_id}", headers=ADMIN), 404,
-                   "not_found")
-    assert_problem(web.client.post(f"/api/admin/bookings/{booking_id}/cancel", headers=ADMIN),
-                   404, "not_found")
+    assert_problem(
+        web.client.get(f"/api/admin/bookings/{booking_id}", headers=ADMIN), 404, "not_found"
+    )
+    assert_problem(
+        web.client.post(f"/api/admin/bookings/{booking_id}/cancel", headers=ADMIN), 404, "not_found"
+    )
 
 
 def test_admin_cancel_follows_the_policy_by_default(web: Web) -> None:
     created = web.confirmed()
     web.clock.advance(timedelta(hours=2))  # late: the policy refunds nothing
-    response = web.client.post(f"/api/admin/bookings/{created['booking']['id']}/cancel",
-                               headers=ADMIN)
+    response = web.client.post(
+        f"/api/admin/bookings/{created['booking']['id']}/cancel", headers=ADMIN
+    )
     assert response.status_code == 200
     assert response.get_json()["refund"] is None
 
@@ -433,9 +494,11 @@ def test_admin_cancel_follows_the_policy_by_default(web: Web) -> None:
 def test_admin_cancel_can_force_a_refund(web: Web) -> None:
     created = web.confirmed()
     web.clock.advance(timedelta(hours=2))
-    response = web.client.post(f"/api/admin/bookings/{created['booking']['id']}/cancel",
-                               json={"refund": True, "reason": "practitioner ill"},
-                               headers=ADMIN)
+    response = web.client.post(
+        f"/api/admin/bookings/{created['booking']['id']}/cancel",
+        json={"refund": True, "reason": "practitioner ill"},
+        headers=ADMIN,
+    )
     assert response.status_code == 200
     body = response.get_json()
     assert body["booking"]["status"] == "cancelled"
@@ -444,8 +507,11 @@ def test_admin_cancel_can_force_a_refund(web: Web) -> None:
 
 def test_admin_cancel_can_refuse_a_refund(web: Web) -> None:
     created = web.confirmed()  # in time: the policy would refund in full
-    response = web.client.post(f"/api/admin/bookings/{created['booking']['id']}/cancel",
-                               json={"refund": False}, headers=ADMIN)
+    response = web.client.post(
+        f"/api/admin/bookings/{created['booking']['id']}/cancel",
+        json={"refund": False},
+        headers=ADMIN,
+    )
     assert response.status_code == 200
     assert response.get_json()["refund"] is None
     assert web.payments.refunded == {}
@@ -454,8 +520,9 @@ def test_admin_cancel_can_refuse_a_refund(web: Web) -> None:
 def test_admin_token_on_the_client_cancel_may_override_too(web: Web) -> None:
     created = web.confirmed()
     web.clock.advance(timedelta(hours=2))
-    response = web.client.post(f"/api/bookings/{created['booking']['id']}/cancel",
-                               json={"refund": True}, headers=ADMIN)
+    response = web.client.post(
+        f"/api/bookings/{created['booking']['id']}/cancel", json={"refund": True}, headers=ADMIN
+    )
     assert response.status_code == 200
     assert response.get_json()["refund"]["amount"] == 9000
 
@@ -464,8 +531,9 @@ def test_admin_token_on_the_client_cancel_may_override_too(web: Web) -> None:
 def test_admin_cancel_bad_body_is_4xx(web: Web, body: object) -> None:
     created = web.confirmed()
     before = web.snapshot()
-    response = web.client.post(f"/api/admin/bookings/{created['booking']['id']}/cancel",
-                               json=body, headers=ADMIN)
+    response = web.client.post(
+        f"/api/admin/bookings/{created['booking']['id']}/cancel", json=body, headers=ADMIN
+    )
     assert 400 <= response.status_code < 500
     assert_problem(response, response.status_code)
     assert web.snapshot() == before
@@ -486,11 +554,20 @@ def test_admin_jobs_list(web: Web) -> None:
     assert "calendar.create" in kinds
     assert "email" in kinds
     assert all(job["status"] == "pending" for job in items)
-    assert {"id", "kind", "payload", "status", "attempts", "last_error", "run_at",
-            "created_at"} <= set(items[0])
+    assert {
+        "id",
+        "kind",
+        "payload",
+        "status",
+        "attempts",
+        "last_error",
+        "run_at",
+        "created_at",
+    } <= set(items[0])
     pending = web.client.get("/api/admin/jobs?status=pending", headers=ADMIN).get_json()
     assert len(pending["items"]) == len(items)
     parked = web.client.get("/api/admin/jobs?status=parked", headers=ADMIN).get_json()
     assert parked["items"] == []
-    assert_problem(web.client.get("/api/admin/jobs?status=lost", headers=ADMIN), 422,
-                   "validation_error")
+    assert_problem(
+        web.client.get("/api/admin/jobs?status=lost", headers=ADMIN), 422, "validation_error"
+    )

@@ -41,8 +41,10 @@ def test_same_key_and_body_returns_the_first_answer_and_books_once(web: Web) -> 
 def test_the_replayed_manage_token_still_works(web: Web) -> None:
     web.book(headers=_key("retry-2"))
     replay = web.book(headers=_key("retry-2")).get_json()
-    response = web.client.get(f"/api/bookings/{replay['booking']['id']}",
-                              headers={"Authorization": f"Bearer {replay['manage_token']}"})
+    response = web.client.get(
+        f"/api/bookings/{replay['booking']['id']}",
+        headers={"Authorization": f"Bearer {replay['manage_token']}"},
+    )
     assert response.status_code == 200
 
 
@@ -131,8 +133,11 @@ def test_per_ip_limit_answers_429_with_retry_after() -> None:
     assert len(web.bookings()) == 2
     # Reads are not limited, and another address still may book.
     assert web.client.get("/api/practitioners").status_code == 200
-    other = web.client.post("/api/bookings", json=booking_body(start=SLOT_3),
-                            environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    other = web.client.post(
+        "/api/bookings",
+        json=booking_body(start=SLOT_3),
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    )
     assert other.status_code == 201
 
 
@@ -152,8 +157,10 @@ def test_per_email_limit_answers_429_with_retry_after() -> None:
     response = web.book(start=SLOT_3, client=shouting)
     assert_problem(response, 429, "rate_limited")
     assert int(response.headers["Retry-After"]) > 0
-    assert web.book(start=SLOT_3, client={"name": "Bob", "email": "bob@example.com"}
-                    ).status_code == 201
+    assert (
+        web.book(start=SLOT_3, client={"name": "Bob", "email": "bob@example.com"}).status_code
+        == 201
+    )
 
 
 def test_per_email_limit_survives_bodies_that_are_not_json() -> None:
@@ -170,8 +177,9 @@ def test_zero_turns_the_limits_off(web: Web) -> None:
 
 
 def test_one_limit_on_and_the_other_off() -> None:
-    web = Web(settings={"ratelimit_bookings_per_ip": "0",
-                        "ratelimit_bookings_per_email": "1 per hour"})
+    web = Web(
+        settings={"ratelimit_bookings_per_ip": "0", "ratelimit_bookings_per_email": "1 per hour"}
+    )
     assert web.book(start=SLOT).status_code == 201
     assert_problem(web.book(start=SLOT_2), 429, "rate_limited")
     other = {"name": "Bob", "email": "bob@example.com"}

@@ -94,7 +94,7 @@ def test_a_good_request_id_is_echoed(web: Web, lines: Lines) -> None:
 
 
 @pytest.mark.parametrize(
-    "incoming", ["short", "x" * 65, "has space 12345", "quote\"12345678", "<script>alert(1)"]
+    "incoming", ["short", "x" * 65, "has space 12345", 'quote"12345678', "<script>alert(1)"]
 )
 def test_a_bad_request_id_is_replaced(web: Web, incoming: str) -> None:
     response = web.client.get("/healthz", headers={"X-Request-ID": incoming})
@@ -132,10 +132,12 @@ def test_no_secret_reaches_a_log_line_during_a_booking_flow(
     web.client.get(f"/dev/checkout/{session}")
     web.client.post(f"/dev/checkout/{session}/pay")
     web.client.get(f"/booking/success?session_id={session}")
-    web.client.post(f"/api/bookings/{booking_id}/reschedule", json={"start": SLOT_2},
-                    headers=bearer(token))
-    web.client.post(f"/api/bookings/{booking_id}/cancel", json={"reason": "r"},
-                    headers=bearer(token))
+    web.client.post(
+        f"/api/bookings/{booking_id}/reschedule", json={"start": SLOT_2}, headers=bearer(token)
+    )
+    web.client.post(
+        f"/api/bookings/{booking_id}/cancel", json={"reason": "r"}, headers=bearer(token)
+    )
     # A second booking: webhook replays, a bad signature and a payment outage.
     second = web.booked(start="2030-01-09T09:00:00Z")
     other_session = web.session_of(second["booking"]["id"])
@@ -148,8 +150,14 @@ def test_no_secret_reaches_a_log_line_during_a_booking_flow(
     web.book(start="2030-01-10T09:00:00Z")
     text = log_stream.getvalue()
     assert len(_requests(lines)) >= 15
-    for secret in (token, second["manage_token"], ADMIN_TOKEN, WEBHOOK_SECRET, SECRET_KEY,
-                   CLIENT_EMAIL):
+    for secret in (
+        token,
+        second["manage_token"],
+        ADMIN_TOKEN,
+        WEBHOOK_SECRET,
+        SECRET_KEY,
+        CLIENT_EMAIL,
+    ):
         assert secret not in text, f"{secret[:6]}... was logged"
 
 
@@ -233,8 +241,9 @@ def test_the_formatter_scrubs_the_message_and_string_extras() -> None:
 def test_configure_logging_installs_one_json_handler() -> None:
     root = logging.getLogger()
     level = root.level
-    noisy = {name: logging.getLogger(name).level
-             for name in ("werkzeug", "urllib3", "stripe", "alembic")}
+    noisy = {
+        name: logging.getLogger(name).level for name in ("werkzeug", "urllib3", "stripe", "alembic")
+    }
     stream = io.StringIO()
     try:
         configure_logging("DEBUG", stream=stream)

@@ -97,11 +97,18 @@ def test_a_bad_signature_is_400_and_changes_nothing(web: Web, case: int) -> None
 
 @pytest.mark.parametrize(
     "payload",
-    [b"not json", b"", b"[]", b"null", b"{}", b'{"id":"evt_1"}',
-     b'{"id":"evt_2","type":"checkout.session.completed","created":1,"data":[]}',
-     b'{"id":"evt_3","type":"checkout.session.completed","created":"soon",'
-     b'"data":{"object":{"object":"checkout.session","id":"cs_1"}}}',
-     b'\xff\xfe garbage'],
+    [
+        b"not json",
+        b"",
+        b"[]",
+        b"null",
+        b"{}",
+        b'{"id":"evt_1"}',
+        b'{"id":"evt_2","type":"checkout.session.completed","created":1,"data":[]}',
+        b'{"id":"evt_3","type":"checkout.session.completed","created":"soon",'
+        b'"data":{"object":{"object":"checkout.session","id":"cs_1"}}}',
+        b"\xff\xfe garbage",
+    ],
 )
 def test_a_signed_garbage_body_is_400_invalid_payload(web: Web, payload: bytes) -> None:
     before = web.snapshot()
@@ -124,10 +131,15 @@ def test_an_expired_checkout_releases_the_hold(web: Web) -> None:
 
 
 def test_unknown_event_types_are_acknowledged_and_ignored(web: Web) -> None:
-    payload = json.dumps({
-        "id": "evt_unknown", "object": "event", "type": "customer.created",
-        "created": int(time.time()), "data": {"object": {"object": "customer", "id": "cus_1"}},
-    }).encode()
+    payload = json.dumps(
+        {
+            "id": "evt_unknown",
+            "object": "event",
+            "type": "customer.created",
+            "created": int(time.time()),
+            "data": {"object": {"object": "customer", "id": "cus_1"}},
+        }
+    ).encode()
     before = web.snapshot()[0]
     response = web.webhook(payload)
     assert response.status_code == 200
@@ -136,12 +148,23 @@ def test_unknown_event_types_are_acknowledged_and_ignored(web: Web) -> None:
 
 
 def test_an_event_for_an_unknown_session_is_acknowledged(web: Web) -> None:
-    payload = json.dumps({
-        "id": "evt_other", "type": "checkout.session.completed", "created": int(time.time()),
-        "data": {"object": {"object": "checkout.session", "id": "cs_elsewhere",
-                            "payment_status": "paid", "amount_total": 100, "currency": "usd",
-                            "metadata": {"booking_id": "999"}}},
-    }).encode()
+    payload = json.dumps(
+        {
+            "id": "evt_other",
+            "type": "checkout.session.completed",
+            "created": int(time.time()),
+            "data": {
+                "object": {
+                    "object": "checkout.session",
+                    "id": "cs_elsewhere",
+                    "payment_status": "paid",
+                    "amount_total": 100,
+                    "currency": "usd",
+                    "metadata": {"booking_id": "999"},
+                }
+            },
+        }
+    ).encode()
     assert web.webhook(payload).status_code == 200
     assert web.bookings() == []
 
@@ -153,11 +176,15 @@ def test_an_oversized_webhook_body_is_413(web: Web) -> None:
 
 def test_production_refuses_the_fake_gateway_even_when_passed_in() -> None:
     with pytest.raises(SettingsError, match="fake payment gateway"):
-        Web(settings={
-            "env": "production", "stripe_secret_key": "sk_test_unit",
-            "stripe_webhook_secret": "whsec_unit", "secret_key": "s" * 32,
-            "base_url": "https://b.example",
-        })
+        Web(
+            settings={
+                "env": "production",
+                "stripe_secret_key": "sk_test_unit",
+                "stripe_webhook_secret": "whsec_unit",
+                "secret_key": "s" * 32,
+                "base_url": "https://b.example",
+            }
+        )
 
 
 # -- success and cancel pages ---------------------------------------------------------------------
@@ -175,8 +202,9 @@ def test_success_page_while_the_payment_is_pending_refreshes(web: Web) -> None:
     assert "Tuesday 08 January 2030, 09:00 (Europe/London)" in page
 
 
-@pytest.mark.parametrize("query", ["", "?session_id=", "?session_id=cs_unknown",
-                                   "?session_id=" + "x" * 300])
+@pytest.mark.parametrize(
+    "query", ["", "?session_id=", "?session_id=cs_unknown", "?session_id=" + "x" * 300]
+)
 def test_success_page_without_a_known_session_is_404_html(web: Web, query: str) -> None:
     response = web.client.get(f"/booking/success{query}")
     assert response.status_code == 404

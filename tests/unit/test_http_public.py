@@ -158,7 +158,8 @@ def test_availability_window_of_62_days_is_allowed_63_is_not(web: Web) -> None:
     assert ok.status_code == 200
     body = assert_problem(
         web.client.get("/api/practitioners/1/availability?from=2030-01-07&to=2030-03-10"),
-        422, "validation_error",
+        422,
+        "validation_error",
     )
     assert "to" in body["errors"]
 
@@ -303,9 +304,7 @@ def test_openapi_documents_exactly_the_routes_of_the_app(web: Web) -> None:
             continue
         for method in (rule.methods or set()) - _IGNORED_METHODS:
             routed.add((_openapi_path(rule.rule), method.lower()))
-    documented = {
-        (path, method) for path, item in doc["paths"].items() for method in item
-    }
+    documented = {(path, method) for path, item in doc["paths"].items() for method in item}
     assert routed - documented == set(), "routes missing from the OpenAPI document"
     assert documented - routed == set(), "documented operations that no route serves"
 
@@ -358,10 +357,14 @@ def test_docs_page_renders_from_this_server_only(web: Web) -> None:
 
 
 def _calcom_web(*, failing: bool = False) -> Web:
-    offered = [datetime(2030, 1, 8, 9, 0, tzinfo=UTC), datetime(2030, 1, 8, 14, 0, tzinfo=UTC),
-               datetime(2030, 1, 8, 9, 30, tzinfo=UTC)]  # 09:30 is off our hourly grid
+    offered = [
+        datetime(2030, 1, 8, 9, 0, tzinfo=UTC),
+        datetime(2030, 1, 8, 14, 0, tzinfo=UTC),
+        datetime(2030, 1, 8, 9, 30, tzinfo=UTC),
+    ]  # 09:30 is off our hourly grid
     calendar = FakeCalendarGateway(
-        links={1: CalendarLink(event_type="123456")}, offered={"123456": offered},
+        links={1: CalendarLink(event_type="123456")},
+        offered={"123456": offered},
         failing=failing,
     )
     return Web(calendar=calendar)

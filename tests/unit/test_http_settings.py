@@ -36,20 +36,22 @@ def test_defaults() -> None:
 
 
 def test_values_are_parsed_and_normalised() -> None:
-    s = Settings.from_mapping({
-        "PORT": " 8080 ",
-        "BASE_URL": "https://book.example.com/",
-        "BOOKING_ENV": "Production",
-        "HOLD_MINUTES": "45",
-        "CANCELLATION_WINDOW_HOURS": "0",
-        "DB_POOL_SIZE": "12",
-        "CALCOM_CACHE_SECONDS": "0",
-        "LOG_LEVEL": "debug",
-        "RATELIMIT_BOOKINGS_PER_IP": "10 per minute",
-        "RATELIMIT_BOOKINGS_PER_EMAIL": "0",
-        "DATABASE_URL": "postgresql://u:p@h/db",
-        "CALCOM_API_URL": "https://cal.internal/v2/",
-    })
+    s = Settings.from_mapping(
+        {
+            "PORT": " 8080 ",
+            "BASE_URL": "https://book.example.com/",
+            "BOOKING_ENV": "Production",
+            "HOLD_MINUTES": "45",
+            "CANCELLATION_WINDOW_HOURS": "0",
+            "DB_POOL_SIZE": "12",
+            "CALCOM_CACHE_SECONDS": "0",
+            "LOG_LEVEL": "debug",
+            "RATELIMIT_BOOKINGS_PER_IP": "10 per minute",
+            "RATELIMIT_BOOKINGS_PER_EMAIL": "0",
+            "DATABASE_URL": "postgresql://u:p@h/db",
+            "CALCOM_API_URL": "https://cal.internal/v2/",
+        }
+    )
     assert s.port == 8080
     assert s.base_url == "https://book.example.com"
     assert s.env == "production"
@@ -64,10 +66,12 @@ def test_values_are_parsed_and_normalised() -> None:
 
 
 def test_blank_values_mean_the_default() -> None:
-    s = Settings.from_mapping({"PORT": "", "BASE_URL": "  ", "HOLD_MINUTES": " ",
-                               "SECRET_KEY": ""})
+    s = Settings.from_mapping({"PORT": "", "BASE_URL": "  ", "HOLD_MINUTES": " ", "SECRET_KEY": ""})
     assert (s.port, s.base_url, s.hold_minutes, s.secret_key) == (
-        3000, "http://localhost:3000", 30, None
+        3000,
+        "http://localhost:3000",
+        30,
+        None,
     )
 
 
@@ -103,16 +107,18 @@ def test_a_malformed_secret_is_never_echoed() -> None:
 
 
 def test_calcom_links_from_event_type_and_user_variables() -> None:
-    s = Settings.from_mapping({
-        "CALCOM_EVENT_TYPE_1": "123456",
-        "CALCOM_USER_ID_1": "987",
-        "CALCOM_EVENT_TYPE_2": " 30min ",
-        "CALCOM_USERNAME_2": "jordan",
-        "CALCOM_EVENT_TYPE_3": "",  # blank: no link
-        "CALCOM_USER_ID_4": "555",  # a user without an event type: no link
-        "CALCOM_EVENT_TYPE_X": "1",  # not a practitioner number
-        "CALCOM_EVENT_TYPE_10": "42",
-    })
+    s = Settings.from_mapping(
+        {
+            "CALCOM_EVENT_TYPE_1": "123456",
+            "CALCOM_USER_ID_1": "987",
+            "CALCOM_EVENT_TYPE_2": " 30min ",
+            "CALCOM_USERNAME_2": "jordan",
+            "CALCOM_EVENT_TYPE_3": "",  # blank: no link
+            "CALCOM_USER_ID_4": "555",  # a user without an event type: no link
+            "CALCOM_EVENT_TYPE_X": "1",  # not a practitioner number
+            "CALCOM_EVENT_TYPE_10": "42",
+        }
+    )
     assert s.calcom_links == {
         1: CalendarLink(event_type="123456", user="987", username="987"),
         2: CalendarLink(event_type="30min", user=None, username="jordan"),
@@ -124,48 +130,65 @@ def test_calcom_links_from_event_type_and_user_variables() -> None:
 
 
 def test_manus_oauth_names_are_accepted() -> None:
-    s = Settings.from_mapping({
-        "MANUS_OAUTH_ISSUER": "https://id.manus.example",
-        "MANUS_OAUTH_CLIENT_ID": "client-1",
-        "MANUS_OAUTH_CLIENT_SECRET": "shh",
-    })
+    s = Settings.from_mapping(
+        {
+            "MANUS_OAUTH_ISSUER": "https://id.manus.example",
+            "MANUS_OAUTH_CLIENT_ID": "client-1",
+            "MANUS_OAUTH_CLIENT_SECRET": "shh",
+        }
+    )
     assert s.oauth_issuer == "https://id.manus.example"
     assert s.oauth_client_id == "client-1"
     assert s.oauth_client_secret == "shh"
 
 
 def test_the_new_oauth_names_win_over_the_manus_ones() -> None:
-    s = Settings.from_mapping({
-        "OAUTH_ISSUER": "https://id.example", "MANUS_OAUTH_ISSUER": "https://old.example",
-        "OAUTH_CLIENT_ID": "", "MANUS_OAUTH_CLIENT_ID": "fallback",
-    })
+    s = Settings.from_mapping(
+        {
+            "OAUTH_ISSUER": "https://id.example",
+            "MANUS_OAUTH_ISSUER": "https://old.example",
+            "OAUTH_CLIENT_ID": "",
+            "MANUS_OAUTH_CLIENT_ID": "fallback",
+        }
+    )
     assert s.oauth_issuer == "https://id.example"
     assert s.oauth_client_id == "fallback"
 
 
 @pytest.mark.parametrize(
     "url",
-    ["https://api.cal.com/v1", "https://api.cal.com/v1/", "https://api.cal.com/v1/slots",
-     "http://localhost:9000/v1"],
+    [
+        "https://api.cal.com/v1",
+        "https://api.cal.com/v1/",
+        "https://api.cal.com/v1/slots",
+        "http://localhost:9000/v1",
+    ],
 )
 def test_a_calcom_v1_url_is_refused(url: str) -> None:
     with pytest.raises(SettingsError, match="CALCOM_API_URL"):
         Settings.from_mapping({"CALCOM_API_URL": url})
 
 
-@pytest.mark.parametrize("url", ["https://api.cal.com/v2", "http://127.0.0.1:5555/v2",
-                                 "https://cal.example/api/v10"])
+@pytest.mark.parametrize(
+    "url", ["https://api.cal.com/v2", "http://127.0.0.1:5555/v2", "https://cal.example/api/v10"]
+)
 def test_other_calcom_urls_are_accepted(url: str) -> None:
     assert Settings.from_mapping({"CALCOM_API_URL": url}).calcom_api_url == url
 
 
 def test_secrets_stay_out_of_the_settings_repr() -> None:
-    s = Settings.from_mapping({
-        "SECRET_KEY": "sekrit-1", "STRIPE_SECRET_KEY": "sk_test_sekrit2",
-        "STRIPE_WEBHOOK_SECRET": "whsec_sekrit3", "CALCOM_API_KEY": "cal_sekrit4",
-        "ADMIN_API_TOKEN": "sekrit5", "OAUTH_CLIENT_SECRET": "sekrit6",
-        "SMTP_URL": "smtp://u:sekrit7@mail", "SENTRY_DSN": "https://sekrit8@sentry.example/1",
-    })
+    s = Settings.from_mapping(
+        {
+            "SECRET_KEY": "sekrit-1",
+            "STRIPE_SECRET_KEY": "sk_test_sekrit2",
+            "STRIPE_WEBHOOK_SECRET": "whsec_sekrit3",
+            "CALCOM_API_KEY": "cal_sekrit4",
+            "ADMIN_API_TOKEN": "sekrit5",
+            "OAUTH_CLIENT_SECRET": "sekrit6",
+            "SMTP_URL": "smtp://u:sekrit7@mail",
+            "SENTRY_DSN": "https://sekrit8@sentry.example/1",
+        }
+    )
     text = repr(s)
     for n in range(1, 9):
         assert f"sekrit{n}" not in text
@@ -361,9 +384,11 @@ def test_booking_serve_without_the_dev_extra_names_it(monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize(
     ("setting", "module", "extra"),
-    [({"redis_url": "redis://127.0.0.1:6379"}, "redis", "redis"),
-     ({"ratelimit_storage_uri": "redis://127.0.0.1:6379"}, "redis", "redis"),
-     ({"sentry_dsn": "https://k@sentry.example/1"}, "sentry_sdk", "sentry")],
+    [
+        ({"redis_url": "redis://127.0.0.1:6379"}, "redis", "redis"),
+        ({"ratelimit_storage_uri": "redis://127.0.0.1:6379"}, "redis", "redis"),
+        ({"sentry_dsn": "https://k@sentry.example/1"}, "sentry_sdk", "sentry"),
+    ],
 )
 def test_a_setting_whose_client_is_missing_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, setting: dict[str, str], module: str, extra: str

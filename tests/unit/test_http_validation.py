@@ -21,10 +21,16 @@ def _client(**fields: Any) -> dict[str, Any]:
 
 # (label, body) pairs that must be 422 validation_error, with the field named in ``errors``.
 INVALID_FIELDS: list[tuple[str, dict[str, Any], str]] = [
-    ("missing practitioner", {k: v for k, v in booking_body().items()
-                              if k != "practitioner_id"}, "practitioner_id"),
-    ("missing service", {k: v for k, v in booking_body().items() if k != "service_id"},
-     "service_id"),
+    (
+        "missing practitioner",
+        {k: v for k, v in booking_body().items() if k != "practitioner_id"},
+        "practitioner_id",
+    ),
+    (
+        "missing service",
+        {k: v for k, v in booking_body().items() if k != "service_id"},
+        "service_id",
+    ),
     ("missing start", {k: v for k, v in booking_body().items() if k != "start"}, "start"),
     ("missing client", {k: v for k, v in booking_body().items() if k != "client"}, "client"),
     ("null start", booking_body(start=None), "start"),
@@ -92,53 +98,104 @@ def test_invalid_fields_are_422_with_errors_per_field(
 def test_every_invalid_field_is_reported_at_once(web: Web) -> None:
     body = {"practitioner_id": "x", "start": "soon", "client": {"email": "nope"}, "extra": 1}
     problem = assert_problem(web.book(body), 422, "validation_error")
-    assert {"practitioner_id", "service_id", "start", "client.name", "client.email",
-            "extra"} <= set(problem["errors"])
+    assert {
+        "practitioner_id",
+        "service_id",
+        "start",
+        "client.name",
+        "client.email",
+        "extra",
+    } <= set(problem["errors"])
 
 
 BAD_BODIES: list[tuple[str, bytes, str | None, int, str]] = [
     ("malformed JSON", b'{"practitioner_id": 1,', "application/json", 400, "bad_request"),
     ("empty body", b"", "application/json", 400, "bad_request"),
     ("JSON null", b"null", "application/json", 400, "bad_request"),
-    ("JSON array", json.dumps([booking_body()]).encode(), "application/json", 400,
-     "bad_request"),
+    ("JSON array", json.dumps([booking_body()]).encode(), "application/json", 400, "bad_request"),
     ("JSON string", b'"book me"', "application/json", 400, "bad_request"),
     ("JSON number", b"42", "application/json", 400, "bad_request"),
     ("invalid UTF-8", b'{"notes": "\xff\xfe"}', "application/json", 400, "bad_request"),
-    ("NaN", json.dumps(booking_body()).replace('"practitioner_id": 1',
-                                               '"practitioner_id": NaN').encode(),
-     "application/json", 422, "validation_error"),
-    ("1e400", json.dumps(booking_body()).replace('"practitioner_id": 1',
-                                                 '"practitioner_id": 1e400').encode(),
-     "application/json", 422, "validation_error"),
-    ("5000-digit integer", json.dumps(booking_body()).replace(
-        '"practitioner_id": 1', '"practitioner_id": ' + "9" * 5000).encode(),
-     "application/json", 400, "bad_request"),
-    ("form body", b"practitioner_id=1&service_id=1", "application/x-www-form-urlencoded",
-     415, "unsupported_media_type"),
-    ("JSON sent as text/plain", json.dumps(booking_body()).encode(), "text/plain", 415,
-     "unsupported_media_type"),
-    ("JSON without content type", json.dumps(booking_body()).encode(), None, 415,
-     "unsupported_media_type"),
-    ("multipart", b"--x--", "multipart/form-data; boundary=x", 415,
-     "unsupported_media_type"),
+    (
+        "NaN",
+        json.dumps(booking_body())
+        .replace('"practitioner_id": 1', '"practitioner_id": NaN')
+        .encode(),
+        "application/json",
+        422,
+        "validation_error",
+    ),
+    (
+        "1e400",
+        json.dumps(booking_body())
+        .replace('"practitioner_id": 1', '"practitioner_id": 1e400')
+        .encode(),
+        "application/json",
+        422,
+        "validation_error",
+    ),
+    (
+        "5000-digit integer",
+        json.dumps(booking_body())
+        .replace('"practitioner_id": 1', '"practitioner_id": ' + "9" * 5000)
+        .encode(),
+        "application/json",
+        400,
+        "bad_request",
+    ),
+    (
+        "form body",
+        b"practitioner_id=1&service_id=1",
+        "application/x-www-form-urlencoded",
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "JSON sent as text/plain",
+        json.dumps(booking_body()).encode(),
+        "text/plain",
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "JSON without content type",
+        json.dumps(booking_body()).encode(),
+        None,
+        415,
+        "unsupported_media_type",
+    ),
+    ("multipart", b"--x--", "multipart/form-data; boundary=x", 415, "unsupported_media_type"),
     ("XML", b"<booking/>", "application/xml", 415, "unsupported_media_type"),
-    ("17 KiB of JSON", json.dumps(booking_body(notes="n" * 17 * 1024)).encode(),
-     "application/json", 413, "payload_too_large"),
-    ("300 KiB of JSON", json.dumps(booking_body(notes="n" * 300 * 1024)).encode(),
-     "application/json", 413, "payload_too_large"),
-    ("300 KiB of form", b"a=" + b"n" * 300 * 1024, "application/x-www-form-urlencoded",
-     413, "payload_too_large"),
-    ("deeply nested", b"[" * 20000 + b"]" * 20000, "application/json", 413,
-     "payload_too_large"),
-    ("nested within 16 KiB", b"[" * 5000 + b"]" * 5000, "application/json", 400,
-     "bad_request"),
+    (
+        "17 KiB of JSON",
+        json.dumps(booking_body(notes="n" * 17 * 1024)).encode(),
+        "application/json",
+        413,
+        "payload_too_large",
+    ),
+    (
+        "300 KiB of JSON",
+        json.dumps(booking_body(notes="n" * 300 * 1024)).encode(),
+        "application/json",
+        413,
+        "payload_too_large",
+    ),
+    (
+        "300 KiB of form",
+        b"a=" + b"n" * 300 * 1024,
+        "application/x-www-form-urlencoded",
+        413,
+        "payload_too_large",
+    ),
+    ("deeply nested", b"[" * 20000 + b"]" * 20000, "application/json", 413, "payload_too_large"),
+    ("nested within 16 KiB", b"[" * 5000 + b"]" * 5000, "application/json", 400, "bad_request"),
 ]
 
 
 @pytest.mark.parametrize(
     ("data", "content_type", "status", "code"),
-    [case[1:] for case in BAD_BODIES], ids=[case[0] for case in BAD_BODIES],
+    [case[1:] for case in BAD_BODIES],
+    ids=[case[0] for case in BAD_BODIES],
 )
 def test_bad_bodies_are_4xx_problems_and_write_nothing(
     web: Web, data: bytes, content_type: str | None, status: int, code: str
@@ -176,8 +233,11 @@ def test_unknown_ids_and_unoffered_starts_write_nothing(
 
 
 def test_bad_requests_with_an_idempotency_key_store_no_key(web: Web) -> None:
-    for body in (booking_body(start="nope"), booking_body(practitioner_id=99),
-                 booking_body(start="2030-01-08T09:15:00Z")):
+    for body in (
+        booking_body(start="nope"),
+        booking_body(practitioner_id=99),
+        booking_body(start="2030-01-08T09:15:00Z"),
+    ):
         response = web.book(body, headers={"Idempotency-Key": "bad-request-key"})
         assert 400 <= response.status_code < 500
     assert web.post_raw(b"{", headers={"Idempotency-Key": "k2"}).status_code == 400
@@ -231,30 +291,64 @@ def test_no_bad_input_on_any_route_is_a_5xx(web: Web) -> None:
     token = created["manage_token"]
     booking_id = created["booking"]["id"]
     auth = {"Authorization": f"Bearer {token}"}
-    odd_values: list[Any] = [None, True, 0, -1, 2**31, 10**40, 1.5, "", "x" * 300, [], {},
-                             "2030-01-08T09:00:00", "9999-12-31T23:59:59Z", "\u0000", "é"]
+    odd_values: list[Any] = [
+        None,
+        True,
+        0,
+        -1,
+        2**31,
+        10**40,
+        1.5,
+        "",
+        "x" * 300,
+        [],
+        {},
+        "2030-01-08T09:00:00",
+        "9999-12-31T23:59:59Z",
+        "\u0000",
+        "é",
+    ]
     odd_bodies = [b"", b"{", b"[]", b"null", b"\xff", b'{"a":' * 50]
     for value in odd_values:
         for field in ("practitioner_id", "service_id", "start", "client", "notes"):
             response = web.book({**booking_body(start=SLOT), field: value})
             assert response.status_code < 500, (field, value, response.get_data(as_text=True))
         for field in ("start", "reason"):
-            response = web.client.post(f"/api/bookings/{booking_id}/reschedule",
-                                       json={field: value}, headers=auth)
+            response = web.client.post(
+                f"/api/bookings/{booking_id}/reschedule", json={field: value}, headers=auth
+            )
             assert response.status_code < 500, (field, value)
         for field in ("reason", "refund"):
-            response = web.client.post(f"/api/bookings/{booking_id + 1}/cancel",
-                                       json={field: value}, headers=auth)
+            response = web.client.post(
+                f"/api/bookings/{booking_id + 1}/cancel", json={field: value}, headers=auth
+            )
             assert response.status_code < 500, (field, value)
     for raw in odd_bodies:
-        for path in ("/api/bookings", f"/api/bookings/{booking_id}/cancel",
-                     f"/api/bookings/{booking_id}/reschedule", "/api/webhooks/stripe"):
+        for path in (
+            "/api/bookings",
+            f"/api/bookings/{booking_id}/cancel",
+            f"/api/bookings/{booking_id}/reschedule",
+            "/api/webhooks/stripe",
+        ):
             response = web.post_raw(raw, path=path, headers=auth)
             assert response.status_code < 500, (path, raw)
-    for query in ("?from=%00", "?to=%ff", "?service_id=%00", "?from=2030-01-07&to=9999-12-31",
-                  "?service_id=1e3", "?service_id=%20%201"):
+    for query in (
+        "?from=%00",
+        "?to=%ff",
+        "?service_id=%00",
+        "?from=2030-01-07&to=9999-12-31",
+        "?service_id=1e3",
+        "?service_id=%20%201",
+    ):
         assert web.client.get(f"/api/practitioners/1/availability{query}").status_code < 500
-    for query in ("?status=%00", "?from=%ff", "?limit=1e3", "?email=%00", "?offset=99999999999",
-                  "?from=9999-12-31T23:59:59Z", "?from=0001-01-01T00:00:00Z"):
+    for query in (
+        "?status=%00",
+        "?from=%ff",
+        "?limit=1e3",
+        "?email=%00",
+        "?offset=99999999999",
+        "?from=9999-12-31T23:59:59Z",
+        "?from=0001-01-01T00:00:00Z",
+    ):
         response = web.client.get(f"/api/admin/bookings{query}", headers=ADMIN)
         assert response.status_code < 500, query

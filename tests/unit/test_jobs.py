@@ -24,7 +24,8 @@ def link(app: App) -> CalendarLink:
 
 def job(app: App, kind: str, template: str | None = None) -> Job:
     return next(
-        j for j in app.jobs()
+        j
+        for j in app.jobs()
         if j.kind == kind and (template is None or j.payload.get("template") == template)
     )
 
@@ -131,8 +132,12 @@ def test_a_permanent_error_parks_at_once(app: App) -> None:
     taken = link(app)
     app.calendar.create_booking(
         CalendarBookingRequest(
-            link=taken, booking_id=0, start=START, end=START + timedelta(minutes=30),
-            client=Client(name="Walk-in", email="walkin@example.com"), timezone="Europe/London",
+            link=taken,
+            booking_id=0,
+            start=START,
+            end=START + timedelta(minutes=30),
+            client=Client(name="Walk-in", email="walkin@example.com"),
+            timezone="Europe/London",
         )
     )
     counts = app.run_jobs()

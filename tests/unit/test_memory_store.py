@@ -29,10 +29,17 @@ def booking(
     after: int = 0,
 ) -> Booking:
     return Booking(
-        practitioner_id=practitioner_id, service_id=1, client=CLIENT, price=Money(9000, "gbp"),
-        start=start, end=start + timedelta(minutes=minutes), status=status,
-        buffer_before_minutes=before, buffer_after_minutes=after,
-        created_at=T0 - timedelta(days=1), updated_at=T0 - timedelta(days=1),
+        practitioner_id=practitioner_id,
+        service_id=1,
+        client=CLIENT,
+        price=Money(9000, "gbp"),
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        status=status,
+        buffer_before_minutes=before,
+        buffer_after_minutes=after,
+        created_at=T0 - timedelta(days=1),
+        updated_at=T0 - timedelta(days=1),
     )
 
 
@@ -379,7 +386,9 @@ def test_outbox_retry_and_park_keep_the_error(store: InMemoryStore) -> None:
     with store.unit_of_work() as uow:
         retried, parked = uow.outbox.list()
     assert (retried.status, retried.attempts, retried.last_error) == (
-        JobStatus.PENDING, 1, "smtp down",
+        JobStatus.PENDING,
+        1,
+        "smtp down",
     )
     assert retried.run_at == T0 + timedelta(minutes=1)
     assert (parked.status, parked.last_error) == (JobStatus.PARKED, "gave up")
@@ -430,10 +439,17 @@ def test_no_two_occupying_bookings_ever_overlap(
     store = InMemoryStore()
     accepted: list[Booking] = []
     for practitioner_id, start, minutes, before, after, status in rows:
-        candidate = booking(start, minutes, practitioner_id=practitioner_id, status=status,
-                            before=before, after=after)
+        candidate = booking(
+            start,
+            minutes,
+            practitioner_id=practitioner_id,
+            status=status,
+            before=before,
+            after=after,
+        )
         clash = status.occupies_calendar and any(
-            b.practitioner_id == practitioner_id and b.occupies_calendar
+            b.practitioner_id == practitioner_id
+            and b.occupies_calendar
             and b.occupied.overlaps(candidate.occupied)
             for b in accepted
         )

@@ -100,7 +100,9 @@ class TestTimeRangeAndWeeklyHours:
 class TestService:
     def make(self, **changes: object) -> Service:
         fields: dict[str, object] = {
-            "name": "Session", "duration_minutes": 50, "price": Money(9000, "gbp"),
+            "name": "Session",
+            "duration_minutes": 50,
+            "price": Money(9000, "gbp"),
         }
         return Service(**(fields | changes))  # type: ignore[arg-type]
 
@@ -135,8 +137,12 @@ class TestPractitionerAndBooking:
 
     def test_booking_needs_aware_times_and_a_positive_length(self) -> None:
         base = {
-            "practitioner_id": 1, "service_id": 1, "client": CLIENT, "price": Money(1, "gbp"),
-            "created_at": T0, "updated_at": T0,
+            "practitioner_id": 1,
+            "service_id": 1,
+            "client": CLIENT,
+            "price": Money(1, "gbp"),
+            "created_at": T0,
+            "updated_at": T0,
         }
         with pytest.raises(ValueError, match="timezone-aware"):
             Booking(start=datetime(2030, 1, 7, 9), end=T0, **base)  # type: ignore[arg-type]
@@ -145,9 +151,16 @@ class TestPractitionerAndBooking:
 
     def test_occupied_span_includes_the_booking_buffers(self) -> None:
         booking = Booking(
-            practitioner_id=1, service_id=1, client=CLIENT, price=Money(1, "gbp"),
-            start=T0, end=T0 + timedelta(minutes=50), buffer_before_minutes=5,
-            buffer_after_minutes=10, created_at=T0, updated_at=T0,
+            practitioner_id=1,
+            service_id=1,
+            client=CLIENT,
+            price=Money(1, "gbp"),
+            start=T0,
+            end=T0 + timedelta(minutes=50),
+            buffer_before_minutes=5,
+            buffer_after_minutes=10,
+            created_at=T0,
+            updated_at=T0,
         )
         assert booking.occupied == Interval(T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
         assert booking.period == Interval(T0, T0 + timedelta(minutes=50))

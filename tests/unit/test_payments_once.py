@@ -70,10 +70,18 @@ def test_an_event_storm_after_a_refund_keeps_one_refund_that_stays_succeeded(app
             body = app.event(booking, kind, event_id=f"evt_{kind}_{n}")
             assert app.deliver(body) == O.ALREADY_APPLIED
         refund = {
-            "id": f"evt_refund_{n}", "object": "event", "type": E.REFUND_UPDATED,
+            "id": f"evt_refund_{n}",
+            "object": "event",
+            "type": E.REFUND_UPDATED,
             "created": 1893916800,
-            "data": {"object": {"id": "re_x", "object": "refund", "payment_intent": intent,
-                                "status": "pending"}},
+            "data": {
+                "object": {
+                    "id": "re_x",
+                    "object": "refund",
+                    "payment_intent": intent,
+                    "status": "pending",
+                }
+            },
         }
         app.deliver(json.dumps(refund).encode())
         app.clock.advance(timedelta(minutes=2))

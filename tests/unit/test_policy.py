@@ -17,9 +17,16 @@ PRICE = Money(9000, "gbp")
 
 def confirmed() -> Booking:
     return Booking(
-        id=1, practitioner_id=1, service_id=1, client=CLIENT, price=PRICE, start=START,
-        end=START + timedelta(minutes=50), status=BookingStatus.CONFIRMED,
-        created_at=START - timedelta(days=5), updated_at=START - timedelta(days=5),
+        id=1,
+        practitioner_id=1,
+        service_id=1,
+        client=CLIENT,
+        price=PRICE,
+        start=START,
+        end=START + timedelta(minutes=50),
+        status=BookingStatus.CONFIRMED,
+        created_at=START - timedelta(days=5),
+        updated_at=START - timedelta(days=5),
     )
 
 

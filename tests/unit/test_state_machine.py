@@ -29,10 +29,17 @@ ALLOWED = {
 
 def booking(status: BookingStatus) -> Booking:
     return Booking(
-        id=7, practitioner_id=1, service_id=1, client=CLIENT, price=Money(9000, "gbp"),
-        start=T0 + timedelta(days=2), end=T0 + timedelta(days=2, minutes=50), status=status,
+        id=7,
+        practitioner_id=1,
+        service_id=1,
+        client=CLIENT,
+        price=Money(9000, "gbp"),
+        start=T0 + timedelta(days=2),
+        end=T0 + timedelta(days=2, minutes=50),
+        status=status,
         hold_expires_at=T0 + timedelta(minutes=31) if status is S.PENDING else None,
-        created_at=T0, updated_at=T0,
+        created_at=T0,
+        updated_at=T0,
     )
 
 

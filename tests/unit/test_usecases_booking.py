@@ -23,8 +23,9 @@ from booking_core.policy import hash_token
 from .support import CLIENT, MONDAY, App, at, therapist
 
 TUESDAY = MONDAY + timedelta(days=1)
-MONDAY_STARTS = [at(MONDAY, h) for h in ("09:00", "10:00", "11:00", "13:00", "14:00", "15:00",
-                                         "16:00")]
+MONDAY_STARTS = [
+    at(MONDAY, h) for h in ("09:00", "10:00", "11:00", "13:00", "14:00", "15:00", "16:00")
+]
 
 
 def link(app: App, *starts: str, day: date = MONDAY) -> None:
@@ -73,7 +74,8 @@ def test_availability_from_the_schedule(app: App) -> None:
 def test_availability_defaults_to_a_week_from_today(app: App) -> None:
     result = usecases.get_availability(
         usecases.AvailabilityQuery(practitioner_id=app.practitioner.id or 0),
-        uow=app.uow(), **app.ports("calendar", "clock", "rules"),
+        uow=app.uow(),
+        **app.ports("calendar", "clock", "rules"),
     )
     assert (result.first_day, result.last_day) == (MONDAY, MONDAY + timedelta(days=6))
     assert len(result.slots) == 5 * 7  # Monday to Friday, seven a day
@@ -90,7 +92,8 @@ def test_availability_refuses_bad_windows_and_unknown_things(app: App) -> None:
     with pytest.raises(ServiceNotFound):
         usecases.get_availability(
             usecases.AvailabilityQuery(practitioner_id=app.practitioner.id or 0, service_id=999),
-            uow=app.uow(), **app.ports("calendar", "clock", "rules"),
+            uow=app.uow(),
+            **app.ports("calendar", "clock", "rules"),
         )
 
 
@@ -205,10 +208,9 @@ def test_unknown_practitioner_or_service(app: App) -> None:
     with pytest.raises(ServiceNotFound):
         usecases.request_booking(
             attrs.evolve(cmd, practitioner_id=app.practitioner.id, service_id=999),
-            uow=app.uow(), **app.ports("payments", "calendar", "clock", "rules"),
+            uow=app.uow(),
+            **app.ports("payments", "calendar", "clock", "rules"),
         )
-
-
 
 
 def test_payment_failure_releases_the_hold_at_once(app: App) -> None:

@@ -217,4 +217,3 @@ def test_a_hold_is_kept_while_the_provider_cannot_expire_its_checkout(app: App) 
     assert app.status(booking) is BookingStatus.PENDING
     assert app.expire_holds() == 1
     assert app.status(booking) is BookingStatus.EXPIRED
-

@@ -11,9 +11,7 @@ from booking_core.model import BookingStatus
 from .support import MONDAY, App, at
 
 
-def test_only_confirmed_bookings_that_have_ended_are_completed(
-    app: App, clock: FixedClock
-) -> None:
+def test_only_confirmed_bookings_that_have_ended_are_completed(app: App, clock: FixedClock) -> None:
     tuesday = MONDAY + timedelta(days=1)
     ended = app.confirmed(at(tuesday, "09:00"))
     running = app.confirmed(at(tuesday, "10:00"))

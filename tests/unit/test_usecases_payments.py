@@ -27,9 +27,18 @@ def body_for(app: App, booking: Booking, event_type: str, **changes: Any) -> byt
 
 def refund_event(app: App, event_type: str, intent: str, status: str, event_id: str) -> str:
     body = {
-        "id": event_id, "object": "event", "type": event_type, "created": 1893916800,
-        "data": {"object": {"id": "re_123", "object": "refund", "payment_intent": intent,
-                            "status": status}},
+        "id": event_id,
+        "object": "event",
+        "type": event_type,
+        "created": 1893916800,
+        "data": {
+            "object": {
+                "id": "re_123",
+                "object": "refund",
+                "payment_intent": intent,
+                "status": status,
+            }
+        },
     }
     return app.deliver(json.dumps(body).encode())
 
@@ -67,7 +76,9 @@ def test_a_replayed_event_changes_nothing(app: App) -> None:
     assert app.deliver(replay) == O.DUPLICATE
     after = app.booking(booking.id)
     assert (after.status, after.version, after.updated_at) == (
-        before.status, before.version, before.updated_at,
+        before.status,
+        before.version,
+        before.updated_at,
     )
     assert app.jobs() == jobs_before
 
@@ -156,8 +167,10 @@ def test_a_payment_of_the_wrong_amount_is_refunded_not_confirmed(app: App) -> No
     assert stored.status is BookingStatus.EXPIRED
     assert TEN in app.starts(MONDAY)
     assert stored.refund is not None
-    assert (stored.refund.amount, stored.refund.status) == (Money(5000, "gbp"),
-                                                            RefundStatus.PENDING)
+    assert (stored.refund.amount, stored.refund.status) == (
+        Money(5000, "gbp"),
+        RefundStatus.PENDING,
+    )
     assert (JOB_REFUND, "") in kinds(app)
     assert (JOB_EMAIL, "confirmed") not in kinds(app)
 
@@ -176,8 +189,9 @@ def test_a_wrong_payment_does_not_hold_the_slot_for_ever(app: App) -> None:
 
 def test_events_for_unknown_bookings_and_types(app: App) -> None:
     booking = app.request(TEN).booking
-    foreign = body_for(app, booking, E.CHECKOUT_COMPLETED, id="cs_other", metadata={},
-                       client_reference_id=None)
+    foreign = body_for(
+        app, booking, E.CHECKOUT_COMPLETED, id="cs_other", metadata={}, client_reference_id=None
+    )
     assert app.deliver(foreign) == O.UNKNOWN_BOOKING
     assert app.deliver(app.event(booking, "customer.created")) == O.IGNORED
     assert app.status(booking) is BookingStatus.PENDING

@@ -688,9 +688,7 @@ class _Idempotency:
     def purge(self, older_than: datetime) -> int:
         self._uow._require_open()
         with self._uow.store.lock:
-            old = [
-                k for k, r in self._uow.store.idempotency.items() if r.created_at < older_than
-            ]
+            old = [k for k, r in self._uow.store.idempotency.items() if r.created_at < older_than]
         for key in old:
             self._uow.staged_idempotency[key] = None
         return len(old)

@@ -513,9 +513,7 @@ class SqlAlchemyPaymentLedger:
 
     def get(self, payment_intent_id: str) -> Payment | None:
         with translated(self._where):
-            row = self._session().get(
-                PaymentRow, payment_intent_id, populate_existing=True
-            )
+            row = self._session().get(PaymentRow, payment_intent_id, populate_existing=True)
             return payment_from_row(row) if row is not None else None
 
     def for_booking(self, booking_id: int) -> list[Payment]:

@@ -252,9 +252,7 @@ def _request(
     booking_id = _id(booking)
 
     try:
-        session = payments.create_checkout(
-            checkout_request(booking, practitioner, service, rules)
-        )
+        session = payments.create_checkout(checkout_request(booking, practitioner, service, rules))
     except PaymentFailed:
         _release_hold(booking_id, uow=uow, clock=clock, reason="payment provider unavailable")
         calendar.invalidate(cmd.practitioner_id)

@@ -582,7 +582,8 @@ def _authorised(session_id: str) -> OfflineCheckoutGateway:
 
 @bp.post(f"{CHECKOUT_PATH}/<session_id>/pay")
 @operation(
-    "Offline checkout: pay", form=_SECRET_FORM,
+    "Offline checkout: pay",
+    form=_SECRET_FORM,
     responses={303: ("to the success page", None), **_UNKNOWN},
 )
 def pay(session_id: str) -> WerkzeugResponse:
@@ -600,7 +601,8 @@ def pay(session_id: str) -> WerkzeugResponse:
 
 @bp.post(f"{CHECKOUT_PATH}/<session_id>/cancel")
 @operation(
-    "Offline checkout: cancel", form=_SECRET_FORM,
+    "Offline checkout: cancel",
+    form=_SECRET_FORM,
     responses={303: ("to the cancel page", None), **_UNKNOWN},
 )
 def cancel(session_id: str) -> WerkzeugResponse:

@@ -70,8 +70,7 @@ def list_jobs() -> Response:
     "One booking (admin)",
     security=True,
     session=True,
-    responses={200: ("the booking", sc.BookingOut), **_ADMIN_ERRORS,
-               404: problem("not_found")},
+    responses={200: ("the booking", sc.BookingOut), **_ADMIN_ERRORS, 404: problem("not_found")},
 )
 def get_booking(booking_id: int) -> Response:
     return jsonify(sc.booking_json(uc.get_booking(booking_id, uow=deps().uow())))
@@ -96,9 +95,20 @@ def cancel_booking(booking_id: int) -> Response:
     body = sc.parse(sc.AdminCancelRequest, json_body(optional=True))
     d = deps()
     result = uc.cancel_booking(
-        uc.CancelBooking(booking_id=booking_id, reason=body.reason or "", by_admin=True,
-                         refund_override=body.refund),
-        uow=d.uow(), payments=d.payments, calendar=d.calendar, clock=d.clock, rules=d.rules,
+        uc.CancelBooking(
+            booking_id=booking_id,
+            reason=body.reason or "",
+            by_admin=True,
+            refund_override=body.refund,
+        ),
+        uow=d.uow(),
+        payments=d.payments,
+        calendar=d.calendar,
+        clock=d.clock,
+        rules=d.rules,
     )
-    return jsonify(sc.CancelResult(booking=sc.booking_out(result.booking),
-                                   refund=sc.refund_out(result.refund)).body())
+    return jsonify(
+        sc.CancelResult(
+            booking=sc.booking_out(result.booking), refund=sc.refund_out(result.refund)
+        ).body()
+    )

@@ -49,8 +49,9 @@ def readyz() -> Response:
         deps().check_database()
     except Exception:  # any failure means "not ready"; the reason goes to the log only
         log.warning("readiness check failed", exc_info=True)
-        return problem_response(503, "database_unavailable", "Database unavailable",
-                                "the database does not answer")
+        return problem_response(
+            503, "database_unavailable", "Database unavailable", "the database does not answer"
+        )
     return jsonify(sc.Health(status="ready").body())
 
 
@@ -105,8 +106,12 @@ def _availability(
     },
 )
 def availability(practitioner_id: int) -> Response:
-    query = sc.parse(sc.AvailabilityQuery, query_args(), now=deps().clock.now(),
-                     detail="invalid availability query")
+    query = sc.parse(
+        sc.AvailabilityQuery,
+        query_args(),
+        now=deps().clock.now(),
+        detail="invalid availability query",
+    )
     out = _availability(practitioner_id, query.service_id, query.from_, query.to)
     return jsonify(out.body())
 
@@ -115,7 +120,7 @@ def availability(practitioner_id: int) -> Response:
 @operation(
     "The seed's tRPC call",
     description='``?input={"practitionerId":1}`` answers ``{"result":{"data":...}}``; '
-    "a superjson ``{\"json\": ...}`` wrapper is accepted.",
+    'a superjson ``{"json": ...}`` wrapper is accepted.',
     query=sc.TrpcQuery,
     query_json={"input": sc.TrpcAvailabilityInput},
     responses={
@@ -147,14 +152,22 @@ def trpc_availability() -> Response:
 IDEMPOTENCY_KEY = Header(
     name="Idempotency-Key",
     description="a retry with the same key and body returns the first answer",
-    schema={"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH,
-            "pattern": idempotency.KEY_PATTERN},
+    schema={
+        "type": "string",
+        "minLength": 1,
+        "maxLength": idempotency.MAX_KEY_LENGTH,
+        "pattern": idempotency.KEY_PATTERN,
+    },
 )
 
 
 def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
-    body = sc.parse(sc.BookingRequest, data, now=deps().clock.now(),
-                    detail="the booking request has invalid fields")
+    body = sc.parse(
+        sc.BookingRequest,
+        data,
+        now=deps().clock.now(),
+        detail="the booking request has invalid fields",
+    )
     return uc.RequestBooking(
         practitioner_id=body.practitioner_id,
         service_id=body.service_id,
@@ -202,14 +215,23 @@ def create_booking() -> Response:
 
     if key is None:
         result = uc.request_booking(
-            cmd, uow=d.uow(), payments=d.payments, calendar=d.calendar, clock=d.clock,
+            cmd,
+            uow=d.uow(),
+            payments=d.payments,
+            calendar=d.calendar,
+            clock=d.clock,
             rules=d.rules,
         )
         return _created({**respond(result), "manage_token": result.manage_token})
 
     def book(claim: uc.IdempotencyClaim) -> uc.BookingRequested | IdempotencyRecord:
         return uc.request_booking_once(
-            cmd, claim, uow=d.uow(), payments=d.payments, calendar=d.calendar, clock=d.clock,
+            cmd,
+            claim,
+            uow=d.uow(),
+            payments=d.payments,
+            calendar=d.calendar,
+            clock=d.clock,
             rules=d.rules,
         )
 
@@ -280,13 +302,22 @@ def cancel_booking(booking_id: int) -> Response:
     d = deps()
     result = uc.cancel_booking(
         uc.CancelBooking(
-            booking_id=booking.id or 0, reason=reason or "", by_admin=admin,
+            booking_id=booking.id or 0,
+            reason=reason or "",
+            by_admin=admin,
             refund_override=override,
         ),
-        uow=d.uow(), payments=d.payments, calendar=d.calendar, clock=d.clock, rules=d.rules,
+        uow=d.uow(),
+        payments=d.payments,
+        calendar=d.calendar,
+        clock=d.clock,
+        rules=d.rules,
     )
-    return jsonify(sc.CancelResult(booking=sc.booking_out(result.booking),
-                                   refund=sc.refund_out(result.refund)).body())
+    return jsonify(
+        sc.CancelResult(
+            booking=sc.booking_out(result.booking), refund=sc.refund_out(result.refund)
+        ).body()
+    )
 
 
 @bp.post("/api/bookings/<id:booking_id>/reschedule")
@@ -306,8 +337,12 @@ def reschedule_booking(booking_id: int) -> Response:
     body = sc.parse(sc.RescheduleRequest, json_body(), now=deps().clock.now())
     d = deps()
     moved = uc.reschedule_booking(
-        uc.RescheduleBooking(booking_id=booking.id or 0, new_start=body.start,
-                             reason=body.reason or ""),
-        uow=d.uow(), calendar=d.calendar, clock=d.clock, rules=d.rules,
+        uc.RescheduleBooking(
+            booking_id=booking.id or 0, new_start=body.start, reason=body.reason or ""
+        ),
+        uow=d.uow(),
+        calendar=d.calendar,
+        clock=d.clock,
+        rules=d.rules,
     )
     return jsonify(sc.RescheduleResult(booking=sc.booking_out(moved)).body())

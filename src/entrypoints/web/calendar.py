@@ -21,8 +21,14 @@ SIGNATURE_HEADER = "X-Cal-Signature-256"  # Cal.com's name for the body's HMAC-S
 @operation(
     "Cal.com webhook (X-Cal-Signature-256); BOOKING_CANCELLED cancels ours",
     raw_body=True,
-    headers=(Header(name=SIGNATURE_HEADER, description="hex HMAC-SHA256 of the raw body",
-                    required=True, schema={"type": "string", "minLength": 1}),),
+    headers=(
+        Header(
+            name=SIGNATURE_HEADER,
+            description="hex HMAC-SHA256 of the raw body",
+            required=True,
+            schema={"type": "string", "minLength": 1},
+        ),
+    ),
     responses=WEBHOOK_RESPONSES,
 )
 def calcom_webhook() -> Response:
@@ -40,6 +46,10 @@ def calcom_webhook() -> Response:
         )
     else:
         outcome = uc.PaymentOutcome.IGNORED
-    log.info("Cal.com webhook %s -> %s", event.trigger_event, outcome,
-             extra={"trigger": event.trigger_event, "outcome": outcome})
+    log.info(
+        "Cal.com webhook %s -> %s",
+        event.trigger_event,
+        outcome,
+        extra={"trigger": event.trigger_event, "outcome": outcome},
+    )
     return jsonify(received=True)

@@ -73,12 +73,19 @@ def success() -> tuple[str, int]:
     booking = _find()
     if booking is None:
         return render_template_string(
-            _PAGE, heading="Booking not found",
-            message="We could not find a booking for this checkout.", booking=None, refresh=False,
+            _PAGE,
+            heading="Booking not found",
+            message="We could not find a booking for this checkout.",
+            booking=None,
+            refresh=False,
         ), 404
     heading, message = _MESSAGES[booking.status]
     return render_template_string(
-        _PAGE, heading=heading, message=message, booking=booking, when=_when(booking),
+        _PAGE,
+        heading=heading,
+        message=message,
+        booking=booking,
+        when=_when(booking),
         refresh=booking.status is BookingStatus.PENDING,
     ), 200
 
@@ -99,6 +106,10 @@ def cancel() -> tuple[str, int]:
             "after that it is offered to others again."
         )
     return render_template_string(
-        _PAGE, heading="Checkout cancelled", message=message, booking=booking,
-        when=_when(booking) if booking is not None else "", refresh=False,
+        _PAGE,
+        heading="Checkout cancelled",
+        message=message,
+        booking=booking,
+        when=_when(booking) if booking is not None else "",
+        refresh=False,
     ), 200

@@ -18,8 +18,14 @@ log = logging.getLogger(__name__)
 @operation(
     "Stripe events (signed with Stripe-Signature)",
     raw_body=True,
-    headers=(Header(name="Stripe-Signature", description="t=<unix time>,v1=<HMAC-SHA256>",
-                    required=True, schema={"type": "string", "minLength": 1}),),
+    headers=(
+        Header(
+            name="Stripe-Signature",
+            description="t=<unix time>,v1=<HMAC-SHA256>",
+            required=True,
+            schema={"type": "string", "minLength": 1},
+        ),
+    ),
     responses=WEBHOOK_RESPONSES,
 )
 def stripe_webhook() -> Response:

@@ -78,9 +78,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_sync_cursors")),
     )
 
-    op.add_column(
-        "idempotency_records", sa.Column("lease_expires_at", sa.DateTime(timezone=True))
-    )
+    op.add_column("idempotency_records", sa.Column("lease_expires_at", sa.DateTime(timezone=True)))
     op.add_column("idempotency_records", sa.Column("booking_id", sa.BigInteger))
 
     op.add_column("outbox_jobs", sa.Column("unique_key", sa.Text))
