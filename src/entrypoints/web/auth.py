@@ -18,6 +18,7 @@ from authlib.integrations.base_client.errors import MismatchingStateError, OAuth
 from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request, session
 from joserfc.errors import JoseError
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from booking_core.errors import BadRequest, ExternalServiceError, SignInFailed, Unauthorized
 from booking_core.signin import SignIn, sign_in
@@ -164,7 +165,7 @@ def _redirect_uri() -> str:
         503: _SIGNIN_DOWN,
     },
 )
-def callback() -> Response:
+def callback() -> WerkzeugResponse:
     """Check state and nonce, verify the ID token, upsert the user, start the session."""
     client = _client()
     metadata = _metadata(client)
@@ -254,7 +255,7 @@ def me() -> Response:
         role=user.role.value,
         practitioner_id=user.practitioner_id,
         last_signed_in=user.last_signed_in,
-        csrf_token=csrf_token(),
+        csrf_token=csrf_token() or "",  # signed in (just checked), so always a token
     )
     response = jsonify(body.body())
     response.headers["Cache-Control"] = "no-store"

@@ -150,9 +150,9 @@ def bearer_token() -> str | None:
 
 def is_admin_token(token: str | None) -> bool:
     expected = deps().settings.admin_api_token
-    return bool(token and expected) and hmac.compare_digest(
-        token.encode(), (expected or "").encode()
-    )
+    if not token or not expected:
+        return False
+    return hmac.compare_digest(token.encode(), expected.encode())
 
 
 def require_admin() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import Any
 
 from flask import Flask, Response, current_app, g
 from flask_limiter import Limiter, RequestLimit
@@ -84,7 +85,7 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
         strategy="moving-window",
         on_breach=_retry_after,
     )
-    view = app.view_functions.get(LIMITED_ENDPOINT)
+    view: Any = app.view_functions.get(LIMITED_ENDPOINT)
     if view is None:
         raise RuntimeError(f"rate-limited view {LIMITED_ENDPOINT} is not registered yet")
     if not _off(per_ip):

@@ -267,8 +267,9 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                 "required": True,
                 "content": _content("application/x-www-form-urlencoded", op.form),
             }
-        security = ([{"bearer": []}] if op.security else []) + (
-            [{"session": []}] if op.session else []
+        none: list[str] = []
+        security = ([{"bearer": none}] if op.security else []) + (
+            [{"session": none}] if op.session else []
         )
         if security:
             item["security"] = security

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from flask import Flask, current_app, g, request, session
 
@@ -83,7 +83,7 @@ def session_user() -> User | None:
     """The signed-in user, or None (not signed in, idle too long, too old, user gone)."""
     cached = g.get("_session_user", _UNSET)
     if cached is not _UNSET:
-        return cached  # type: ignore[return-value]
+        return cast("User | None", cached)
     user = _load()
     g._session_user = user
     return user
@@ -91,7 +91,11 @@ def session_user() -> User | None:
 
 def _load() -> User | None:
     uid, auth_at, seen_at = (session.get(k) for k in ("uid", "auth_at", "seen_at"))
-    if not isinstance(uid, int) or not all(isinstance(t, int | float) for t in (auth_at, seen_at)):
+    if (
+        not isinstance(uid, int)
+        or not isinstance(auth_at, int | float)
+        or not isinstance(seen_at, int | float)
+    ):
         if any(k in session for k in _KEYS):
             end_session()
         return None
