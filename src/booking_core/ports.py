@@ -31,6 +31,7 @@ from booking_core.model import (
 
 if TYPE_CHECKING:
     from booking_core.jobs import Job, JobStatus
+    from booking_core.notifications import Notification
 
 # -- repositories --------------------------------------------------------------------------------
 
@@ -511,16 +512,10 @@ class SlotCache(Protocol):
 # -- notifications, time -------------------------------------------------------------------------
 
 
-@frozen
-class Message:
-    to: str
-    subject: str
-    body: str
-
-
 class Notifier(Protocol):
-    def send(self, message: Message) -> None:
-        """Deliver or raise ExternalServiceError (the outbox retries)."""
+    def notify(self, notification: Notification) -> None:
+        """Tell each of the notification's recipients, or raise ExternalServiceError (the
+        outbox retries the job; a job carries one recipient, so nobody is told twice)."""
 
 
 class Clock(Protocol):

@@ -106,7 +106,7 @@ def test_cancellation_in_calcom_cancels_and_refunds_in_full(
     uow = store.unit_of_work()
     with uow:
         kinds = sorted(j.kind for j in uow.outbox.list(JobStatus.PENDING))
-    assert kinds == ["email", "payment.refund"]
+    assert kinds == ["email", "email", "payment.refund"]  # the client and the practitioner
 
 
 def test_redelivery_changes_nothing(world: tuple[InMemoryStore, FlaskClient, int]) -> None:

@@ -41,6 +41,7 @@ from booking_core.usecases.housekeeping import (
     reconcile_payments,
 )
 from booking_core.usecases.payments import PaymentOutcome, handle_payment_event, issue_refund
+from booking_core.usecases.recovery import request_manage_links, send_manage_links
 
 # The job kinds under their former names, for callers written before JobKind.
 JOB_EMAIL = JobKind.EMAIL
@@ -86,5 +87,7 @@ __all__ = [
     "release_idempotency_key",
     "request_booking",
     "request_booking_once",
+    "request_manage_links",
     "reschedule_booking",
+    "send_manage_links",
 ]

@@ -21,6 +21,7 @@ from booking_core.model import (
     Refund,
     RefundStatus,
 )
+from booking_core.notifications import NotificationKind, enqueue_notification, enqueue_reminder
 from booking_core.policy import BookingRules
 from booking_core.ports import (
     CalendarGateway,
@@ -63,7 +64,7 @@ def handle_calendar_cancellation(
         payload = {"booking_id": booking.id}
         if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
             decide_refund(booking, booking.price, uow, now, reason="practitioner_cancelled")
-            uow.outbox.add(JobKind.EMAIL, {**payload, "template": "cancelled"}, now)
+            enqueue_notification(uow, NotificationKind.CANCELLED, booking, now)
         if was is BookingStatus.PENDING and booking.checkout_session_id:
             uow.outbox.add(
                 JobKind.EXPIRE_CHECKOUT, {**payload, "session_id": booking.checkout_session_id}, now
@@ -124,7 +125,7 @@ def cancel_booking(
         if booking.calendar_uid:
             uow.outbox.add(JobKind.CALENDAR_CANCEL, {**payload, "uid": booking.calendar_uid}, now)
         if was is BookingStatus.CONFIRMED:
-            uow.outbox.add(JobKind.EMAIL, {**payload, "template": "cancelled"}, now)
+            enqueue_notification(uow, NotificationKind.CANCELLED, booking, now)
         uow.bookings.save(booking)
         uow.commit()
     calendar.invalidate(booking.practitioner_id)
@@ -188,9 +189,8 @@ def reschedule_booking(
                 now,
             )
         if booking.status is BookingStatus.CONFIRMED:
-            uow.outbox.add(
-                JobKind.EMAIL, {"booking_id": booking.id, "template": "rescheduled"}, now
-            )
+            enqueue_notification(uow, NotificationKind.RESCHEDULED, booking, now)
+            enqueue_reminder(uow, booking, now, rules.reminder_hours_before)
         uow.commit()
     calendar.invalidate(booking.practitioner_id)
     return booking

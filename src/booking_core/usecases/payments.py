@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from booking_core.errors import (
     PaymentFailed,
@@ -19,6 +19,7 @@ from booking_core.model import (
     Refund,
     RefundStatus,
 )
+from booking_core.notifications import NotificationKind, enqueue_notification, enqueue_reminder
 from booking_core.policy import BookingRules
 from booking_core.ports import (
     CalendarGateway,
@@ -245,10 +246,8 @@ def _after_confirmation(
 ) -> None:
     payload = {"booking_id": booking.id}
     uow.outbox.add(JobKind.CALENDAR_CREATE, payload, now)
-    uow.outbox.add(JobKind.EMAIL, {**payload, "template": "confirmed"}, now)
-    remind_at = booking.start - timedelta(hours=rules.reminder_hours_before)
-    if remind_at > now:
-        uow.outbox.add(JobKind.EMAIL, {**payload, "template": "reminder"}, remind_at)
+    enqueue_notification(uow, NotificationKind.CONFIRMED, booking, now)
+    enqueue_reminder(uow, booking, now, rules.reminder_hours_before)
 
 
 def _apply_refund_event(event: PaymentEvent, uow: UnitOfWork, now: datetime) -> str:
