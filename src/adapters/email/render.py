@@ -66,7 +66,7 @@ SUBJECTS: dict[RecipientRole, dict[NotificationKind, str]] = {
 
 
 def format_money(money: Money, locale: str) -> str:
-    """``£90.00``, ``¥12,000`` (no decimals: JPY has none), ``KWD 1.500``, in ``locale``."""
+    """``£90.00``, ``¥12,000`` (no decimals: JPY has none), ``KWD1.500``, in ``locale``."""
     currency = money.currency.lower()
     digits = 0 if currency in _ZERO_DECIMAL else 3 if currency in _THREE_DECIMAL else 2
     value = Decimal(money.amount).scaleb(-digits)
