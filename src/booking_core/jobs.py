@@ -47,6 +47,7 @@ class JobKind(enum.StrEnum):
     REFUND = "payment.refund"
     EXPIRE_CHECKOUT = "payment.expire_checkout"
     ABANDON_CHECKOUT = "payment.abandon_checkout"  # a released hold's checkout, if one was made
+    CALENDAR_MOVED = "calendar.moved"  # moved in Cal.com to a time taken here: parks for an admin
     MANAGE_LINKS = "email.manage_links"  # a client asked for their links: one mail per booking
 
 
@@ -227,7 +228,8 @@ def _calendar_create(payload: Mapping[str, Any], ctx: JobContext) -> None:
                 start=booking.start,
                 end=booking.end,
                 client=booking.client,
-                timezone=practitioner.timezone,
+                # The attendee's zone: the client's, captured at booking, else the practitioner's.
+                timezone=booking.client.timezone or practitioner.timezone,
             )
         )
     except CalendarSlotTaken as exc:
@@ -290,6 +292,29 @@ def _email(payload: Mapping[str, Any], ctx: JobContext) -> None:
     )
 
 
+def _calendar_moved(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    from booking_core.usecases.cancellation import apply_calendar_move
+
+    booking_id = int(payload["booking_id"])
+    start = datetime.fromisoformat(str(payload["start"]))
+    try:
+        apply_calendar_move(
+            booking_id,
+            str(payload["uid"]),
+            start,
+            uow=ctx.uow,
+            calendar=ctx.calendar,
+            clock=ctx.clock,
+            rules=ctx.rules,
+        )
+    except BookingError as exc:
+        raise PermanentJobError(
+            f"booking {booking_id} was moved in Cal.com to {start.isoformat()}, which cannot be "
+            f"taken here ({exc.code}: {exc}); an admin must move or cancel one of the bookings "
+            "(retrying this job tries the move again)"
+        ) from exc
+
+
 def _manage_links(payload: Mapping[str, Any], ctx: JobContext) -> None:
     from booking_core.usecases.recovery import send_manage_links
 
@@ -305,4 +330,5 @@ _HANDLERS: dict[str, Callable[[Mapping[str, Any], JobContext], None]] = {
     JobKind.CALENDAR_RESCHEDULE: _calendar_reschedule,
     JobKind.EMAIL: _email,
     JobKind.MANAGE_LINKS: _manage_links,
+    JobKind.CALENDAR_MOVED: _calendar_moved,
 }

@@ -391,6 +391,9 @@ class PaymentEvent:
     payment_intent_id: str | None = None
     refund_id: str | None = None
     refund_status: str | None = None
+    # charge.refunded: the total refunded on the charge so far (a partial refund is less than
+    # what was captured).
+    refunded: Money | None = None
     livemode: bool = False
 
 

@@ -29,8 +29,10 @@ from booking_core.usecases.cancellation import (
     CancelBooking,
     Cancelled,
     RescheduleBooking,
+    apply_calendar_move,
     cancel_booking,
     handle_calendar_cancellation,
+    handle_calendar_reschedule,
     reschedule_booking,
 )
 from booking_core.usecases.catalogue import get_practitioner, list_practitioners
@@ -69,6 +71,7 @@ __all__ = [
     "Reconciled",
     "RequestBooking",
     "RescheduleBooking",
+    "apply_calendar_move",
     "authorize_booking",
     "cancel_booking",
     "claim_idempotency_key",
@@ -79,6 +82,7 @@ __all__ = [
     "get_booking",
     "get_practitioner",
     "handle_calendar_cancellation",
+    "handle_calendar_reschedule",
     "handle_payment_event",
     "issue_refund",
     "list_bookings",
