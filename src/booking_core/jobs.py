@@ -287,9 +287,11 @@ def _email(payload: Mapping[str, Any], ctx: JobContext) -> None:
     start = payload.get("start")
     if not still_relevant(kind, booking, str(start) if start is not None else None):
         return  # cancelled or moved before the mail went out: say nothing stale
-    ctx.notifier.notify(
-        notification_for(kind, booking, practitioner, (role,), link_secret=ctx.rules.link_secret)
-    )
+    note = notification_for(kind, booking, practitioner, (role,), link_secret=ctx.rules.link_secret)
+    if not all(r.email for r in note.recipients):
+        log.info("booking %s: no address to tell the %s; mail skipped", booking.id, role.value)
+        return  # a practitioner without an email address: nobody to send to, nothing to retry
+    ctx.notifier.notify(note)
 
 
 def _calendar_moved(payload: Mapping[str, Any], ctx: JobContext) -> None:

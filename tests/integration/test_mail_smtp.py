@@ -164,6 +164,8 @@ def test_a_confirmation_reaches_both_sides_with_an_invitation_and_a_working_link
 
     assert to_client["Subject"] == "Your appointment is confirmed"
     assert to_client["From"] == "bookings@booking.test"
+    assert to_client["Message-ID"].endswith("@booking.test>")
+    assert to_client["Date"]
     assert to_practitioner["Subject"].startswith("New booking: Ada Lovelace on ")
     text, html, invitation = parts(to_client)
     # The client's own zone (New York: 04:00 EST), the practitioner's for the practitioner.

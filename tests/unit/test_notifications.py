@@ -165,3 +165,17 @@ def test_without_smtp_mails_are_logged_with_masked_addresses(
     assert "a***@example.com" in caplog.text
     assert CLIENT.email not in caplog.text
     assert note.manage_token not in caplog.text
+
+
+def test_a_practitioner_without_an_address_is_skipped_not_retried(app: App) -> None:
+    uow = app.uow()
+    with uow:
+        practitioner = uow.practitioners.get(app.practitioner.id or 0)
+        practitioner.email = ""
+        uow.practitioners.save(practitioner)
+        uow.commit()
+    app.confirmed(START)
+    counts = app.run_jobs()
+    assert counts["retried"] == counts["parked"] == 0
+    assert app.notifier.told("client") == ["confirmed"]
+    assert app.notifier.told("practitioner") == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -103,6 +104,8 @@ class RenderedMail:
         message["From"] = mail_from
         message["To"] = self.to
         message["Subject"] = self.subject
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain=mail_from.rpartition("@")[2] or None)
         message.set_content(self.text)
         message.add_alternative(self.html, subtype="html")
         if self.calendar is not None:
