@@ -37,7 +37,7 @@ from booking_core.ports import CalendarBookingRequest, SlotCache
 log = logging.getLogger(__name__)
 
 # cal-api-version is per endpoint; without it Cal.com silently routes to the 2024-04-15
-# controllers (404 for /v2/slots, an older contract for /v2/bookings). Reference §2.1.
+# controllers (404 for /v2/slots, an older contract for /v2/bookings).
 SLOTS_API_VERSION = "2024-09-04"
 BOOKINGS_API_VERSION = "2024-08-13"
 
@@ -158,7 +158,7 @@ class CalComCalendarGateway:
             # Our service's length, not the event type's default: Cal.com computes the end
             # from it (it must be the type's length or one of its lengthInMinutesOptions).
             "lengthInMinutes": int((request.end - request.start).total_seconds() // 60),
-            # metadata values must be strings (reference §2.3)
+            # Cal.com refuses metadata values that are not strings
             "metadata": {"booking_id": str(request.booking_id)},
         }
         answer = self._client.call(
@@ -282,7 +282,7 @@ class CalComCalendarGateway:
 
     @staticmethod
     def _slot_taken(answer: Answer) -> bool:
-        if answer.status == 409:  # another reservation holds the slot (reference §2.2)
+        if answer.status == 409:  # another reservation holds the slot
             return True
         return answer.status in (400, 500) and bool(SLOT_TAKEN.search(answer.message))
 
