@@ -240,6 +240,7 @@ def test_a_move_keeps_the_uid_and_raises_the_sequence_and_a_cancel_says_cancel(
     assert to_client["Subject"] == "Your appointment is cancelled"
     text, _, invitation = parts(to_client)
     assert "A refund of £90.00 is on its way" in text
+    assert manage_link(text) == (booking_id, token)  # every client mail carries the link
     assert "Refunded to the client: £90.00." in parts(to_practitioner)[0]
     assert invitation is not None
     assert invitation["METHOD"] == "CANCEL"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from icalendar import Calendar, Event, vCalAddress, vText
-
 from booking_core.notifications import Notification, RecipientRole
 
 PRODID = "-//Practitioner booking service//Bookings//EN"
@@ -23,6 +21,10 @@ def invitation(notification: Notification, *, domain: str, stamp: datetime) -> b
     method = notification.kind.invitation_method
     if method is None:
         return None
+    # Imported here: icalendar takes a tenth of a second to import, and only the worker sends
+    # mails; web processes (bootstrap builds the notifier there too) should not boot slower.
+    from icalendar import Calendar, Event, vCalAddress, vText
+
     booking, practitioner = notification.booking, notification.practitioner
     zone = practitioner.zone
     calendar = Calendar()
