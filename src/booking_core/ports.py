@@ -32,6 +32,7 @@ from booking_core.model import (
 if TYPE_CHECKING:
     from booking_core.access import ApiToken, AuditEntry, AuditFilter
     from booking_core.jobs import Job, JobStatus
+    from booking_core.notifications import Notification
 
 # -- repositories --------------------------------------------------------------------------------
 
@@ -443,6 +444,9 @@ class PaymentEvent:
     payment_intent_id: str | None = None
     refund_id: str | None = None
     refund_status: str | None = None
+    # charge.refunded: the total refunded on the charge so far (a partial refund is less than
+    # what was captured).
+    refunded: Money | None = None
     livemode: bool = False
 
 
@@ -564,16 +568,10 @@ class SlotCache(Protocol):
 # -- notifications, time -------------------------------------------------------------------------
 
 
-@frozen
-class Message:
-    to: str
-    subject: str
-    body: str
-
-
 class Notifier(Protocol):
-    def send(self, message: Message) -> None:
-        """Deliver or raise ExternalServiceError (the outbox retries)."""
+    def notify(self, notification: Notification) -> None:
+        """Tell each of the notification's recipients, or raise ExternalServiceError (the
+        outbox retries the job; a job carries one recipient, so nobody is told twice)."""
 
 
 class Clock(Protocol):

@@ -6,6 +6,7 @@ fixed clock). Nothing here runs at import time.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -128,6 +129,8 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
     rules = overrides.pop("rules", None) or BookingRules(
         hold_minutes=settings.hold_minutes,
         cancellation_window_hours=settings.cancellation_window_hours,
+        reminder_hours_before=settings.reminder_hours_before,
+        link_secret=_link_secret(settings),
     )
 
     verify_calendar_webhook = overrides.pop(
@@ -315,12 +318,23 @@ def _calendar_webhook_verifier(settings: Settings) -> CalendarWebhookVerifier:
 
 
 def _notifier(settings: Settings) -> tuple[Notifier, str]:
-    from adapters.email import LoggingNotifier, SmtpNotifier
+    from adapters.email import LoggingNotifier, MailRenderer, SmtpNotifier
 
+    renderer = MailRenderer(base_url=settings.base_url, locale=settings.mail_locale)
     if settings.smtp_url:
-        notifier = SmtpNotifier.from_url(settings.smtp_url, mail_from=settings.mail_from)
+        notifier = SmtpNotifier.from_url(
+            settings.smtp_url, mail_from=settings.mail_from, renderer=renderer
+        )
         return notifier, f"SMTP at {notifier.host}"
-    return LoggingNotifier(), "log only (no SMTP_URL)"
+    return LoggingNotifier(renderer), "log only (no SMTP_URL)"
+
+
+def _link_secret(settings: Settings) -> bytes:
+    """The key manage links are signed with: derived from SECRET_KEY (a key of its own, so a
+    link token never doubles as a session signature)."""
+    if not settings.secret_key:
+        return b""
+    return hashlib.sha256(b"booking manage links\0" + settings.secret_key.encode()).digest()
 
 
 def _check_extras(settings: Settings) -> None:

@@ -62,8 +62,10 @@ from booking_core.usecases.cancellation import (
     CancelBooking,
     Cancelled,
     RescheduleBooking,
+    apply_calendar_move,
     cancel_booking,
     handle_calendar_cancellation,
+    handle_calendar_reschedule,
     reschedule_booking,
 )
 from booking_core.usecases.catalogue import get_practitioner, list_practitioners
@@ -74,6 +76,7 @@ from booking_core.usecases.housekeeping import (
     reconcile_payments,
 )
 from booking_core.usecases.payments import PaymentOutcome, handle_payment_event, issue_refund
+from booking_core.usecases.recovery import request_manage_links, send_manage_links
 
 # The job kinds under their former names, for callers written before JobKind.
 JOB_EMAIL = JobKind.EMAIL
@@ -111,6 +114,7 @@ __all__ = [
     "actor_for_bearer",
     "add_service",
     "add_time_off",
+    "apply_calendar_move",
     "authorize_booking",
     "cancel_booking",
     "change_role",
@@ -125,6 +129,7 @@ __all__ = [
     "get_booking",
     "get_practitioner",
     "handle_calendar_cancellation",
+    "handle_calendar_reschedule",
     "handle_payment_event",
     "issue_api_token",
     "issue_refund",
@@ -143,9 +148,11 @@ __all__ = [
     "remove_time_off",
     "request_booking",
     "request_booking_once",
+    "request_manage_links",
     "reschedule_booking",
     "retry_job",
     "revoke_api_token",
+    "send_manage_links",
     "set_working_hours",
     "update_practitioner",
     "update_service",
