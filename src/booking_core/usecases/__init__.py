@@ -40,6 +40,7 @@ from booking_core.usecases.housekeeping import (
     expire_stale_holds,
     reconcile_payments,
 )
+from booking_core.usecases.operations import OperationalCounts, operational_counts
 from booking_core.usecases.payments import PaymentOutcome, handle_payment_event, issue_refund
 
 # The job kinds under their former names, for callers written before JobKind.
@@ -64,6 +65,7 @@ __all__ = [
     "CancelBooking",
     "Cancelled",
     "IdempotencyClaim",
+    "OperationalCounts",
     "PaymentOutcome",
     "Reconciled",
     "RequestBooking",
@@ -82,6 +84,7 @@ __all__ = [
     "issue_refund",
     "list_bookings",
     "list_practitioners",
+    "operational_counts",
     "reconcile_payments",
     "release_idempotency_key",
     "request_booking",
