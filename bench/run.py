@@ -375,7 +375,8 @@ def query_growth(rows: list[int], repeat: int) -> dict[str, Any]:
 
     found: dict[str, Any] = {"sizes": []}
     with bench_database() as url:
-        db = Database.connect(url, pool_size=2)
+        # Filling a million rows runs statements longer than the service's 5 s deadline.
+        db = Database.connect(url, pool_size=2, statement_timeout_ms=600_000)
         try:
             target, service = add_practitioners(db)
             count = fill_target_window(db, service)
