@@ -139,6 +139,9 @@ class BookingRepository(Protocol):
         """Bookings matching ``filters``: newest start first (then id), skipping ``offset``;
         or, with ``oldest_first`` or ``after``, by (start, id) ascending after ``after``."""
 
+    def count_by_status(self) -> dict[BookingStatus, int]:
+        """How many bookings are in each status (statuses with none may be left out)."""
+
 
 class UserRepository(Protocol):
     """Users who signed in; ``open_id`` is unique. Reads see this unit of work's own writes."""
@@ -275,6 +278,16 @@ class Outbox(Protocol):
         """Give up retrying; the job stays visible with its last error."""
 
     def list(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]: ...
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        """How many jobs are in each status (statuses with none may be left out)."""
+
+    def oldest_due(self, now: datetime) -> datetime | None:
+        """The earliest ``run_at`` of a pending job due at ``now`` (None when none is due).
+
+        A claimed job's lease moves its run_at ahead, so a running job is not "due"; a job whose
+        worker died becomes due again when its lease ends.
+        """
 
     def get(self, job_id: int) -> Job | None: ...
 

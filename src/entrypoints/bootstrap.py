@@ -291,13 +291,17 @@ def _calendar(settings: Settings, engine: Any) -> tuple[CalendarGateway, str]:
             cache, shared = PostgresSlotCache(engine), "database cache"
         else:
             cache, shared = InMemorySlotCache(), "in-process cache"
+        from entrypoints.metrics import CountingSlotCache, set_breaker_open
+
         gateway = CalComCalendarGateway(
             api_key=settings.calcom_api_key,
             api_url=settings.calcom_api_url,
             links=settings.calcom_links,
             cache_seconds=settings.calcom_cache_seconds,
-            cache=cache,
+            cache=CountingSlotCache(cache),
         )
+        gateway.breaker.on_change = set_breaker_open
+        set_breaker_open(False)
         return gateway, f"Cal.com at {settings.calcom_api_url} ({shared})"
     from adapters.schedule import ScheduleCalendarGateway
 
@@ -362,11 +366,6 @@ def _monitoring(settings: Settings) -> None:
     """Error tracking with Sentry when SENTRY_DSN is set (no personal data sent)."""
     if not settings.sentry_dsn:
         return
-    import sentry_sdk
+    from entrypoints.sentry import init_sentry
 
-    sentry_sdk.init(
-        dsn=settings.sentry_dsn,
-        environment=settings.env,
-        send_default_pii=False,
-        traces_sample_rate=0.0,
-    )
+    init_sentry(settings.sentry_dsn, environment=settings.env)

@@ -37,6 +37,13 @@ def _int(
     return value
 
 
+def _log_format(value: str | None) -> str:
+    chosen = (value or "json").strip().lower()
+    if chosen not in ("json", "text"):
+        raise SettingsError(f"LOG_FORMAT must be json or text, not {chosen[:20]!r}")
+    return chosen
+
+
 def _calendar_links(env: Mapping[str, str]) -> dict[int, CalendarLink]:
     """The seed's CALCOM_USER_ID_<n> / CALCOM_EVENT_TYPE_<n> mapping for practitioner <n>."""
     links: dict[int, CalendarLink] = {}
@@ -100,6 +107,8 @@ class Settings:
     redis_url: str | None = None
     sentry_dsn: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    log_format: str = "json"  # "json" (one object a line) or "text" (for a terminal)
+    metrics_token: str | None = field(default=None, repr=False)
     worker_job_lease_seconds: int = 30
 
     @property
@@ -214,6 +223,8 @@ class Settings:
             redis_url=get("REDIS_URL"),
             sentry_dsn=get("SENTRY_DSN"),
             log_level=(get("LOG_LEVEL") or d["log_level"]).upper(),
+            log_format=_log_format(get("LOG_FORMAT")),
+            metrics_token=get("METRICS_TOKEN"),
             worker_job_lease_seconds=_int(
                 env, "WORKER_JOB_LEASE_SECONDS", d["worker_job_lease_seconds"], low=2, high=3600
             ),

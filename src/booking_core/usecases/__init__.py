@@ -75,6 +75,7 @@ from booking_core.usecases.housekeeping import (
     expire_stale_holds,
     reconcile_payments,
 )
+from booking_core.usecases.operations import OperationalCounts, operational_counts
 from booking_core.usecases.payments import PaymentOutcome, handle_payment_event, issue_refund
 from booking_core.usecases.recovery import request_manage_links, send_manage_links
 
@@ -106,6 +107,7 @@ __all__ = [
     "IssuedToken",
     "JobNotFound",
     "NewPractitioner",
+    "OperationalCounts",
     "PaymentOutcome",
     "Reconciled",
     "RequestBooking",
@@ -143,6 +145,7 @@ __all__ = [
     "list_practitioners",
     "list_users",
     "mark_no_show",
+    "operational_counts",
     "reconcile_payments",
     "release_idempotency_key",
     "remove_time_off",
