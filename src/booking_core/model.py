@@ -78,26 +78,48 @@ class Interval:
         return self.end - self.start
 
 
+DAY_MINUTES = 24 * 60
+# A range may run past midnight into the next day (an overnight shift): its end is counted from
+# the midnight that starts its day, up to 48:00, and it is at most one day long.
+MAX_END_MINUTE = 2 * DAY_MINUTES
+
+
 @frozen
 class TimeRange:
-    """Local wall-clock hours within one day, as minutes from midnight: [start, end), end ≤ 1440."""
+    """Local wall-clock hours from one day's midnight, as minutes: [start, end).
+
+    ``start`` lies within the day (< 1440); ``end`` may pass midnight (up to 2880, 48:00) for hours
+    that cross into the next day, and the range is at most 24 hours long.
+    """
 
     start_minute: int
     end_minute: int
 
     def __attrs_post_init__(self) -> None:
-        if not 0 <= self.start_minute < self.end_minute <= 24 * 60:
+        if not (
+            0 <= self.start_minute < DAY_MINUTES
+            and self.start_minute < self.end_minute <= MAX_END_MINUTE
+            and self.end_minute - self.start_minute <= DAY_MINUTES
+        ):
             raise ValueError(
-                f"time range must satisfy 0 <= start < end <= 1440, got "
-                f"{self.start_minute}..{self.end_minute}"
+                f"time range must satisfy 0 <= start < 1440, start < end <= 2880 and "
+                f"end - start <= 1440, got {self.start_minute}..{self.end_minute}"
             )
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return self.end_minute > DAY_MINUTES
 
     @classmethod
     def parse(cls, text: str) -> TimeRange:
-        """Parse ``"09:00-17:30"`` (``24:00`` allowed as an end)."""
+        """Parse ``"09:00-17:30"`` (``24:00`` allowed as an end); an end before the start, as in
+        ``"22:00-02:00"``, or past 24:00, as in ``"22:00-26:00"``, is on the next day."""
         try:
             start_text, end_text = text.split("-")
-            return cls(_minutes(start_text), _minutes(end_text))
+            start, end = _minutes(start_text), _minutes(end_text, limit=MAX_END_MINUTE)
+            if end < start:
+                end += DAY_MINUTES
+            return cls(start, end)
         except ValueError as exc:
             raise ValueError(f"not a time range like 09:00-17:00: {text!r}") from exc
 
@@ -105,10 +127,10 @@ class TimeRange:
         return f"{_hhmm(self.start_minute)}-{_hhmm(self.end_minute)}"
 
 
-def _minutes(text: str) -> int:
+def _minutes(text: str, *, limit: int = DAY_MINUTES) -> int:
     hours, minutes = text.strip().split(":")
     value = int(hours) * 60 + int(minutes)
-    if not (0 <= int(minutes) < 60 and 0 <= value <= 24 * 60):
+    if not (0 <= int(minutes) < 60 and 0 <= value <= limit):
         raise ValueError(text)
     return value
 
@@ -129,8 +151,18 @@ class WeeklyHours:
     ) -> None:
         if len(value) != 7:
             raise ValueError("weekly hours need exactly seven days")
-        for ranges in value:
+        for weekday, ranges in enumerate(value):
             _check_disjoint(ranges)
+            following = value[(weekday + 1) % 7]
+            if (
+                ranges
+                and following
+                and ranges[-1].end_minute > DAY_MINUTES + (following[0].start_minute)
+            ):
+                raise ValueError(
+                    f"hours running past midnight overlap the next day's: {ranges[-1]}, "
+                    f"{following[0]}"
+                )
 
     @classmethod
     def from_mapping(cls, mapping: dict[int, list[str]]) -> WeeklyHours:
@@ -163,6 +195,34 @@ class DateOverride:
 
     def __attrs_post_init__(self) -> None:
         _check_disjoint(self.ranges)
+
+
+def merge_overrides(overrides: list[DateOverride]) -> dict[date, tuple[TimeRange, ...]]:
+    """The hours of each overridden date, several overrides of one date merged (never dropped).
+
+    Ranges of one date are united (overlapping or touching ranges join into one); a day-off
+    override adds no hours, so a date's hours are those of its overrides that have any.
+    """
+    by_day: dict[date, list[TimeRange]] = {}
+    for override in overrides:
+        by_day.setdefault(override.day, []).extend(override.ranges)
+    return {day: union_ranges(ranges) for day, ranges in by_day.items()}
+
+
+def union_ranges(ranges: list[TimeRange]) -> tuple[TimeRange, ...]:
+    """Sorted, disjoint ranges covering exactly the minutes some range of ``ranges`` covers."""
+    merged: list[list[int]] = []
+    for r in sorted(ranges, key=_range_key):
+        if merged and r.start_minute <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], r.end_minute)
+        else:
+            merged.append([r.start_minute, r.end_minute])
+    out: list[TimeRange] = []
+    for start, end in merged:
+        # A united range longer than a day (two overnight ranges) is cut at a day's length: the
+        # next day's own hours carry on from there.
+        out.append(TimeRange(start, min(end, start + DAY_MINUTES)))
+    return tuple(out)
 
 
 @frozen
@@ -205,6 +265,91 @@ def _zone(_inst: object, _attribute: object, value: str) -> None:
         raise ValueError(f"unknown IANA time zone {value!r}") from exc
 
 
+class SlotAlignment(enum.StrEnum):
+    """How a service's starts are placed: on the working hours' grid, or filling gaps."""
+
+    GRID = "grid"  # starts step from each working range's start (the default)
+    FILL = "fill"  # after a busy block or the notice edge, restart at the first free instant
+
+
+class WindowKind(enum.StrEnum):
+    """How far ahead a service can be booked."""
+
+    ROLLING = "rolling"  # now + max_advance_days x 24 h
+    CALENDAR_DAYS = "calendar_days"  # until the end of the N-th local date after today
+    BUSINESS_DAYS = "business_days"  # until the end of the N-th local weekday (Mon-Fri) after today
+    DATE_RANGE = "date_range"  # local dates first_day..last_day (inclusive), not before now
+
+
+@frozen
+class BookingWindow:
+    """The dates a service can be booked on (beside its minimum notice)."""
+
+    kind: WindowKind = WindowKind.ROLLING
+    days: int | None = None  # for calendar_days and business_days
+    first_day: date | None = None  # for date_range
+    last_day: date | None = None
+
+    def __attrs_post_init__(self) -> None:
+        problems: dict[str, list[str]] = {}
+        if self.kind in (WindowKind.CALENDAR_DAYS, WindowKind.BUSINESS_DAYS):
+            if self.days is None or not 1 <= self.days <= 730:
+                problems["window_days"] = ["must be between 1 and 730"]
+        elif self.days is not None:
+            problems["window_days"] = ["only for calendar_days or business_days"]
+        if self.kind is WindowKind.DATE_RANGE:
+            if self.first_day is None or self.last_day is None:
+                problems["window_first_day"] = ["a date range needs a first and a last day"]
+            elif self.last_day < self.first_day:
+                problems["window_last_day"] = ["must not be before window_first_day"]
+            elif (self.last_day - self.first_day).days > 730 or self.last_day.year > 9000:
+                problems["window_last_day"] = ["at most 730 days after window_first_day"]
+        elif self.first_day is not None or self.last_day is not None:
+            problems["window_first_day"] = ["only for date_range"]
+        if problems:
+            raise ValidationFailed("invalid booking window", errors=problems)
+
+
+@frozen
+class BookingLimits:
+    """At most so many bookings, or so many minutes booked, per local day and per local ISO week
+    (Monday to Sunday); None is no limit."""
+
+    bookings_per_day: int | None = None
+    bookings_per_week: int | None = None
+    minutes_per_day: int | None = None
+    minutes_per_week: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        problems = {
+            f"max_{name}": ["must be at least 1"]
+            for name in (
+                "bookings_per_day",
+                "bookings_per_week",
+                "minutes_per_day",
+                "minutes_per_week",
+            )
+            if (value := getattr(self, name)) is not None and not 1 <= value <= 100_000
+        }
+        if problems:
+            raise ValidationFailed("invalid booking limits", errors=problems)
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.bookings_per_day,
+                self.bookings_per_week,
+                self.minutes_per_day,
+                self.minutes_per_week,
+            )
+        )
+
+
+NO_LIMITS = BookingLimits()
+
+
 # -- entities ------------------------------------------------------------------------------------
 
 
@@ -221,6 +366,9 @@ class Service:
     min_notice_minutes: int = 0
     max_advance_days: int = 60
     slot_interval_minutes: int | None = None
+    alignment: SlotAlignment = SlotAlignment.GRID
+    window: BookingWindow = field(factory=BookingWindow)
+    limits: BookingLimits = NO_LIMITS  # counting this service's bookings only
     active: bool = True
 
     def __attrs_post_init__(self) -> None:
@@ -283,6 +431,7 @@ class Practitioner:
     overrides: list[DateOverride] = field(factory=list)
     time_off: list[TimeOff] = field(factory=list)
     calendar_link: CalendarLink | None = None
+    limits: BookingLimits = NO_LIMITS  # counting all of the practitioner's bookings
 
     @property
     def zone(self) -> ZoneInfo:

@@ -50,6 +50,12 @@ class PractitionerRepository(Protocol):
     def add(self, practitioner: Practitioner) -> Practitioner:
         """Insert; returns the stored practitioner with ids assigned (services too)."""
 
+    def lock(self, practitioner_id: int) -> None:
+        """Serialise, until this unit of work ends, the holds of this practitioner: a second
+        unit of work that locks the same practitioner waits for this one to commit or roll
+        back, so what it counts (booking limits) includes this one's booking."""
+        ...
+
     def save(self, practitioner: Practitioner) -> None:
         """Replace the stored practitioner (services, hours, overrides, time off).
 

@@ -53,6 +53,8 @@ class InMemoryStore:
         self.inflight_job_keys: dict[int, set[str]] = {}
         self.inflight_idempotency: dict[int, dict[str, IdempotencyRecord]] = {}
         self._ids = {name: itertools.count(1) for name in ("p", "s", "b", "u", "j", "uow")}
+        # Practitioner locks (PractitionerRepository.lock), held until a unit of work ends.
+        self.practitioner_locks: dict[int, threading.Lock] = {}
 
     def next_id(self, kind: str) -> int:
         with self.lock:
@@ -105,6 +107,7 @@ class InMemoryUnitOfWork:
         self.staged_captures: dict[str, Payment] = {}
         self.staged_refunds: dict[str, int] = {}
         self.staged_cursors: dict[str, str] = {}
+        self.held_locks: list[threading.Lock] = []
 
     def __enter__(self) -> Self:
         if self._open:
@@ -184,6 +187,8 @@ class InMemoryUnitOfWork:
         self.staged_cursors = {}
 
     def _drop_inflight(self) -> None:
+        while self.held_locks:
+            self.held_locks.pop().release()
         self.store.inflight_bookings.pop(self.token, None)
         self.store.inflight_events.pop(self.token, None)
         self.store.inflight_payments.pop(self.token, None)
@@ -209,6 +214,17 @@ class _Practitioners:
         self._uow._require_open()
         found = self._current().get(practitioner_id)
         return copy.deepcopy(found)
+
+    def lock(self, practitioner_id: int) -> None:
+        """Like SELECT ... FOR UPDATE: waits for another open unit of work holding it."""
+        uow = self._uow
+        uow._require_open()
+        with uow.store.lock:
+            lock = uow.store.practitioner_locks.setdefault(practitioner_id, threading.Lock())
+        if lock in uow.held_locks:
+            return
+        lock.acquire()
+        uow.held_locks.append(lock)
 
     def list(self, *, active_only: bool = True) -> list[Practitioner]:
         self._uow._require_open()

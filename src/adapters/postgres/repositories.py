@@ -184,6 +184,17 @@ class SqlAlchemyPractitionerRepository:
             self._cache.put(found)
         return found
 
+    def lock(self, practitioner_id: int) -> None:
+        # A row lock, not an advisory one: it ends with the transaction whatever happens, and
+        # the web workers on other machines take the same one.
+        stmt = (
+            sa.select(PractitionerRow.id)
+            .where(PractitionerRow.id == practitioner_id)
+            .with_for_update()
+        )
+        with translated(self._where):
+            self._session().execute(stmt)
+
     def list(self, *, active_only: bool = True) -> list[Practitioner]:
         with translated(self._where):
             stmt = sa.select(PractitionerRow).order_by(PractitionerRow.id)

@@ -77,7 +77,10 @@ def get_availability(
         occupied = uow.bookings.occupied_spans(
             practitioner.id or 0, av.occupied_window(window, service)
         )
-    slots, source = _slots(practitioner, service, first, last, window, now, occupied, calendar)
+        limits = _limit_check(uow, practitioner, service, first, last)
+    slots, source = _slots(
+        practitioner, service, first, last, window, now, occupied, calendar, limits
+    )
     return Availability(
         practitioner_id=query.practitioner_id,
         service_id=service.id or 0,
@@ -126,6 +129,7 @@ def _slots(
     now: datetime,
     occupied: list[Interval],
     calendar: CalendarGateway,
+    limits: av.LimitCheck | None = None,
 ) -> tuple[list[Interval], str]:
     link = calendar.link_for(practitioner)
     if link is not None:
@@ -135,12 +139,67 @@ def _slots(
             log.debug("calendar unavailable for practitioner %s: %s", practitioner.id, exc)
         else:
             starts = (s.start for s in offered if window.start <= s.start < window.end)
-            slots = av.filter_slots(starts, practitioner, service, now=now, occupied=occupied)
+            slots = av.filter_slots(
+                starts, practitioner, service, now=now, occupied=occupied, limits=limits
+            )
             return slots, "calcom"
     slots = av.free_slots(
-        practitioner, service, first_day=first, last_day=last, now=now, occupied=occupied
+        practitioner,
+        service,
+        first_day=first,
+        last_day=last,
+        now=now,
+        occupied=occupied,
+        limits=limits,
     )
     return slots, "schedule"
+
+
+def _limit_check(
+    uow: UnitOfWork,
+    practitioner: Practitioner,
+    service: Service,
+    first: date,
+    last: date,
+    ignore: int | None = None,
+) -> av.LimitCheck | None:
+    """The practitioner's and the service's booking limits with the occupying bookings they
+    count on the local weeks of ``first``..``last``; None when neither sets a limit."""
+    if not (practitioner.limits.any or service.limits.any):
+        return None
+    weeks = av.limit_weeks(practitioner.zone, first, last)
+    bookings = [
+        b
+        for b in uow.bookings.list_occupying(practitioner.id or 0, weeks)
+        if b.id != ignore and weeks.start <= b.start < weeks.end
+    ]
+
+    def counted(service_id: int | None) -> tuple[tuple[datetime, int], ...]:
+        return tuple(
+            (b.start, int((b.end - b.start).total_seconds()) // 60)
+            for b in bookings
+            if service_id is None or b.service_id == service_id
+        )
+
+    return av.LimitCheck(
+        zone=practitioner.zone,
+        minutes=service.duration_minutes,
+        rules=(
+            (practitioner.limits, counted(None)),
+            (service.limits, counted(service.id)),
+        ),
+    )
+
+
+def _within_limits(
+    uow: UnitOfWork, practitioner: Practitioner, service: Service, start: datetime
+) -> bool:
+    """Whether the limits let a booking of ``service`` at ``start`` in, counting what is
+    committed; the caller holds the practitioner's lock (PractitionerRepository.lock) so that
+    no other hold can slip in between this count and its insert."""
+    day = start.astimezone(practitioner.zone).date()
+    check = _limit_check(uow, practitioner, service, day, day)
+    return check is None or check.allows(start)
 
 
 def _is_offered(
@@ -151,7 +210,8 @@ def _is_offered(
     calendar: CalendarGateway,
 ) -> bool:
     """Whether ``start`` is on the day's offer, ignoring who holds it (see _is_taken)."""
-    if not now <= start <= now + timedelta(days=service.max_advance_days):
+    _, end = av.bookable_span(service, practitioner.zone, now)
+    if not now <= start < end:
         return False  # also keeps dates like 9999-12-31 away from date arithmetic
     day = start.astimezone(practitioner.zone).date()
     window = av.local_day_window(practitioner.zone, day, day)

@@ -13,6 +13,7 @@ from booking_core.errors import (
     BookingError,
     BookingNotFound,
     DuplicateRequest,
+    LimitReached,
     OutsideAvailability,
     PaymentFailed,
     PaymentUnavailable,
@@ -39,7 +40,12 @@ from booking_core.ports import (
     UnitOfWork,
 )
 from booking_core.usecases._shared import _aware_utc, _get, _id, _practitioner_and_service
-from booking_core.usecases.availability import _is_offered, _is_taken, _occupied_around
+from booking_core.usecases.availability import (
+    _is_offered,
+    _is_taken,
+    _occupied_around,
+    _within_limits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +169,7 @@ def request_booking(
     if the provider fails the hold is released (status expired) and PaymentUnavailable raised.
     Raises ValidationFailed (a start without a UTC offset), PractitionerNotFound,
     ServiceNotFound, OutsideAvailability (not an offered start), SlotUnavailable (someone holds
-    it), PaymentUnavailable.
+    it), LimitReached (a daily or weekly booking limit is full), PaymentUnavailable.
     """
     result = _request(cmd, uow, payments, calendar, clock, rules, idempotency, claim=False)
     assert isinstance(result, BookingRequested)
@@ -244,6 +250,11 @@ def _request(
         # Checked first for a clear message; the no-overlap rule of the insert has the last word.
         if _is_taken(service, start, _occupied_around(uow, practitioner, service, start)):
             raise SlotUnavailable(f"{start.isoformat()} is already taken")
+        if practitioner.limits.any or service.limits.any:
+            # Counted under the practitioner's lock: concurrent holds count one after another.
+            uow.practitioners.lock(cmd.practitioner_id)
+            if not _within_limits(uow, practitioner, service, start):
+                raise LimitReached("the practitioner takes no more bookings that day or week")
         booking = uow.bookings.add(booking)  # SlotUnavailable if someone was faster
         if idempotency is not None:
             uow.idempotency.attach(idempotency.key, _id(booking))
