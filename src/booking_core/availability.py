@@ -459,3 +459,30 @@ def occupied_window(window: Interval, service: Service) -> Interval:
     service's buffers.
     """
     return Interval(window.start - service.buffer_before, window.end + service.buffer_after)
+
+
+def free_ranges(slots: Iterable[Interval]) -> list[Interval]:
+    """The free ranges of an answer: the union of its slots, overlapping or touching slots
+    joined, so any start of the service inside a range that leaves it room was (or can be
+    read as) offered."""
+    merged: list[Interval] = []
+    for slot in sorted(slots, key=_slot_start):
+        if merged and slot.start <= merged[-1].end:
+            if slot.end > merged[-1].end:
+                merged[-1] = Interval(merged[-1].start, slot.end)
+        else:
+            merged.append(slot)
+    return merged
+
+
+def bucket_by_day(
+    slots: Iterable[Interval], zone: ZoneInfo, first_day: date, last_day: date
+) -> list[tuple[date, list[Interval]]]:
+    """``slots`` grouped by the local date (in ``zone``) they start on, one entry for every
+    date ``first_day``..``last_day`` (an empty list for a date with none), in order."""
+    days: dict[date, list[Interval]] = {d: [] for d in _days(first_day, last_day)}
+    for slot in slots:
+        bucket = days.get(slot.start.astimezone(zone).date())
+        if bucket is not None:
+            bucket.append(slot)
+    return list(days.items())

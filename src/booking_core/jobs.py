@@ -270,11 +270,22 @@ _SUBJECTS = {
     "cancelled": "Your appointment is cancelled",
     "rescheduled": "Your appointment has moved",
     "reminder": "Reminder: your appointment is coming up",
+    "awaiting_approval": "Your request is waiting for the practitioner's approval",
+    "approved": "Your appointment was approved: please pay to confirm it",
+    "declined": "Your appointment request was declined",
+    "approval_expired": "Your appointment request was not approved in time",
 }
 
 
-def compose_email(template: str, booking: Booking, practitioner: Practitioner) -> Message:
-    """The client-facing email for ``template`` (confirmed, cancelled, rescheduled, reminder)."""
+def compose_email(
+    template: str,
+    booking: Booking,
+    practitioner: Practitioner,
+    checkout_url: str | None = None,
+) -> Message:
+    """The client-facing email for ``template`` (confirmed, cancelled, rescheduled, reminder;
+    for services that require confirmation: awaiting_approval, approved with the
+    ``checkout_url``, declined, approval_expired)."""
     local = booking.start.astimezone(practitioner.zone)
     when = f"{local:%A %d %B %Y at %H:%M} ({practitioner.timezone})"
     service = practitioner.service(booking.service_id)
@@ -292,6 +303,20 @@ def compose_email(template: str, booking: Booking, practitioner: Practitioner) -
         lines.append(f"Your {what} with {practitioner.name} now takes place on {when}.")
     elif template == "reminder":
         lines.append(f"A reminder: your {what} with {practitioner.name} is on {when}.")
+    elif template == "awaiting_approval":
+        lines.append(
+            f"Your request for {what} with {practitioner.name} on {when} is held for you until"
+            " the practitioner approves it. Nothing is charged until then."
+        )
+    elif template == "approved" and checkout_url:
+        lines.append(f"{practitioner.name} approved your {what} on {when}.")
+        lines.append(f"Please pay to confirm it: {checkout_url}")
+    elif template == "declined":
+        lines.append(f"{practitioner.name} declined your request for {what} on {when}.")
+        lines.append("Nothing was charged.")
+    elif template == "approval_expired":
+        lines.append(f"Your request for {what} on {when} was not approved in time.")
+        lines.append("Nothing was charged; you are welcome to choose another time.")
     else:
         raise PermanentJobError(f"unknown email template {template!r}")
     lines += ["", f"Booking reference: {booking.id}"]
@@ -306,7 +331,12 @@ def _email(payload: Mapping[str, Any], ctx: JobContext) -> None:
     template = str(payload["template"])
     if template in ("confirmed", "reminder") and booking.status is not BookingStatus.CONFIRMED:
         return  # cancelled before the mail went out: say nothing stale
-    ctx.notifier.send(compose_email(template, booking, practitioner))
+    if template == "approved" and booking.status is not BookingStatus.PENDING:
+        return  # its hold ended before the mail went out: the link would lead nowhere
+    url = payload.get("checkout_url")
+    ctx.notifier.send(
+        compose_email(template, booking, practitioner, str(url) if url is not None else None)
+    )
 
 
 _HANDLERS: dict[str, Callable[[Mapping[str, Any], JobContext], None]] = {

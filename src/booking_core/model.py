@@ -369,6 +369,8 @@ class Service:
     alignment: SlotAlignment = SlotAlignment.GRID
     window: BookingWindow = field(factory=BookingWindow)
     limits: BookingLimits = NO_LIMITS  # counting this service's bookings only
+    # Held as awaiting_approval, unpaid, until the practitioner approves (then paid as usual).
+    requires_confirmation: bool = False
     active: bool = True
 
     def __attrs_post_init__(self) -> None:
@@ -479,6 +481,7 @@ class User:
 
 
 class BookingStatus(enum.StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"  # held unpaid until the practitioner approves
     PENDING = "pending"
     CONFIRMED = "confirmed"
     COMPLETED = "completed"
@@ -490,9 +493,16 @@ class BookingStatus(enum.StrEnum):
         return self in OCCUPYING
 
 
-OCCUPYING = frozenset({BookingStatus.PENDING, BookingStatus.CONFIRMED})
+# A booking awaiting approval holds its slot like a pending one: the practitioner approves a
+# time nobody else can have taken meanwhile.
+OCCUPYING = frozenset(
+    {BookingStatus.AWAITING_APPROVAL, BookingStatus.PENDING, BookingStatus.CONFIRMED}
+)
 
 ALLOWED_TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
+    BookingStatus.AWAITING_APPROVAL: frozenset(
+        {BookingStatus.PENDING, BookingStatus.EXPIRED, BookingStatus.CANCELLED}
+    ),
     BookingStatus.PENDING: frozenset(
         {BookingStatus.CONFIRMED, BookingStatus.EXPIRED, BookingStatus.CANCELLED}
     ),
@@ -562,6 +572,9 @@ class Booking:
     notes: str = ""
     manage_token_hash: str = ""
     cancel_reason: str = ""
+    # When the practitioner approved it (a service that requires confirmation); the hold and
+    # its checkout count from then.
+    approved_at: datetime | None = field(default=None, validator=_optional_aware)
     created_at: datetime = field(validator=_require_aware)
     updated_at: datetime = field(validator=_require_aware)
     version: int = 1
@@ -592,7 +605,7 @@ class Booking:
                 f"booking {self.id} cannot go from {self.status.value} to {new_status.value}"
             )
         self.status = new_status
-        if new_status is not BookingStatus.PENDING:
+        if new_status not in (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL):
             self.hold_expires_at = None
         self.touch(at)
 
@@ -622,9 +635,12 @@ class Booking:
         hold_until: datetime,
         manage_token_hash: str,
         notes: str = "",
+        awaiting_approval: bool = False,
     ) -> Booking:
         """A new pending booking holding ``start`` for one ``service`` until ``hold_until``; the
-        service's price and buffers are copied, so later edits never move it."""
+        service's price and buffers are copied, so later edits never move it. With
+        ``awaiting_approval`` it is held unpaid until the practitioner acts, ``hold_until``
+        being the approval deadline."""
         return cls(
             practitioner_id=practitioner_id,
             service_id=service.id or 0,
@@ -634,7 +650,7 @@ class Booking:
             buffer_before_minutes=service.buffer_before_minutes,
             buffer_after_minutes=service.buffer_after_minutes,
             price=service.price,
-            status=BookingStatus.PENDING,
+            status=BookingStatus.AWAITING_APPROVAL if awaiting_approval else BookingStatus.PENDING,
             hold_expires_at=hold_until,
             notes=notes,
             manage_token_hash=manage_token_hash,
@@ -657,18 +673,39 @@ class Booking:
         self.payment_intent_id = payment_intent_id or self.payment_intent_id
         self.checkout_session_id = self.checkout_session_id or session_id
 
+    def approve(self, *, at: datetime, hold_until: datetime) -> None:
+        """The practitioner approved: awaiting_approval -> pending, held until ``hold_until``
+        for the client to pay."""
+        if self.status is not BookingStatus.AWAITING_APPROVAL:
+            raise InvalidTransition(
+                f"booking {self.id} is {self.status.value}, not awaiting approval"
+            )
+        self.transition_to(BookingStatus.PENDING, at=at)
+        self.hold_expires_at = hold_until
+        self.approved_at = at
+
+    def decline(self, reason: str, *, at: datetime) -> None:
+        """The practitioner declined: awaiting_approval -> cancelled (nothing was paid)."""
+        if self.status is not BookingStatus.AWAITING_APPROVAL:
+            raise InvalidTransition(
+                f"booking {self.id} is {self.status.value}, not awaiting approval"
+            )
+        self.transition_to(BookingStatus.CANCELLED, at=at)
+        self.cancel_reason = reason
+
     def confirm(self, *, at: datetime) -> None:
         """The hold was paid: pending -> confirmed."""
         self.transition_to(BookingStatus.CONFIRMED, at=at)
 
     def expire(self, reason: str, *, at: datetime) -> None:
-        """The hold ends unpaid (ran out, checkout expired or failed): pending -> expired."""
+        """The hold ends unpaid (ran out, checkout expired or failed): pending -> expired; or
+        nobody approved in time: awaiting_approval -> expired."""
         self.transition_to(BookingStatus.EXPIRED, at=at)
         self.cancel_reason = reason
 
     def cancel(self, reason: str, *, at: datetime) -> None:
-        """Cancelled by the client, an admin or the practitioner: pending|confirmed ->
-        cancelled (a refund is decided with decide_refund)."""
+        """Cancelled by the client, an admin or the practitioner: awaiting_approval|pending|
+        confirmed -> cancelled (a refund is decided with decide_refund)."""
         self.transition_to(BookingStatus.CANCELLED, at=at)
         self.cancel_reason = reason
 

@@ -111,9 +111,15 @@ class BookingRepository(Protocol):
         """The buffered spans of list_occupying's bookings, sorted: all availability needs."""
 
     def list_expired_holds(
-        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        after: tuple[datetime, int] | None = None,
+        status: BookingStatus = BookingStatus.PENDING,
     ) -> list[Booking]:
-        """Pending bookings whose hold ran out before ``now``, by (hold expiry, id).
+        """Pending bookings (or ``status`` ones: awaiting_approval) whose hold (approval
+        deadline) ran out before ``now``, by (hold expiry, id).
 
         ``after`` is the (hold_expires_at, id) of the last one of the previous page, so a caller
         pages through all of them, none starved behind others it cannot settle yet.

@@ -39,7 +39,7 @@ TABLES = {
     "payments",
     "sync_cursors",
 }
-HEAD = "0004_payments_ledger"  # the newest migration shipped
+HEAD = "0005_scheduling_rules"  # the newest migration shipped
 ENUMS = {"user_role", "booking_status", "refund_status", "job_status"}
 
 

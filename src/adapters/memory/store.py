@@ -22,6 +22,7 @@ from booking_core.errors import (
 from booking_core.jobs import Job, JobStatus
 from booking_core.model import (
     Booking,
+    BookingStatus,
     Interval,
     Money,
     Payment,
@@ -337,13 +338,18 @@ class _Bookings:
         return [b.occupied for b in self.list_occupying(practitioner_id, window)]
 
     def list_expired_holds(
-        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        after: tuple[datetime, int] | None = None,
+        status: BookingStatus = BookingStatus.PENDING,
     ) -> list[Booking]:
         self._uow._require_open()
         found = [
             b.copy()
             for b in self._visible().values()
-            if b.status.value == "pending"
+            if b.status is status
             and b.hold_expires_at is not None
             and b.hold_expires_at < now
             and (after is None or (b.hold_expires_at, b.id or 0) > after)

@@ -26,6 +26,8 @@ from adapters.postgres.rows import (
 from booking_core.jobs import Job
 from booking_core.model import (
     Booking,
+    BookingLimits,
+    BookingWindow,
     CalendarLink,
     Client,
     DateOverride,
@@ -35,10 +37,12 @@ from booking_core.model import (
     Practitioner,
     Refund,
     Service,
+    SlotAlignment,
     TimeOff,
     TimeRange,
     User,
     WeeklyHours,
+    WindowKind,
 )
 from booking_core.ports import IdempotencyRecord
 
@@ -65,8 +69,33 @@ def service_from_row(row: ServiceRow) -> Service:
         min_notice_minutes=row.min_notice_minutes,
         max_advance_days=row.max_advance_days,
         slot_interval_minutes=row.slot_interval_minutes,
+        alignment=SlotAlignment(row.alignment),
+        window=BookingWindow(
+            kind=WindowKind(row.window_kind),
+            days=row.window_days,
+            first_day=row.window_first_day,
+            last_day=row.window_last_day,
+        ),
+        limits=limits_from_row(row),
+        requires_confirmation=row.requires_confirmation,
         active=row.active,
     )
+
+
+def limits_from_row(row: ServiceRow | PractitionerRow) -> BookingLimits:
+    return BookingLimits(
+        bookings_per_day=row.max_bookings_per_day,
+        bookings_per_week=row.max_bookings_per_week,
+        minutes_per_day=row.max_minutes_per_day,
+        minutes_per_week=row.max_minutes_per_week,
+    )
+
+
+def limits_to_row(limits: BookingLimits, row: ServiceRow | PractitionerRow) -> None:
+    row.max_bookings_per_day = limits.bookings_per_day
+    row.max_bookings_per_week = limits.bookings_per_week
+    row.max_minutes_per_day = limits.minutes_per_day
+    row.max_minutes_per_week = limits.minutes_per_week
 
 
 def service_to_row(service: Service, row: ServiceRow, *, position: int) -> None:
@@ -81,6 +110,13 @@ def service_to_row(service: Service, row: ServiceRow, *, position: int) -> None:
     row.min_notice_minutes = service.min_notice_minutes
     row.max_advance_days = service.max_advance_days
     row.slot_interval_minutes = service.slot_interval_minutes
+    row.alignment = service.alignment.value
+    row.window_kind = service.window.kind.value
+    row.window_days = service.window.days
+    row.window_first_day = service.window.first_day
+    row.window_last_day = service.window.last_day
+    row.requires_confirmation = service.requires_confirmation
+    limits_to_row(service.limits, row)
     row.active = service.active
     row.retired = False
 
@@ -157,6 +193,7 @@ def practitioner_from_row(row: PractitionerRow) -> Practitioner:
         overrides=overrides_from_rows(list(row.date_overrides)),
         time_off=[time_off_from_row(t) for t in row.time_off],
         calendar_link=link,
+        limits=limits_from_row(row),
     )
 
 
@@ -175,6 +212,7 @@ def practitioner_fields_to_row(practitioner: Practitioner, row: PractitionerRow)
     row.calcom_event_type = link.event_type if link else None
     row.calcom_user = link.user if link else None
     row.calcom_username = link.username if link else None
+    limits_to_row(practitioner.limits, row)
     row.working_hours = weekly_hours_to_rows(practitioner.weekly_hours)
     row.date_overrides = overrides_to_rows(practitioner.overrides)
     row.time_off = [time_off_to_row(t) for t in practitioner.time_off]
@@ -216,6 +254,7 @@ def booking_from_row(row: BookingRow) -> Booking:
         notes=row.notes,
         manage_token_hash=row.manage_token_hash,
         cancel_reason=row.cancel_reason,
+        approved_at=utc_or_none(row.approved_at),
         created_at=utc(row.created_at),
         updated_at=utc(row.updated_at),
         version=row.version,
@@ -252,6 +291,7 @@ def booking_to_row(booking: Booking, row: BookingRow) -> None:
     row.notes = booking.notes
     row.manage_token_hash = booking.manage_token_hash
     row.cancel_reason = booking.cancel_reason
+    row.approved_at = booking.approved_at
     row.created_at = booking.created_at
     row.updated_at = booking.updated_at
 

@@ -60,7 +60,16 @@ from booking_core.errors import (
     UserNotFound,
 )
 from booking_core.jobs import Job, JobStatus
-from booking_core.model import Booking, Interval, Money, Payment, Practitioner, Role, User
+from booking_core.model import (
+    Booking,
+    BookingStatus,
+    Interval,
+    Money,
+    Payment,
+    Practitioner,
+    Role,
+    User,
+)
 from booking_core.ports import BookingFilter, IdempotencyRecord
 
 SessionSource = Callable[[], Session]
@@ -329,11 +338,20 @@ class SqlAlchemyBookingRepository:
         return [Interval(start, end) for start, end in rows]
 
     def list_expired_holds(
-        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        after: tuple[datetime, int] | None = None,
+        status: BookingStatus = BookingStatus.PENDING,
     ) -> list[Booking]:
-        stmt = sa.select(BookingRow).where(
-            sa.text("status = 'pending'"), BookingRow.hold_expires_at < now
+        # Pending as a literal, so the partial index ix_bookings_pending_hold_expires_at serves.
+        which = (
+            sa.text("status = 'pending'")
+            if status is BookingStatus.PENDING
+            else BookingRow.status == status
         )
+        stmt = sa.select(BookingRow).where(which, BookingRow.hold_expires_at < now)
         if after is not None:
             stmt = stmt.where(
                 sa.tuple_(BookingRow.hold_expires_at, BookingRow.id) > sa.tuple_(*after)

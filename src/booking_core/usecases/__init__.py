@@ -10,6 +10,12 @@ is the one import callers need.
 """
 
 from booking_core.jobs import JobKind
+from booking_core.usecases.approval import (
+    Approved,
+    approve_booking,
+    decline_booking,
+    expire_unapproved,
+)
 from booking_core.usecases.availability import Availability, AvailabilityQuery, get_availability
 from booking_core.usecases.booking import (
     IDEMPOTENCY_LEASE,
@@ -58,6 +64,7 @@ __all__ = [
     "JOB_EMAIL",
     "JOB_EXPIRE_CHECKOUT",
     "JOB_REFUND",
+    "Approved",
     "Availability",
     "AvailabilityQuery",
     "BookingRequested",
@@ -68,11 +75,14 @@ __all__ = [
     "Reconciled",
     "RequestBooking",
     "RescheduleBooking",
+    "approve_booking",
     "authorize_booking",
     "cancel_booking",
     "claim_idempotency_key",
     "complete_finished_bookings",
+    "decline_booking",
     "expire_stale_holds",
+    "expire_unapproved",
     "find_booking_by_checkout",
     "get_availability",
     "get_booking",

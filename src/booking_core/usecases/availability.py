@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from attrs import frozen
 
@@ -31,16 +32,21 @@ log = logging.getLogger(__name__)
 
 @frozen
 class AvailabilityQuery:
-    """Dates are local to the practitioner; ``last_day`` is inclusive; None means the default."""
+    """Dates are local to ``timezone`` (an IANA zone, the client's), or to the practitioner
+    when it is None; ``last_day`` is inclusive; None means the default."""
 
     practitioner_id: int
     service_id: int | None = None
     first_day: date | None = None
     last_day: date | None = None
+    timezone: str | None = None
 
 
 @frozen
 class Availability:
+    """Open slots starting on ``first_day``..``last_day``, local dates of ``answer_zone`` (the
+    query's ``timezone``, else the practitioner's ``timezone``)."""
+
     practitioner_id: int
     service_id: int
     timezone: str
@@ -48,6 +54,20 @@ class Availability:
     slots: list[Interval]
     first_day: date
     last_day: date
+    client_timezone: str | None = None
+
+    @property
+    def answer_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.client_timezone or self.timezone)
+
+    def by_day(self) -> list[tuple[date, list[Interval]]]:
+        """The slots bucketed by the local date (answer_zone) they start on, every date of the
+        answer listed, in order."""
+        return av.bucket_by_day(self.slots, self.answer_zone, self.first_day, self.last_day)
+
+    def ranges(self) -> list[Interval]:
+        """The free ranges: the union of the slots (see availability.free_ranges)."""
+        return av.free_ranges(self.slots)
 
 
 def get_availability(
@@ -65,6 +85,7 @@ def get_availability(
     ValidationFailed (bad or too wide a date range).
     """
     now = clock.now()
+    client_zone = _client_zone(query.timezone)
     with uow:
         practitioner = uow.practitioners.get(
             query.practitioner_id, max_age=rules.schedule_cache_seconds
@@ -72,15 +93,22 @@ def get_availability(
         if practitioner is None or not practitioner.active:
             raise PractitionerNotFound(f"no practitioner with id {query.practitioner_id}")
         service = _pick_service(practitioner, query.service_id)
-        first, last = _window_days(query, practitioner, now, rules)
-        window = av.local_day_window(practitioner.zone, first, last)
+        answer_zone = client_zone or practitioner.zone
+        first, last = _window_days(query, answer_zone, now, rules)
+        window = av.local_day_window(answer_zone, first, last)
+        # The practitioner's local dates that the window touches.
+        p_first = window.start.astimezone(practitioner.zone).date()
+        p_last = (window.end - _TICK).astimezone(practitioner.zone).date()
+        p_window = av.local_day_window(practitioner.zone, p_first, p_last)
         occupied = uow.bookings.occupied_spans(
-            practitioner.id or 0, av.occupied_window(window, service)
+            practitioner.id or 0, av.occupied_window(p_window, service)
         )
-        limits = _limit_check(uow, practitioner, service, first, last)
+        limits = _limit_check(uow, practitioner, service, p_first, p_last)
     slots, source = _slots(
-        practitioner, service, first, last, window, now, occupied, calendar, limits
+        practitioner, service, p_first, p_last, p_window, now, occupied, calendar, limits
     )
+    if client_zone is not None:
+        slots = [s for s in slots if window.start <= s.start < window.end]
     return Availability(
         practitioner_id=query.practitioner_id,
         service_id=service.id or 0,
@@ -89,7 +117,23 @@ def get_availability(
         slots=slots,
         first_day=first,
         last_day=last,
+        client_timezone=query.timezone if client_zone is not None else None,
     )
+
+
+_TICK = timedelta(microseconds=1)
+
+
+def _client_zone(name: str | None) -> ZoneInfo | None:
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationFailed(
+            "unknown time zone",
+            errors={"timezone": ["must be an IANA time zone like Europe/Paris"]},
+        ) from exc
 
 
 def _pick_service(practitioner: Practitioner, service_id: int | None) -> Service:
@@ -105,9 +149,9 @@ def _pick_service(practitioner: Practitioner, service_id: int | None) -> Service
 
 
 def _window_days(
-    query: AvailabilityQuery, practitioner: Practitioner, now: datetime, rules: BookingRules
+    query: AvailabilityQuery, zone: ZoneInfo, now: datetime, rules: BookingRules
 ) -> tuple[date, date]:
-    today = now.astimezone(practitioner.zone).date()
+    today = now.astimezone(zone).date()
     first = query.first_day or today
     last = query.last_day or first + timedelta(days=rules.default_window_days - 1)
     if last < first:

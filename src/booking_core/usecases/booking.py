@@ -61,8 +61,10 @@ class RequestBooking:
 
 @frozen
 class BookingRequested:
+    """A held booking; ``checkout_url`` is None while it awaits the practitioner's approval."""
+
     booking: Booking
-    checkout_url: str
+    checkout_url: str | None
     manage_token: str = field(repr=False)
 
 
@@ -162,6 +164,10 @@ def request_booking(
 ) -> BookingRequested:
     """Hold the slot as a pending booking, then open a checkout for it.
 
+    For a service that requires confirmation the booking is held as awaiting_approval, with no
+    checkout (``checkout_url`` None), until the practitioner approves (approve_booking) or
+    declines it, or the approval deadline passes (BookingRules.approval_deadline).
+
     With ``idempotency`` (a key claimed by claim_idempotency_key) the hold is noted on the key's
     record and the answer is stored with the checkout, in the same transactions.
 
@@ -236,15 +242,19 @@ def _request(
     # the checkout call, not from the start of the request: Stripe refuses an expires_at less
     # than 30 minutes ahead, and the checks above may have waited on the calendar.
     held_at = clock.now()
+    approval = service.requires_confirmation
     booking = Booking.hold(
         practitioner_id=cmd.practitioner_id,
         service=service,
         client=cmd.client,
         start=start,
         at=held_at,
-        hold_until=rules.hold_expiry(held_at),
+        hold_until=(
+            rules.approval_deadline(held_at, start) if approval else rules.hold_expiry(held_at)
+        ),
         manage_token_hash=token_hash,
         notes=cmd.notes,
+        awaiting_approval=approval,
     )
     with uow:
         # Checked first for a clear message; the no-overlap rule of the insert has the last word.
@@ -261,6 +271,9 @@ def _request(
         uow.commit()
     calendar.invalidate(cmd.practitioner_id)
     booking_id = _id(booking)
+    if approval:
+        # No charge until the practitioner approves (approve_booking opens the checkout then).
+        return _store_awaiting(booking_id, token, uow, clock, idempotency)
 
     try:
         session = payments.create_checkout(checkout_request(booking, practitioner, service, rules))
@@ -312,22 +325,43 @@ def _store_checkout(
     return result
 
 
+def _store_awaiting(
+    booking_id: int,
+    token: str,
+    uow: UnitOfWork,
+    clock: Clock,
+    idempotency: IdempotencyClaim | None,
+) -> BookingRequested:
+    with uow:
+        stored = _get(uow, booking_id)
+        result = BookingRequested(booking=stored, checkout_url=None, manage_token=token)
+        if idempotency is not None:
+            response, sealed = idempotency.answer(result)
+            uow.idempotency.complete(idempotency.key, 201, response, sealed)
+        uow.outbox.add(
+            JobKind.EMAIL, {"booking_id": booking_id, "template": "awaiting_approval"}, clock.now()
+        )
+        uow.commit()
+    return result
+
+
 def checkout_request(
     booking: Booking, practitioner: Practitioner, service: Service, rules: BookingRules
 ) -> CheckoutRequest:
     """The checkout a hold asks for, built from what the hold stores only (its expiry counts
-    from its creation, which survives its release), so that asking again (the reconciler,
-    after a crash) replays the provider's first answer for the same key."""
+    from its creation, or its approval, which survive its release), so that asking again (the
+    reconciler, after a crash) replays the provider's first answer for the same key."""
     booking_id = _id(booking)
+    held_at = booking.approved_at or booking.created_at
     return CheckoutRequest(
         booking_id=booking_id,
         amount=booking.price,
         description=f"{service.name} with {practitioner.name}",
         customer_email=booking.client.email,
-        expires_at=rules.hold_expiry(booking.created_at),
+        expires_at=rules.hold_expiry(held_at),
         # Ids restart after a database reset and Stripe keeps keys for 24 h: the creation
         # instant keeps a reused id from replaying another booking's session.
-        idempotency_key=f"checkout:{booking_id}:{int(booking.created_at.timestamp() * 1e6)}",
+        idempotency_key=f"checkout:{booking_id}:{int(held_at.timestamp() * 1e6)}",
     )
 
 

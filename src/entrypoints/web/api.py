@@ -77,7 +77,12 @@ def get_practitioner(practitioner_id: int) -> Response:
 
 
 def _availability(
-    practitioner_id: int, service_id: int | None, first: date | None, last: date | None
+    practitioner_id: int,
+    service_id: int | None,
+    first: date | None,
+    last: date | None,
+    timezone: str | None = None,
+    fmt: str = "slots",
 ) -> sc.AvailabilityOut:
     d = deps()
     result = uc.get_availability(
@@ -86,13 +91,14 @@ def _availability(
             service_id=service_id,
             first_day=first,
             last_day=last,
+            timezone=timezone,
         ),
         uow=d.uow(),
         calendar=d.calendar,
         clock=d.clock,
         rules=d.rules,
     )
-    return sc.availability_out(result)
+    return sc.availability_out(result, fmt)
 
 
 @bp.get("/api/practitioners/<id:practitioner_id>/availability")
@@ -112,7 +118,9 @@ def availability(practitioner_id: int) -> Response:
         now=deps().clock.now(),
         detail="invalid availability query",
     )
-    out = _availability(practitioner_id, query.service_id, query.from_, query.to)
+    out = _availability(
+        practitioner_id, query.service_id, query.from_, query.to, query.timezone, query.format
+    )
     return jsonify(out.body())
 
 
@@ -198,7 +206,7 @@ def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
         201: ("held; pay at checkout_url. The manage token is shown once.", sc.BookingCreated),
         400: problem("bad_request: malformed JSON or Idempotency-Key"),
         404: problem("not_found: unknown practitioner or service"),
-        409: problem("slot_unavailable / request_in_progress"),
+        409: problem("slot_unavailable / limit_reached / request_in_progress"),
         422: problem("validation_error / outside_availability / duplicate_request"),
         429: problem("rate_limited"),
         503: problem("payment_unavailable"),
