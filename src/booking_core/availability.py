@@ -461,17 +461,23 @@ def occupied_window(window: Interval, service: Service) -> Interval:
     return Interval(window.start - service.buffer_before, window.end + service.buffer_after)
 
 
-def free_ranges(slots: Iterable[Interval]) -> list[Interval]:
-    """The free ranges of an answer: the union of its slots, overlapping or touching slots
-    joined, so any start of the service inside a range that leaves it room was (or can be
-    read as) offered."""
+def free_ranges(slots: Iterable[Interval], step: timedelta) -> list[Interval]:
+    """The free ranges of an answer: runs of consecutive offered starts (each at most ``step``,
+    the service's interval, after the one before, or overlapping it), each from its first start
+    to its last slot's end. Every offered slot lies in one range; the time between two ranges
+    holds no offered start."""
     merged: list[Interval] = []
+    last_start: datetime | None = None
     for slot in sorted(slots, key=_slot_start):
-        if merged and slot.start <= merged[-1].end:
-            if slot.end > merged[-1].end:
-                merged[-1] = Interval(merged[-1].start, slot.end)
+        if (
+            merged
+            and last_start is not None
+            and (slot.start <= merged[-1].end or slot.start - last_start <= step)
+        ):
+            merged[-1] = Interval(merged[-1].start, max(merged[-1].end, slot.end))
         else:
             merged.append(slot)
+        last_start = slot.start
     return merged
 
 

@@ -286,7 +286,7 @@ def test_an_unknown_client_zone_is_refused_naming_the_field(app: App) -> None:
     assert "timezone" in caught.value.errors
 
 
-def test_free_ranges_join_back_to_back_slots(app: App) -> None:
+def test_free_ranges_join_consecutive_slots(app: App) -> None:
     p = practitioner_with(
         app, slot_interval_minutes=30, buffer_after_minutes=0, duration_minutes=30
     )

@@ -55,6 +55,7 @@ class Availability:
     first_day: date
     last_day: date
     client_timezone: str | None = None
+    interval_minutes: int = 0  # the service's step between starts
 
     @property
     def answer_zone(self) -> ZoneInfo:
@@ -66,8 +67,8 @@ class Availability:
         return av.bucket_by_day(self.slots, self.answer_zone, self.first_day, self.last_day)
 
     def ranges(self) -> list[Interval]:
-        """The free ranges: the union of the slots (see availability.free_ranges)."""
-        return av.free_ranges(self.slots)
+        """The free ranges: runs of consecutive slots (see availability.free_ranges)."""
+        return av.free_ranges(self.slots, timedelta(minutes=self.interval_minutes))
 
 
 def get_availability(
@@ -118,6 +119,7 @@ def get_availability(
         first_day=first,
         last_day=last,
         client_timezone=query.timezone if client_zone is not None else None,
+        interval_minutes=int(service.interval.total_seconds()) // 60,
     )
 
 

@@ -380,7 +380,7 @@ class AvailabilityQuery(Request):
     ] = None
     format: Annotated[
         Literal["slots", "ranges"],
-        Field(description="slots (default), or ranges: the free ranges (unions of the slots)"),
+        Field(description="slots (default), or ranges: runs of consecutive slots"),
     ] = "slots"
 
 
@@ -614,7 +614,10 @@ class AvailabilityOut(Response):
     slots: Annotated[list[SlotOut], Field(description="empty with format=ranges")]
     ranges: Annotated[
         list[SlotOut],
-        Field(description="free ranges, the union of the slots; empty with format=slots"),
+        Field(
+            description="free ranges: runs of consecutive offered starts, each from its first "
+            "start to its last slot's end; empty with format=slots"
+        ),
     ]
     days: Annotated[
         list[DayOut], Field(description="every date from..to, with its slots or ranges")
@@ -831,9 +834,11 @@ def availability_out(result: uc.Availability, fmt: str = "slots") -> Availabilit
     zone = result.answer_zone
     ranges = fmt == "ranges"
 
+    step = timedelta(minutes=result.interval_minutes)
+
     def shown(slots: list[Interval]) -> tuple[list[SlotOut], list[SlotOut]]:
         if ranges:
-            return [], [slot_out(r, zone) for r in free_ranges(slots)]
+            return [], [slot_out(r, zone) for r in free_ranges(slots, step)]
         return [slot_out(s, zone) for s in slots], []
 
     slots, free = shown(result.slots)
