@@ -14,6 +14,8 @@ from attrs import define, field, frozen
 from booking_core.errors import InvalidTransition, ValidationFailed
 
 _CURRENCY = re.compile(r"^[a-z]{3}$")
+SERVICE_KEY_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+_SERVICE_KEY = re.compile(SERVICE_KEY_PATTERN)
 
 
 def _require_aware(_inst: object, attribute: attrs.Attribute[datetime], value: datetime) -> None:
@@ -371,10 +373,15 @@ class Service:
     limits: BookingLimits = NO_LIMITS  # counting this service's bookings only
     # Held as awaiting_approval, unpaid, until the practitioner approves (then paid as usual).
     requires_confirmation: bool = False
+    # Services of several practitioners with one key are the same service: a client may book
+    # it with any available practitioner.
+    key: str | None = None
     active: bool = True
 
     def __attrs_post_init__(self) -> None:
         problems: dict[str, list[str]] = {}
+        if self.key is not None and not _SERVICE_KEY.match(self.key):
+            problems["key"] = ["must be 1 to 64 lowercase letters, digits or inner dashes"]
         if not 5 <= self.duration_minutes <= 24 * 60:
             problems["duration_minutes"] = ["must be between 5 and 1440"]
         for name in ("buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes"):

@@ -139,3 +139,71 @@ def test_a_weekly_minutes_limit_holds_under_a_crowd(new_uow: UowFactory) -> None
     assert won == 0
     assert len(lost) == THREADS
     assert _occupying(new_uow, practitioner, Interval(monday, monday + timedelta(days=7))) == 4
+
+
+def test_any_practitioner_gives_each_one_slot_once(new_uow: UowFactory) -> None:
+    """40 clients ask for "any" practitioner at one start; three practitioners offer it: three
+    win, each with another practitioner, and the rest hear that nobody is free."""
+    from booking_core.errors import SlotUnavailable
+    from booking_core.usecases import BookingRequested, request_booking_any
+
+    team = []
+    for n in range(3):
+        uow = new_uow()
+        with uow:
+            p = sample_practitioner(
+                name=f"Team {n}",
+                timezone="UTC",
+                hours={d: ["00:00-24:00"] for d in range(7)},
+                services=[
+                    sample_service(
+                        duration_minutes=30,
+                        price=Money(8000, "usd"),
+                        slot_interval_minutes=30,
+                        max_advance_days=60,
+                        key="intake",
+                    )
+                ],
+            )
+            team.append(uow.practitioners.add(p))
+            uow.commit()
+    start = (NOW + timedelta(days=2)).replace(hour=10)
+    payments, calendar, clock, rules = (
+        FakePaymentGateway(),
+        FakeCalendarGateway(),
+        FixedClock(NOW),
+        BookingRules(),
+    )
+    barrier = threading.Barrier(THREADS)
+    won: list[int] = []
+    lost: list[BaseException] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        command = RequestBooking(
+            practitioner_id=0,
+            service_id=team[n % 3].services[0].id or 0,
+            start=start,
+            client=Client(f"Client {n}", f"client{n}@example.com"),
+        )
+        uow = new_uow()
+        barrier.wait(timeout=30)
+        try:
+            result = request_booking_any(
+                command, uow=uow, payments=payments, calendar=calendar, clock=clock, rules=rules
+            )
+        except BaseException as exc:
+            with lock:
+                lost.append(exc)
+        else:
+            assert isinstance(result, BookingRequested)
+            with lock:
+                won.append(result.booking.practitioner_id)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [e for e in lost if not isinstance(e, SlotUnavailable)] == []
+    assert sorted(won) == sorted(p.id for p in team)

@@ -125,3 +125,30 @@ def test_a_full_day_is_a_409_limit_reached(web: Web) -> None:
     web.booked()
     assert_problem(web.book(start=SLOT_2), 409, "limit_reached")
     assert web.slots("?from=2030-01-08&to=2030-01-08") == []
+
+
+def test_any_practitioner_over_http(web: Web) -> None:
+    change_service(web, 1, key="intake")
+    change_service(web, 3, key="intake")
+    body = web.client.get(
+        "/api/services/intake/availability?from=2030-01-08&to=2030-01-08&timezone=Europe/London"
+    ).get_json()
+    assert body["key"] == "intake"
+    by_start = {s["start"]: [o["practitioner_id"] for o in s["offered_by"]] for s in body["slots"]}
+    # London 15:00 is New York 10:00: both offer it.
+    assert by_start["2030-01-08T15:00:00Z"] == [1, 2]
+    assert by_start[SLOT] == [1]
+    first = web.booked(practitioner_id="any", start="2030-01-08T15:00:00Z")
+    second = web.booked(practitioner_id="any", start="2030-01-08T15:00:00Z")
+    assert {first["booking"]["practitioner_id"], second["booking"]["practitioner_id"]} == {1, 2}
+    assert second["booking"]["service_id"] in {1, 3}
+    assert_problem(
+        web.book(practitioner_id="any", start="2030-01-08T15:00:00Z"), 409, "slot_unavailable"
+    )
+
+
+def test_an_unknown_service_key_is_a_404(web: Web) -> None:
+    assert_problem(web.client.get("/api/services/nobody/availability"), 404, "not_found")
+    assert_problem(web.book(practitioner_id="any"), 404, "not_found")
+    body = assert_problem(web.book(practitioner_id="anyone"), 422, "validation_error")
+    assert "practitioner_id" in body["errors"]

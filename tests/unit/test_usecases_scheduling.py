@@ -16,6 +16,7 @@ from booking_core.errors import (
     LimitReached,
     OutsideAvailability,
     PaymentUnavailable,
+    ServiceNotFound,
     SlotUnavailable,
     ValidationFailed,
 )
@@ -297,3 +298,74 @@ def test_free_ranges_join_consecutive_slots(app: App) -> None:
         (at(MONDAY, "10:30"), at(MONDAY, "12:00")),
         (at(MONDAY, "13:00"), at(MONDAY, "17:00")),
     ]
+
+
+# -- any available practitioner ------------------------------------------------------------------
+
+
+def keyed(app: App, name: str, key: str | None = "intake") -> Practitioner:
+    p = therapist()
+    p.name = name
+    p.services = [attrs.evolve(p.services[0], key=key)]
+    return app.add_practitioner(p)
+
+
+def any_request(app: App, service_id: int, hhmm: str, day: date = MONDAY) -> object:
+    result = usecases.request_booking_any(
+        usecases.RequestBooking(
+            practitioner_id=0, service_id=service_id, start=at(day, hhmm), client=CLIENT
+        ),
+        uow=app.uow(),
+        **app.ports("payments", "calendar", "clock", "rules"),
+    )
+    assert isinstance(result, usecases.BookingRequested)
+    return result.booking.practitioner_id
+
+
+def test_service_availability_merges_every_practitioner_of_the_key(app: App) -> None:
+    a, b = keyed(app, "A"), keyed(app, "B")
+    keyed(app, "C", key=None)
+    app.request(at(MONDAY, "10:00"), practitioner=a)
+    result = usecases.get_service_availability(
+        "intake",
+        first_day=MONDAY,
+        last_day=MONDAY,
+        uow=app.uow(),
+        **app.ports("calendar", "clock", "rules"),
+    )
+    offers = {s.start: [p for p, _, _ in s.offers] for s in result.slots}
+    assert offers[at(MONDAY, "09:00")] == [a.id, b.id]
+    assert offers[at(MONDAY, "10:00")] == [b.id]
+    assert result.timezone == "UTC"
+    with pytest.raises(ServiceNotFound):
+        usecases.get_service_availability(
+            "nobody", uow=app.uow(), **app.ports("calendar", "clock", "rules")
+        )
+
+
+def test_any_goes_to_the_least_booked_that_week_then_round_robin(app: App) -> None:
+    a, b = keyed(app, "A"), keyed(app, "B")
+    app.request(at(MONDAY, "09:00"), practitioner=a)
+    service_id = a.services[0].id or 0
+    app.clock.advance(timedelta(seconds=1))
+    assert any_request(app, service_id, "11:00") == b.id  # A has one booking this week
+    app.clock.advance(timedelta(seconds=1))
+    assert any_request(app, service_id, "13:00") == a.id  # one each: A was booked longer ago
+    app.clock.advance(timedelta(seconds=1))
+    assert any_request(app, service_id, "14:00") == b.id
+
+
+def test_any_passes_over_a_practitioner_who_is_not_free(app: App) -> None:
+    a, b = keyed(app, "A"), keyed(app, "B")
+    app.request(at(MONDAY, "10:00"), practitioner=b)
+    app.request(at(MONDAY, "11:00"), practitioner=b)
+    app.request(at(MONDAY, "10:00"), practitioner=a)  # B is the least booked, but not free
+    service_id = b.services[0].id or 0
+    with pytest.raises(SlotUnavailable):
+        any_request(app, service_id, "10:00")
+    assert any_request(app, service_id, "11:00") == a.id
+
+
+def test_any_needs_a_keyed_service(app: App) -> None:
+    with pytest.raises(ServiceNotFound):
+        any_request(app, app.service.id or 0, "10:00")

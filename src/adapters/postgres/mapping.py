@@ -78,6 +78,7 @@ def service_from_row(row: ServiceRow) -> Service:
         ),
         limits=limits_from_row(row),
         requires_confirmation=row.requires_confirmation,
+        key=row.key,
         active=row.active,
     )
 
@@ -116,6 +117,7 @@ def service_to_row(service: Service, row: ServiceRow, *, position: int) -> None:
     row.window_first_day = service.window.first_day
     row.window_last_day = service.window.last_day
     row.requires_confirmation = service.requires_confirmation
+    row.key = service.key
     limits_to_row(service.limits, row)
     row.active = service.active
     row.retired = False

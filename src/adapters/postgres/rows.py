@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from booking_core.jobs import JobStatus
-from booking_core.model import BookingStatus, RefundStatus, Role
+from booking_core.model import SERVICE_KEY_PATTERN, BookingStatus, RefundStatus, Role
 
 # Occupying statuses as literal SQL. Kept literal (not bound parameters) on purpose: the planner
 # can use the partial GiST index behind the exclusion constraint only when it can prove a query's
@@ -166,6 +166,7 @@ class ServiceRow(RowBase):
         ),
         sa.CheckConstraint(LIMITS_OK, name="limits"),
         sa.CheckConstraint("alignment IN ('grid', 'fill')", name="alignment"),
+        sa.CheckConstraint(f"key IS NULL OR key ~ '{SERVICE_KEY_PATTERN}'", name="key"),
         sa.CheckConstraint(
             "window_kind IN ('rolling', 'calendar_days', 'business_days', 'date_range')",
             name="window_kind",
@@ -204,6 +205,8 @@ class ServiceRow(RowBase):
     window_first_day: Mapped[date | None] = mapped_column(sa.Date)
     window_last_day: Mapped[date | None] = mapped_column(sa.Date)
     requires_confirmation: Mapped[bool] = mapped_column(server_default=sa.false())
+    # Equivalent services of several practitioners share a key ("any practitioner").
+    key: Mapped[str | None] = mapped_column(index=True)
     max_bookings_per_day: Mapped[int | None]
     max_bookings_per_week: Mapped[int | None]
     max_minutes_per_day: Mapped[int | None]

@@ -16,6 +16,13 @@ from booking_core.usecases.approval import (
     decline_booking,
     expire_unapproved,
 )
+from booking_core.usecases.assignment import (
+    ServiceAvailability,
+    SharedSlot,
+    get_service_availability,
+    rank_candidates,
+    request_booking_any,
+)
 from booking_core.usecases.availability import Availability, AvailabilityQuery, get_availability
 from booking_core.usecases.booking import (
     IDEMPOTENCY_LEASE,
@@ -75,6 +82,8 @@ __all__ = [
     "Reconciled",
     "RequestBooking",
     "RescheduleBooking",
+    "ServiceAvailability",
+    "SharedSlot",
     "approve_booking",
     "authorize_booking",
     "cancel_booking",
@@ -87,14 +96,17 @@ __all__ = [
     "get_availability",
     "get_booking",
     "get_practitioner",
+    "get_service_availability",
     "handle_calendar_cancellation",
     "handle_payment_event",
     "issue_refund",
     "list_bookings",
     "list_practitioners",
+    "rank_candidates",
     "reconcile_payments",
     "release_idempotency_key",
     "request_booking",
+    "request_booking_any",
     "request_booking_once",
     "reschedule_booking",
 ]

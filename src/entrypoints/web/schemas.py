@@ -335,7 +335,13 @@ class ClientIn(Request):
 
 
 class BookingRequest(Request):
-    practitioner_id: Id
+    practitioner_id: Annotated[
+        Id | Literal["any"],
+        Field(
+            description='a practitioner id, or "any": the free practitioner least booked that '
+            "week among those offering a service of service_id's key"
+        ),
+    ]
     service_id: Id
     start: Annotated[
         StartIn, Field(description="RFC 3339 with an offset; one of the offered slot starts")
@@ -382,6 +388,22 @@ class AvailabilityQuery(Request):
         Literal["slots", "ranges"],
         Field(description="slots (default), or ranges: runs of consecutive slots"),
     ] = "slots"
+
+
+class ServiceAvailabilityQuery(Request):
+    from_: Annotated[
+        DateIn | None, Field(alias="from", description="first local date (default today)")
+    ] = None
+    to: Annotated[
+        DateIn | None,
+        Field(description="last local date, inclusive (default from + 6 days; at most 62 days)"),
+    ] = None
+    timezone: Annotated[
+        ZoneIn | None,
+        Field(
+            description="the client's IANA zone: from/to and local_start are in it (default UTC)"
+        ),
+    ] = None
 
 
 class TrpcAvailabilityInput(Request):
@@ -570,6 +592,10 @@ class ServiceOut(Response):
     requires_confirmation: Annotated[
         bool, Field(description="held awaiting_approval, unpaid, until the practitioner approves")
     ]
+    key: Annotated[
+        str | None,
+        Field(description="shared by equivalent services: /api/services/{key}/availability"),
+    ]
 
 
 class PractitionerOut(Response):
@@ -622,6 +648,48 @@ class AvailabilityOut(Response):
     days: Annotated[
         list[DayOut], Field(description="every date from..to, with its slots or ranges")
     ]
+
+
+class OfferOut(Response):
+    practitioner_id: int
+    service_id: int
+    end: Annotated[UtcDateTime, Field(description="equivalent services may differ in length")]
+
+
+class SharedSlotOut(Response):
+    start: UtcDateTime
+    local_start: LocalDateTime
+    offered_by: Annotated[list[OfferOut], Field(description="who offers it, by practitioner id")]
+
+
+class ServiceAvailabilityOut(Response):
+    key: str
+    timezone: Annotated[str, Field(description="the zone of from/to and local_start")]
+    from_: Annotated[DateOut, Field(alias="from")]
+    to: DateOut
+    slots: list[SharedSlotOut]
+
+
+def service_availability_out(result: uc.ServiceAvailability) -> ServiceAvailabilityOut:
+    zone = ZoneInfo(result.timezone)
+    return ServiceAvailabilityOut.model_validate(
+        {
+            "key": result.key,
+            "timezone": result.timezone,
+            "from": result.first_day,
+            "to": result.last_day,
+            "slots": [
+                SharedSlotOut(
+                    start=s.start,
+                    local_start=s.start.astimezone(zone),
+                    offered_by=[
+                        OfferOut(practitioner_id=p, service_id=v, end=end) for p, v, end in s.offers
+                    ],
+                )
+                for s in result.slots
+            ],
+        }
+    )
 
 
 class TrpcData(Response):
@@ -767,6 +835,7 @@ def service_out(service: Service) -> ServiceOut:
         ),
         limits=limits_out(service.limits),
         requires_confirmation=service.requires_confirmation,
+        key=service.key,
     )
 
 

@@ -1,6 +1,7 @@
 """Scheduling rules: slot alignment, booking windows and booking limits per service, booking
-limits per practitioner, the approval step (a service that requires confirmation, the
-``awaiting_approval`` status that occupies the calendar), and working hours past midnight.
+limits per practitioner, a shared service key (booking with any practitioner), the approval
+step (a service that requires confirmation, the ``awaiting_approval`` status that occupies the
+calendar, approved_at), and working hours past midnight.
 
 Revision ID: 0005_scheduling_rules
 Revises: 0004_payments_ledger
@@ -22,6 +23,8 @@ down_revision: str | Sequence[str] | None = "0004_payments_ledger"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# model.SERVICE_KEY_PATTERN when this was written (a migration never imports the model).
+SERVICE_KEY = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 LIMITS = (
     "max_bookings_per_day",
     "max_bookings_per_week",
@@ -107,6 +110,11 @@ def upgrade() -> None:
         sa.Column("requires_confirmation", sa.Boolean, nullable=False, server_default=sa.false()),
     )
     op.add_column("bookings", sa.Column("approved_at", sa.DateTime(timezone=True)))
+    op.add_column("services", sa.Column("key", sa.Text))
+    op.create_index("ix_services_key", "services", ["key"])
+    op.create_check_constraint(
+        op.f("ck_services_key"), "services", f"key IS NULL OR key ~ '{SERVICE_KEY}'"
+    )
     for table in ("services", "practitioners"):
         for column in LIMITS:
             op.add_column(table, sa.Column(column, sa.Integer))
@@ -134,6 +142,9 @@ def downgrade() -> None:
     op.execute("DELETE FROM date_overrides WHERE end_minute > 1440")
     _minutes_checks(OLD_MINUTES)
     op.drop_column("bookings", "approved_at")
+    op.drop_constraint(op.f("ck_services_key"), "services", type_="check")
+    op.drop_index("ix_services_key", table_name="services")
+    op.drop_column("services", "key")
     for name in ("booking_window", "window_kind", "alignment"):
         op.drop_constraint(op.f(f"ck_services_{name}"), "services", type_="check")
     for table in ("services", "practitioners"):
