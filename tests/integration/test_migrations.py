@@ -38,8 +38,10 @@ TABLES = {
     "offline_checkout_refunds",
     "payments",
     "sync_cursors",
+    "audit_log",
+    "api_tokens",
 }
-HEAD = "0005_scheduling_rules"  # the newest migration shipped
+HEAD = "0006_scheduling_rules"  # the newest migration shipped
 ENUMS = {"user_role", "booking_status", "refund_status", "job_status"}
 
 

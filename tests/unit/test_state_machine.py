@@ -1,4 +1,4 @@
-"""The booking state machine of DESIGN.md section 3: every allowed and every forbidden move."""
+"""The booking state machine: every allowed and every forbidden move."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ ALLOWED = {
     (S.PENDING, S.EXPIRED),
     (S.PENDING, S.CANCELLED),
     (S.CONFIRMED, S.CANCELLED),
+    (S.CONFIRMED, S.NO_SHOW),  # section 10: the client did not come
     # A service that requires confirmation (issue 16): approved, not approved in time, declined
     # or cancelled by the client.
     (S.AWAITING_APPROVAL, S.PENDING),
@@ -125,7 +126,7 @@ def test_terminal_states_stay_terminal(path: list[BookingStatus]) -> None:
             assert b.status is before
         else:
             assert (before, new) in ALLOWED
-    if b.status in (S.COMPLETED, S.EXPIRED, S.CANCELLED):
+    if b.status in (S.COMPLETED, S.EXPIRED, S.CANCELLED, S.NO_SHOW):
         for new in S:
             with pytest.raises(InvalidTransition):
                 b.transition_to(new, at=LATER)

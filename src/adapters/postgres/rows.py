@@ -114,11 +114,14 @@ class PractitionerRow(RowBase):
     calcom_event_type: Mapped[str | None]
     calcom_user: Mapped[str | None]
     calcom_username: Mapped[str | None]
-    # Booking limits over all the practitioner's bookings (migration 0005_scheduling_rules).
+    # Booking limits over all the practitioner's bookings (migration 0006_scheduling_rules).
     max_bookings_per_day: Mapped[int | None]
     max_bookings_per_week: Mapped[int | None]
     max_minutes_per_day: Mapped[int | None]
     max_minutes_per_week: Mapped[int | None]
+    # Bumped in the transaction of every change to the practitioner, its services, hours or
+    # time off (migration 0005_admin): each process compares it before using its cached copy.
+    schedule_version: Mapped[int] = mapped_column(sa.BigInteger, server_default="1")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -197,7 +200,7 @@ class ServiceRow(RowBase):
     min_notice_minutes: Mapped[int] = mapped_column(server_default="0")
     max_advance_days: Mapped[int] = mapped_column(server_default="60")
     slot_interval_minutes: Mapped[int | None]
-    # Scheduling rules (migration 0005_scheduling_rules); values of model.SlotAlignment and
+    # Scheduling rules (migration 0006_scheduling_rules); values of model.SlotAlignment and
     # model.WindowKind.
     alignment: Mapped[str] = mapped_column(server_default="grid")
     window_kind: Mapped[str] = mapped_column(server_default="rolling")
@@ -361,7 +364,7 @@ class BookingRow(RowBase):
     manage_token_hash: Mapped[str] = mapped_column(server_default="")
     cancel_reason: Mapped[str] = mapped_column(server_default="")
     # When the practitioner approved it (a service that requires confirmation): its hold and
-    # checkout count from then (migration 0005_scheduling_rules).
+    # checkout count from then (migration 0006_scheduling_rules).
     approved_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -510,3 +513,35 @@ class OfflineCheckoutRefundRow(RowBase):
     amount: Mapped[int]
     currency: Mapped[str]
     created_at: Mapped[datetime] = _created()
+
+
+class AuditRow(RowBase):
+    """One admin or practitioner change, written in the transaction that made it (0005_admin)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index(None, "object_type", "object_id", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    at: Mapped[datetime]
+    actor_type: Mapped[str]
+    actor_id: Mapped[str]
+    actor_name: Mapped[str] = mapped_column(server_default="")
+    action: Mapped[str]
+    object_type: Mapped[str]
+    object_id: Mapped[str]
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    request_id: Mapped[str | None]
+
+
+class ApiTokenRow(RowBase):
+    """A named admin API token; only the SHA-256 of the token is kept (0005_admin)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    name: Mapped[str]
+    token_hash: Mapped[str] = mapped_column(unique=True)
+    created_by: Mapped[str] = mapped_column(server_default="")
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

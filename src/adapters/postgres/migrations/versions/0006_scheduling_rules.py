@@ -3,8 +3,8 @@ limits per practitioner, a shared service key (booking with any practitioner), t
 step (a service that requires confirmation, the ``awaiting_approval`` status that occupies the
 calendar, approved_at), and working hours past midnight.
 
-Revision ID: 0005_scheduling_rules
-Revises: 0004_payments_ledger
+Revision ID: 0006_scheduling_rules
+Revises: 0005_admin
 Create Date: 2026-12-01
 
 Written by hand; keep adapters/postgres/rows.py in step (tests/integration/test_migrations.py
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_scheduling_rules"
-down_revision: str | Sequence[str] | None = "0004_payments_ledger"
+revision: str = "0006_scheduling_rules"
+down_revision: str | Sequence[str] | None = "0005_admin"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -70,7 +70,7 @@ def _no_overlap(statuses: str, *, replace: bool = True) -> None:
     )
 
 
-STATUSES = "'pending', 'confirmed', 'completed', 'expired', 'cancelled'"
+STATUSES = "'pending', 'confirmed', 'completed', 'expired', 'cancelled', 'no_show'"
 
 
 def _retype_status(values: str) -> None:
