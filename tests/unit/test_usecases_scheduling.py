@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from booking_core import usecases
+from booking_core.access import Actor
 from booking_core.errors import (
     InvalidTransition,
     LimitReached,
@@ -30,6 +31,8 @@ from booking_core.model import (
 )
 
 from .support import CLIENT, MONDAY, App, at, therapist
+
+ADMIN = Actor.admin_token()
 
 TUESDAY = MONDAY + timedelta(days=1)
 
@@ -167,7 +170,10 @@ def test_approval_opens_the_checkout_and_mails_its_link(app: App) -> None:
     booking = app.request(at(MONDAY, "10:00"), practitioner=p).booking
     app.clock.advance(timedelta(hours=1))
     approved = usecases.approve_booking(
-        booking.id or 0, uow=app.uow(), **app.ports("payments", "calendar", "clock", "rules")
+        booking.id or 0,
+        actor=ADMIN,
+        uow=app.uow(),
+        **app.ports("payments", "calendar", "clock", "rules"),
     )
     assert approved.booking.status is BookingStatus.PENDING
     assert approved.booking.approved_at == app.clock.now()
@@ -181,7 +187,10 @@ def test_approval_opens_the_checkout_and_mails_its_link(app: App) -> None:
     assert app.booking(booking.id).status is BookingStatus.CONFIRMED
     with pytest.raises(InvalidTransition):
         usecases.approve_booking(
-            booking.id or 0, uow=app.uow(), **app.ports("payments", "calendar", "clock", "rules")
+            booking.id or 0,
+            actor=ADMIN,
+            uow=app.uow(),
+            **app.ports("payments", "calendar", "clock", "rules"),
         )
 
 
@@ -191,12 +200,18 @@ def test_approval_during_a_provider_outage_changes_nothing(app: App) -> None:
     app.payments.fail_next()
     with pytest.raises(PaymentUnavailable):
         usecases.approve_booking(
-            booking.id or 0, uow=app.uow(), **app.ports("payments", "calendar", "clock", "rules")
+            booking.id or 0,
+            actor=ADMIN,
+            uow=app.uow(),
+            **app.ports("payments", "calendar", "clock", "rules"),
         )
     stored = app.booking(booking.id)
     assert (stored.status, stored.checkout_session_id) == (BookingStatus.AWAITING_APPROVAL, None)
     usecases.approve_booking(
-        booking.id or 0, uow=app.uow(), **app.ports("payments", "calendar", "clock", "rules")
+        booking.id or 0,
+        actor=ADMIN,
+        uow=app.uow(),
+        **app.ports("payments", "calendar", "clock", "rules"),
     )
     assert app.booking(booking.id).status is BookingStatus.PENDING
 
@@ -205,13 +220,19 @@ def test_declining_frees_the_slot_and_tells_the_client(app: App) -> None:
     p = practitioner_with(app, requires_confirmation=True)
     booking = app.request(at(MONDAY, "10:00"), practitioner=p).booking
     declined = usecases.decline_booking(
-        booking.id or 0, "away that day", uow=app.uow(), **app.ports("calendar", "clock")
+        booking.id or 0,
+        "away that day",
+        actor=ADMIN,
+        uow=app.uow(),
+        **app.ports("calendar", "clock"),
     )
     assert (declined.status, declined.cancel_reason) == (BookingStatus.CANCELLED, "away that day")
     assert at(MONDAY, "10:00") in starts_of(app, p, MONDAY)
     assert (booking.id, "declined") in emails(app)
     with pytest.raises(InvalidTransition):
-        usecases.decline_booking(booking.id or 0, uow=app.uow(), **app.ports("calendar", "clock"))
+        usecases.decline_booking(
+            booking.id or 0, actor=ADMIN, uow=app.uow(), **app.ports("calendar", "clock")
+        )
 
 
 def test_nobody_acting_in_time_expires_the_request(app: App) -> None:

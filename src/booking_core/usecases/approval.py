@@ -8,12 +8,14 @@ import logging
 
 from attrs import frozen
 
+from booking_core.access import Actor
 from booking_core.errors import InvalidTransition
 from booking_core.jobs import JobKind
 from booking_core.model import Booking, BookingStatus
 from booking_core.policy import BookingRules
 from booking_core.ports import CalendarGateway, Clock, PaymentGateway, UnitOfWork
 from booking_core.usecases._shared import _get, _id, _practitioner_and_service
+from booking_core.usecases.admin import _booking, booking_snapshot, record
 from booking_core.usecases.booking import checkout_request
 
 log = logging.getLogger(__name__)
@@ -28,23 +30,27 @@ class Approved:
 def approve_booking(
     booking_id: int,
     *,
+    actor: Actor,
     uow: UnitOfWork,
     payments: PaymentGateway,
     calendar: CalendarGateway,
     clock: Clock,
     rules: BookingRules,
+    request_id: str | None = None,
 ) -> Approved:
     """The practitioner approves: the booking becomes a pending hold with a checkout, and the
     client is sent the checkout link (an outbox email, template ``approved``).
 
     The checkout is made first, for a hold counted from now; the approval and the checkout are
     then stored together, so a provider failure leaves the booking awaiting approval (approve
-    again). Raises BookingNotFound, InvalidTransition (not awaiting approval, or it changed
-    meanwhile: the checkout made is then expired by a job), PaymentUnavailable.
+    again). An admin, or the booking's practitioner, may approve (``actor``); the change is
+    audited. Raises Forbidden, BookingNotFound (also another practitioner's), InvalidTransition
+    (not awaiting approval, or it changed meanwhile: the checkout made is then expired by a
+    job), PaymentUnavailable.
     """
     now = clock.now()
     with uow:
-        booking = _get(uow, booking_id)
+        booking = _booking(uow, actor, booking_id)
         if booking.status is not BookingStatus.AWAITING_APPROVAL:
             raise InvalidTransition(
                 f"booking {booking_id} is {booking.status.value}, not awaiting approval"
@@ -64,9 +70,21 @@ def approve_booking(
             raise InvalidTransition(
                 f"booking {booking_id} is {stored.status.value}, not awaiting approval"
             )
+        before = booking_snapshot(stored)
         stored.approve(at=now, hold_until=rules.hold_expiry(now))
         stored.attach_checkout(session.id, at=now)
         uow.bookings.save(stored)
+        record(
+            uow,
+            actor=actor,
+            at=now,
+            action="booking.approve",
+            object_type="booking",
+            object_id=booking_id,
+            before=before,
+            after=booking_snapshot(stored),
+            request_id=request_id,
+        )
         uow.outbox.add(
             JobKind.EMAIL,
             {"booking_id": booking_id, "template": "approved", "checkout_url": session.url},
@@ -81,18 +99,33 @@ def decline_booking(
     booking_id: int,
     reason: str = "",
     *,
+    actor: Actor,
     uow: UnitOfWork,
     calendar: CalendarGateway,
     clock: Clock,
+    request_id: str | None = None,
 ) -> Booking:
-    """The practitioner declines: the booking is cancelled (nothing was paid, nothing is
-    refunded), its slot is free, and the client is told (an outbox email, template
-    ``declined``). Raises BookingNotFound, InvalidTransition (not awaiting approval)."""
+    """The practitioner (or an admin) declines: the booking is cancelled (nothing was paid,
+    nothing is refunded), its slot is free, and the client is told (an outbox email, template
+    ``declined``); the change is audited. Raises Forbidden, BookingNotFound (also another
+    practitioner's), InvalidTransition (not awaiting approval)."""
     now = clock.now()
     with uow:
-        booking = _get(uow, booking_id)
+        booking = _booking(uow, actor, booking_id)
+        before = booking_snapshot(booking)
         booking.decline(reason or "declined by the practitioner", at=now)
         uow.bookings.save(booking)
+        record(
+            uow,
+            actor=actor,
+            at=now,
+            action="booking.decline",
+            object_type="booking",
+            object_id=booking_id,
+            before=before,
+            after=booking_snapshot(booking),
+            request_id=request_id,
+        )
         uow.outbox.add(JobKind.EMAIL, {"booking_id": booking_id, "template": "declined"}, now)
         uow.commit()
     calendar.invalidate(booking.practitioner_id)
