@@ -390,3 +390,64 @@ def test_any_passes_over_a_practitioner_who_is_not_free(app: App) -> None:
 def test_any_needs_a_keyed_service(app: App) -> None:
     with pytest.raises(ServiceNotFound):
         any_request(app, app.service.id or 0, "10:00")
+
+
+# -- fill starts can be booked, limits hold on reschedule ----------------------------------------
+
+
+def test_a_fill_restart_after_a_booking_can_be_booked(app: App) -> None:
+    from booking_core.model import SlotAlignment
+
+    p = therapist()
+    base = attrs.evolve(p.services[0], buffer_after_minutes=0)
+    p.services = [
+        attrs.evolve(
+            base, alignment=SlotAlignment.FILL, duration_minutes=45, slot_interval_minutes=None
+        ),
+        attrs.evolve(base, name="Short", duration_minutes=15, slot_interval_minutes=15),
+    ]
+    p = app.add_practitioner(p)
+    fill, short = p.services
+
+    def request(service_id: int, hhmm: str) -> object:
+        return usecases.request_booking(
+            usecases.RequestBooking(
+                practitioner_id=p.id or 0,
+                service_id=service_id,
+                start=at(MONDAY, hhmm),
+                client=CLIENT,
+            ),
+            uow=app.uow(),
+            **app.ports("payments", "calendar", "clock", "rules"),
+        )
+
+    request(short.id or 0, "09:00")  # 09:00-09:15
+    # 45-minute starts step 09:00, 09:45, ...; after the short booking fill restarts at 09:15.
+    offered = usecases.get_availability(
+        usecases.AvailabilityQuery(
+            practitioner_id=p.id or 0, service_id=fill.id, first_day=MONDAY, last_day=MONDAY
+        ),
+        uow=app.uow(),
+        **app.ports("calendar", "clock", "rules"),
+    )
+    assert [x.start for x in offered.slots][:2] == [at(MONDAY, "09:15"), at(MONDAY, "10:00")]
+    request(fill.id or 0, "09:15")
+    with pytest.raises(OutsideAvailability):
+        request(fill.id or 0, "10:05")
+
+
+def test_a_reschedule_into_a_full_day_is_refused(app: App) -> None:
+    p = practitioner_with(app, practitioner_limits=BookingLimits(bookings_per_day=1))
+    app.request(at(MONDAY, "09:00"), practitioner=p)
+    tuesday = app.request(at(TUESDAY, "09:00"), practitioner=p).booking
+    move = usecases.RescheduleBooking(booking_id=tuesday.id or 0, new_start=at(MONDAY, "13:00"))
+    with pytest.raises(LimitReached):
+        usecases.reschedule_booking(move, uow=app.uow(), **app.ports("calendar", "clock", "rules"))
+    # Moving within its own day counts the booking once, not twice.
+    same_day = usecases.RescheduleBooking(
+        booking_id=tuesday.id or 0, new_start=at(TUESDAY, "13:00")
+    )
+    moved = usecases.reschedule_booking(
+        same_day, uow=app.uow(), **app.ports("calendar", "clock", "rules")
+    )
+    assert moved.start == at(TUESDAY, "13:00")

@@ -19,6 +19,7 @@ from booking_core.model import (
     Interval,
     Practitioner,
     Service,
+    SlotAlignment,
 )
 from booking_core.policy import BookingRules
 from booking_core.ports import (
@@ -238,13 +239,17 @@ def _limit_check(
 
 
 def _within_limits(
-    uow: UnitOfWork, practitioner: Practitioner, service: Service, start: datetime
+    uow: UnitOfWork,
+    practitioner: Practitioner,
+    service: Service,
+    start: datetime,
+    ignore: int | None = None,
 ) -> bool:
     """Whether the limits let a booking of ``service`` at ``start`` in, counting what is
     committed; the caller holds the practitioner's lock (PractitionerRepository.lock) so that
     no other hold can slip in between this count and its insert."""
     day = start.astimezone(practitioner.zone).date()
-    check = _limit_check(uow, practitioner, service, day, day)
+    check = _limit_check(uow, practitioner, service, day, day, ignore)
     return check is None or check.allows(start)
 
 
@@ -254,15 +259,38 @@ def _is_offered(
     start: datetime,
     now: datetime,
     calendar: CalendarGateway,
+    occupied: list[Interval] | None = None,
 ) -> bool:
-    """Whether ``start`` is on the day's offer, ignoring who holds it (see _is_taken)."""
+    """Whether ``start`` is on the day's offer, ignoring who holds it (see _is_taken).
+
+    A ``fill`` service also restarts after busy blocks: ``occupied`` (the spans around the
+    start) lets those restarts count as offered.
+    """
     _, end = av.bookable_span(service, practitioner.zone, now)
     if not now <= start < end:
         return False  # also keeps dates like 9999-12-31 away from date arithmetic
     day = start.astimezone(practitioner.zone).date()
     window = av.local_day_window(practitioner.zone, day, day)
     slots, _ = _slots(practitioner, service, day, day, window, now, [], calendar)
-    return any(s.start == start for s in slots)
+    if any(s.start == start for s in slots):
+        return True
+    if service.alignment is SlotAlignment.FILL and occupied:
+        slots, _ = _slots(practitioner, service, day, day, window, now, occupied, calendar)
+        return any(s.start == start for s in slots)
+    return False
+
+
+def _fill_busy(
+    uow: UnitOfWork,
+    practitioner: Practitioner,
+    service: Service,
+    start: datetime,
+    ignore: int | None = None,
+) -> list[Interval] | None:
+    """The occupied spans _is_offered needs for a ``fill`` service (None for ``grid``)."""
+    if service.alignment is not SlotAlignment.FILL:
+        return None
+    return _occupied_around(uow, practitioner, service, start, ignore)
 
 
 def _is_taken(service: Service, start: datetime, occupied: list[Interval]) -> bool:

@@ -41,6 +41,7 @@ from booking_core.ports import (
 )
 from booking_core.usecases._shared import _aware_utc, _get, _id, _practitioner_and_service
 from booking_core.usecases.availability import (
+    _fill_busy,
     _is_offered,
     _is_taken,
     _occupied_around,
@@ -230,11 +231,12 @@ def _request(
             practitioner, service = _practitioner_and_service(
                 uow, cmd.practitioner_id, cmd.service_id
             )
+            busy = _fill_busy(uow, practitioner, service, start)
         finally:
             uow.commit()  # the claim stands even when the request is refused (then released)
     if released is not None:
         calendar.invalidate(released)
-    if not _is_offered(practitioner, service, start, now, calendar):
+    if not _is_offered(practitioner, service, start, now, calendar, busy):
         raise OutsideAvailability(f"{start.isoformat()} is not an offered start for this service")
 
     token, token_hash = new_manage_token()
