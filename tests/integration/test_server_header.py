@@ -60,7 +60,9 @@ def test_gunicorn_answers_without_versions(tmp_path: Path) -> None:
             try:
                 answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
                 break
-            except requests.ConnectionError:
+            # A busy machine: the port is bound before the worker has imported the app, so a
+            # request may wait past its timeout; retry until the deadline like a refused one.
+            except (requests.ConnectionError, requests.ReadTimeout):
                 if process.poll() is not None or time.monotonic() > deadline:
                     log.flush()
                     output = (tmp_path / "gunicorn.log").read_text()
