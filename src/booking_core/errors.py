@@ -122,6 +122,14 @@ class SlotUnavailable(Conflict):
     title = "That time is no longer available"
 
 
+class LimitReached(Conflict):
+    """One more booking would pass a daily or weekly booking limit of the practitioner or the
+    service."""
+
+    code = "limit_reached"
+    title = "No more bookings can be taken for that day or week"
+
+
 class InvalidTransition(Conflict):
     """A booking state change the state machine does not allow."""
 

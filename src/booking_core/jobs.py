@@ -287,7 +287,15 @@ def _email(payload: Mapping[str, Any], ctx: JobContext) -> None:
     start = payload.get("start")
     if not still_relevant(kind, booking, str(start) if start is not None else None):
         return  # cancelled or moved before the mail went out: say nothing stale
-    note = notification_for(kind, booking, practitioner, (role,), link_secret=ctx.rules.link_secret)
+    url = payload.get("checkout_url")
+    note = notification_for(
+        kind,
+        booking,
+        practitioner,
+        (role,),
+        link_secret=ctx.rules.link_secret,
+        checkout_url=str(url) if url is not None else None,
+    )
     if not all(r.email for r in note.recipients):
         log.info("booking %s: no address to tell the %s; mail skipped", booking.id, role.value)
         return  # a practitioner without an email address: nobody to send to, nothing to retry

@@ -14,6 +14,8 @@ from attrs import define, field, frozen
 from booking_core.errors import InvalidTransition, ValidationFailed
 
 _CURRENCY = re.compile(r"^[a-z]{3}$")
+SERVICE_KEY_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+_SERVICE_KEY = re.compile(SERVICE_KEY_PATTERN)
 
 
 def _require_aware(_inst: object, attribute: attrs.Attribute[datetime], value: datetime) -> None:
@@ -78,26 +80,48 @@ class Interval:
         return self.end - self.start
 
 
+DAY_MINUTES = 24 * 60
+# A range may run past midnight into the next day (an overnight shift): its end is counted from
+# the midnight that starts its day, up to 48:00, and it is at most one day long.
+MAX_END_MINUTE = 2 * DAY_MINUTES
+
+
 @frozen
 class TimeRange:
-    """Local wall-clock hours within one day, as minutes from midnight: [start, end), end ≤ 1440."""
+    """Local wall-clock hours from one day's midnight, as minutes: [start, end).
+
+    ``start`` lies within the day (< 1440); ``end`` may pass midnight (up to 2880, 48:00) for hours
+    that cross into the next day, and the range is at most 24 hours long.
+    """
 
     start_minute: int
     end_minute: int
 
     def __attrs_post_init__(self) -> None:
-        if not 0 <= self.start_minute < self.end_minute <= 24 * 60:
+        if not (
+            0 <= self.start_minute < DAY_MINUTES
+            and self.start_minute < self.end_minute <= MAX_END_MINUTE
+            and self.end_minute - self.start_minute <= DAY_MINUTES
+        ):
             raise ValueError(
-                f"time range must satisfy 0 <= start < end <= 1440, got "
-                f"{self.start_minute}..{self.end_minute}"
+                f"time range must satisfy 0 <= start < 1440, start < end <= 2880 and "
+                f"end - start <= 1440, got {self.start_minute}..{self.end_minute}"
             )
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return self.end_minute > DAY_MINUTES
 
     @classmethod
     def parse(cls, text: str) -> TimeRange:
-        """Parse ``"09:00-17:30"`` (``24:00`` allowed as an end)."""
+        """Parse ``"09:00-17:30"`` (``24:00`` allowed as an end); an end before the start, as in
+        ``"22:00-02:00"``, or past 24:00, as in ``"22:00-26:00"``, is on the next day."""
         try:
             start_text, end_text = text.split("-")
-            return cls(_minutes(start_text), _minutes(end_text))
+            start, end = _minutes(start_text), _minutes(end_text, limit=MAX_END_MINUTE)
+            if end < start:
+                end += DAY_MINUTES
+            return cls(start, end)
         except ValueError as exc:
             raise ValueError(f"not a time range like 09:00-17:00: {text!r}") from exc
 
@@ -105,10 +129,10 @@ class TimeRange:
         return f"{_hhmm(self.start_minute)}-{_hhmm(self.end_minute)}"
 
 
-def _minutes(text: str) -> int:
+def _minutes(text: str, *, limit: int = DAY_MINUTES) -> int:
     hours, minutes = text.strip().split(":")
     value = int(hours) * 60 + int(minutes)
-    if not (0 <= int(minutes) < 60 and 0 <= value <= 24 * 60):
+    if not (0 <= int(minutes) < 60 and 0 <= value <= limit):
         raise ValueError(text)
     return value
 
@@ -129,8 +153,18 @@ class WeeklyHours:
     ) -> None:
         if len(value) != 7:
             raise ValueError("weekly hours need exactly seven days")
-        for ranges in value:
+        for weekday, ranges in enumerate(value):
             _check_disjoint(ranges)
+            following = value[(weekday + 1) % 7]
+            if (
+                ranges
+                and following
+                and ranges[-1].end_minute > DAY_MINUTES + (following[0].start_minute)
+            ):
+                raise ValueError(
+                    f"hours running past midnight overlap the next day's: {ranges[-1]}, "
+                    f"{following[0]}"
+                )
 
     @classmethod
     def from_mapping(cls, mapping: dict[int, list[str]]) -> WeeklyHours:
@@ -163,6 +197,34 @@ class DateOverride:
 
     def __attrs_post_init__(self) -> None:
         _check_disjoint(self.ranges)
+
+
+def merge_overrides(overrides: list[DateOverride]) -> dict[date, tuple[TimeRange, ...]]:
+    """The hours of each overridden date, several overrides of one date merged (never dropped).
+
+    Ranges of one date are united (overlapping or touching ranges join into one); a day-off
+    override adds no hours, so a date's hours are those of its overrides that have any.
+    """
+    by_day: dict[date, list[TimeRange]] = {}
+    for override in overrides:
+        by_day.setdefault(override.day, []).extend(override.ranges)
+    return {day: union_ranges(ranges) for day, ranges in by_day.items()}
+
+
+def union_ranges(ranges: list[TimeRange]) -> tuple[TimeRange, ...]:
+    """Sorted, disjoint ranges covering exactly the minutes some range of ``ranges`` covers."""
+    merged: list[list[int]] = []
+    for r in sorted(ranges, key=_range_key):
+        if merged and r.start_minute <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], r.end_minute)
+        else:
+            merged.append([r.start_minute, r.end_minute])
+    out: list[TimeRange] = []
+    for start, end in merged:
+        # A united range longer than a day (two overnight ranges) is cut at a day's length: the
+        # next day's own hours carry on from there.
+        out.append(TimeRange(start, min(end, start + DAY_MINUTES)))
+    return tuple(out)
 
 
 @frozen
@@ -214,6 +276,91 @@ class Client:
     timezone: str | None = field(default=None, validator=_optional_zone)
 
 
+class SlotAlignment(enum.StrEnum):
+    """How a service's starts are placed: on the working hours' grid, or filling gaps."""
+
+    GRID = "grid"  # starts step from each working range's start (the default)
+    FILL = "fill"  # after a busy block or the notice edge, restart at the first free instant
+
+
+class WindowKind(enum.StrEnum):
+    """How far ahead a service can be booked."""
+
+    ROLLING = "rolling"  # now + max_advance_days x 24 h
+    CALENDAR_DAYS = "calendar_days"  # until the end of the N-th local date after today
+    BUSINESS_DAYS = "business_days"  # until the end of the N-th local weekday (Mon-Fri) after today
+    DATE_RANGE = "date_range"  # local dates first_day..last_day (inclusive), not before now
+
+
+@frozen
+class BookingWindow:
+    """The dates a service can be booked on (beside its minimum notice)."""
+
+    kind: WindowKind = WindowKind.ROLLING
+    days: int | None = None  # for calendar_days and business_days
+    first_day: date | None = None  # for date_range
+    last_day: date | None = None
+
+    def __attrs_post_init__(self) -> None:
+        problems: dict[str, list[str]] = {}
+        if self.kind in (WindowKind.CALENDAR_DAYS, WindowKind.BUSINESS_DAYS):
+            if self.days is None or not 1 <= self.days <= 730:
+                problems["window_days"] = ["must be between 1 and 730"]
+        elif self.days is not None:
+            problems["window_days"] = ["only for calendar_days or business_days"]
+        if self.kind is WindowKind.DATE_RANGE:
+            if self.first_day is None or self.last_day is None:
+                problems["window_first_day"] = ["a date range needs a first and a last day"]
+            elif self.last_day < self.first_day:
+                problems["window_last_day"] = ["must not be before window_first_day"]
+            elif (self.last_day - self.first_day).days > 730 or self.last_day.year > 9000:
+                problems["window_last_day"] = ["at most 730 days after window_first_day"]
+        elif self.first_day is not None or self.last_day is not None:
+            problems["window_first_day"] = ["only for date_range"]
+        if problems:
+            raise ValidationFailed("invalid booking window", errors=problems)
+
+
+@frozen
+class BookingLimits:
+    """At most so many bookings, or so many minutes booked, per local day and per local ISO week
+    (Monday to Sunday); None is no limit."""
+
+    bookings_per_day: int | None = None
+    bookings_per_week: int | None = None
+    minutes_per_day: int | None = None
+    minutes_per_week: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        problems = {
+            f"max_{name}": ["must be at least 1"]
+            for name in (
+                "bookings_per_day",
+                "bookings_per_week",
+                "minutes_per_day",
+                "minutes_per_week",
+            )
+            if (value := getattr(self, name)) is not None and not 1 <= value <= 100_000
+        }
+        if problems:
+            raise ValidationFailed("invalid booking limits", errors=problems)
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.bookings_per_day,
+                self.bookings_per_week,
+                self.minutes_per_day,
+                self.minutes_per_week,
+            )
+        )
+
+
+NO_LIMITS = BookingLimits()
+
+
 # -- entities ------------------------------------------------------------------------------------
 
 
@@ -230,10 +377,20 @@ class Service:
     min_notice_minutes: int = 0
     max_advance_days: int = 60
     slot_interval_minutes: int | None = None
+    alignment: SlotAlignment = SlotAlignment.GRID
+    window: BookingWindow = field(factory=BookingWindow)
+    limits: BookingLimits = NO_LIMITS  # counting this service's bookings only
+    # Held as awaiting_approval, unpaid, until the practitioner approves (then paid as usual).
+    requires_confirmation: bool = False
+    # Services of several practitioners with one key are the same service: a client may book
+    # it with any available practitioner.
+    key: str | None = None
     active: bool = True
 
     def __attrs_post_init__(self) -> None:
         problems: dict[str, list[str]] = {}
+        if self.key is not None and not _SERVICE_KEY.match(self.key):
+            problems["key"] = ["must be 1 to 64 lowercase letters, digits or inner dashes"]
         if not 5 <= self.duration_minutes <= 24 * 60:
             problems["duration_minutes"] = ["must be between 5 and 1440"]
         for name in ("buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes"):
@@ -292,6 +449,7 @@ class Practitioner:
     overrides: list[DateOverride] = field(factory=list)
     time_off: list[TimeOff] = field(factory=list)
     calendar_link: CalendarLink | None = None
+    limits: BookingLimits = NO_LIMITS  # counting all of the practitioner's bookings
 
     @property
     def zone(self) -> ZoneInfo:
@@ -346,6 +504,7 @@ class User:
 
 
 class BookingStatus(enum.StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"  # held unpaid until the practitioner approves
     PENDING = "pending"
     CONFIRMED = "confirmed"
     COMPLETED = "completed"
@@ -358,9 +517,16 @@ class BookingStatus(enum.StrEnum):
         return self in OCCUPYING
 
 
-OCCUPYING = frozenset({BookingStatus.PENDING, BookingStatus.CONFIRMED})
+# A booking awaiting approval holds its slot like a pending one: the practitioner approves a
+# time nobody else can have taken meanwhile.
+OCCUPYING = frozenset(
+    {BookingStatus.AWAITING_APPROVAL, BookingStatus.PENDING, BookingStatus.CONFIRMED}
+)
 
 ALLOWED_TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
+    BookingStatus.AWAITING_APPROVAL: frozenset(
+        {BookingStatus.PENDING, BookingStatus.EXPIRED, BookingStatus.CANCELLED}
+    ),
     BookingStatus.PENDING: frozenset(
         {BookingStatus.CONFIRMED, BookingStatus.EXPIRED, BookingStatus.CANCELLED}
     ),
@@ -435,6 +601,9 @@ class Booking:
     cancel_reason: str = ""
     # RFC 5545 SEQUENCE of the booking's invitation: 0 when made, one more on each move.
     sequence: int = 0
+    # When the practitioner approved it (a service that requires confirmation); the hold and
+    # its checkout count from then.
+    approved_at: datetime | None = field(default=None, validator=_optional_aware)
     created_at: datetime = field(validator=_require_aware)
     updated_at: datetime = field(validator=_require_aware)
     version: int = 1
@@ -465,7 +634,7 @@ class Booking:
                 f"booking {self.id} cannot go from {self.status.value} to {new_status.value}"
             )
         self.status = new_status
-        if new_status is not BookingStatus.PENDING:
+        if new_status not in (BookingStatus.PENDING, BookingStatus.AWAITING_APPROVAL):
             self.hold_expires_at = None
         self.touch(at)
 
@@ -495,9 +664,12 @@ class Booking:
         hold_until: datetime,
         manage_token_hash: str,
         notes: str = "",
+        awaiting_approval: bool = False,
     ) -> Booking:
         """A new pending booking holding ``start`` for one ``service`` until ``hold_until``; the
-        service's price and buffers are copied, so later edits never move it."""
+        service's price and buffers are copied, so later edits never move it. With
+        ``awaiting_approval`` it is held unpaid until the practitioner acts, ``hold_until``
+        being the approval deadline."""
         return cls(
             practitioner_id=practitioner_id,
             service_id=service.id or 0,
@@ -507,7 +679,7 @@ class Booking:
             buffer_before_minutes=service.buffer_before_minutes,
             buffer_after_minutes=service.buffer_after_minutes,
             price=service.price,
-            status=BookingStatus.PENDING,
+            status=BookingStatus.AWAITING_APPROVAL if awaiting_approval else BookingStatus.PENDING,
             hold_expires_at=hold_until,
             notes=notes,
             manage_token_hash=manage_token_hash,
@@ -530,18 +702,39 @@ class Booking:
         self.payment_intent_id = payment_intent_id or self.payment_intent_id
         self.checkout_session_id = self.checkout_session_id or session_id
 
+    def approve(self, *, at: datetime, hold_until: datetime) -> None:
+        """The practitioner approved: awaiting_approval -> pending, held until ``hold_until``
+        for the client to pay."""
+        if self.status is not BookingStatus.AWAITING_APPROVAL:
+            raise InvalidTransition(
+                f"booking {self.id} is {self.status.value}, not awaiting approval"
+            )
+        self.transition_to(BookingStatus.PENDING, at=at)
+        self.hold_expires_at = hold_until
+        self.approved_at = at
+
+    def decline(self, reason: str, *, at: datetime) -> None:
+        """The practitioner declined: awaiting_approval -> cancelled (nothing was paid)."""
+        if self.status is not BookingStatus.AWAITING_APPROVAL:
+            raise InvalidTransition(
+                f"booking {self.id} is {self.status.value}, not awaiting approval"
+            )
+        self.transition_to(BookingStatus.CANCELLED, at=at)
+        self.cancel_reason = reason
+
     def confirm(self, *, at: datetime) -> None:
         """The hold was paid: pending -> confirmed."""
         self.transition_to(BookingStatus.CONFIRMED, at=at)
 
     def expire(self, reason: str, *, at: datetime) -> None:
-        """The hold ends unpaid (ran out, checkout expired or failed): pending -> expired."""
+        """The hold ends unpaid (ran out, checkout expired or failed): pending -> expired; or
+        nobody approved in time: awaiting_approval -> expired."""
         self.transition_to(BookingStatus.EXPIRED, at=at)
         self.cancel_reason = reason
 
     def cancel(self, reason: str, *, at: datetime) -> None:
-        """Cancelled by the client, an admin or the practitioner: pending|confirmed ->
-        cancelled (a refund is decided with decide_refund)."""
+        """Cancelled by the client, an admin or the practitioner: awaiting_approval|pending|
+        confirmed -> cancelled (a refund is decided with decide_refund)."""
         self.transition_to(BookingStatus.CANCELLED, at=at)
         self.cancel_reason = reason
         self.sequence += 1  # the invitation's CANCEL supersedes the last REQUEST

@@ -11,6 +11,7 @@ import base64
 import enum
 import hashlib
 import hmac
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from attrs import field, frozen
@@ -27,6 +28,12 @@ class NotificationKind(enum.StrEnum):
     CANCELLED = "cancelled"
     REMINDER = "reminder"
     MANAGE_LINK = "manage_link"  # a client asked for their links again (recovery)
+    # Services that require confirmation: held unpaid, then approved (with the checkout link),
+    # declined, or left unapproved until the deadline.
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    APPROVAL_EXPIRED = "approval_expired"
 
     @property
     def invitation_method(self) -> str | None:
@@ -50,6 +57,11 @@ AUDIENCE: dict[NotificationKind, tuple[RecipientRole, ...]] = {
     NotificationKind.CANCELLED: (RecipientRole.CLIENT, RecipientRole.PRACTITIONER),
     NotificationKind.REMINDER: (RecipientRole.CLIENT, RecipientRole.PRACTITIONER),
     NotificationKind.MANAGE_LINK: (RecipientRole.CLIENT,),
+    # The practitioner must act on a request; the outcome is the client's news.
+    NotificationKind.AWAITING_APPROVAL: (RecipientRole.CLIENT, RecipientRole.PRACTITIONER),
+    NotificationKind.APPROVED: (RecipientRole.CLIENT,),
+    NotificationKind.DECLINED: (RecipientRole.CLIENT,),
+    NotificationKind.APPROVAL_EXPIRED: (RecipientRole.CLIENT,),
 }
 
 
@@ -79,6 +91,7 @@ class Notification:
     recipients: tuple[Recipient, ...]
     manage_token: str | None = field(default=None, repr=False)
     refund: Money | None = None
+    checkout_url: str | None = None  # APPROVED: where the client pays to confirm
 
     @property
     def sequence(self) -> int:
@@ -101,6 +114,7 @@ def notification_for(
     roles: tuple[RecipientRole, ...],
     *,
     link_secret: bytes,
+    checkout_url: str | None = None,
 ) -> Notification:
     """The notification of ``kind`` about ``booking`` for the recipients in ``roles``."""
     service = practitioner.service(booking.service_id)
@@ -118,6 +132,7 @@ def notification_for(
         recipients=tuple(recipient(role, booking, practitioner) for role in roles),
         manage_token=token,
         refund=refund,
+        checkout_url=checkout_url,
     )
 
 
@@ -132,6 +147,10 @@ def still_relevant(kind: NotificationKind, booking: Booking, payload_start: str 
         return datetime.fromisoformat(payload_start) == booking.start
     if kind is NotificationKind.MANAGE_LINK:
         return booking.occupies_calendar
+    if kind is NotificationKind.APPROVED:
+        return booking.status is BookingStatus.PENDING  # the link leads nowhere once it ended
+    if kind is NotificationKind.AWAITING_APPROVAL:
+        return booking.status is BookingStatus.AWAITING_APPROVAL
     return True
 
 
@@ -170,6 +189,7 @@ def enqueue_notification(
     run_at: datetime,
     *,
     unique_suffix: str | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> None:
     """Queue one mail job per recipient of ``kind`` (in this unit of work).
 
@@ -184,6 +204,7 @@ def enqueue_notification(
             "booking_id": booking.id,
             "template": kind.value,
             "to": role.value,
+            **(extra or {}),
         }
         if kind is NotificationKind.REMINDER:
             payload["start"] = booking.start.isoformat()

@@ -32,9 +32,17 @@ class BookingRules:
     # The key manage links in mails are signed with (see notifications.manage_link_token);
     # bootstrap derives it from SECRET_KEY. Empty: mails carry no link, only the API token works.
     link_secret: bytes = field(default=b"", repr=False)
+    # How long a practitioner has to approve a booking of a service that requires confirmation.
+    approval_hours: int = 24
 
     def hold_expiry(self, now: datetime) -> datetime:
         return now + timedelta(minutes=self.hold_minutes) + HOLD_GRACE
+
+    def approval_deadline(self, now: datetime, start: datetime) -> datetime:
+        """When an unapproved booking expires: ``approval_hours`` from now, and no later than
+        a hold's length before its start (the client needs that long to pay)."""
+        latest = start - timedelta(minutes=self.hold_minutes) - HOLD_GRACE
+        return max(now, min(now + timedelta(hours=self.approval_hours), latest))
 
     def refund_for_cancellation(
         self, booking: Booking, now: datetime, *, override: bool | None = None

@@ -53,6 +53,12 @@ class PractitionerRepository(Protocol):
     def add(self, practitioner: Practitioner) -> Practitioner:
         """Insert; returns the stored practitioner with ids assigned (services too)."""
 
+    def lock(self, practitioner_id: int) -> None:
+        """Serialise, until this unit of work ends, the holds of this practitioner: a second
+        unit of work that locks the same practitioner waits for this one to commit or roll
+        back, so what it counts (booking limits) includes this one's booking."""
+        ...
+
     def save(self, practitioner: Practitioner) -> None:
         """Replace the stored practitioner (services, hours, overrides, time off).
 
@@ -120,9 +126,15 @@ class BookingRepository(Protocol):
         """The buffered spans of list_occupying's bookings, sorted: all availability needs."""
 
     def list_expired_holds(
-        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        after: tuple[datetime, int] | None = None,
+        status: BookingStatus = BookingStatus.PENDING,
     ) -> list[Booking]:
-        """Pending bookings whose hold ran out before ``now``, by (hold expiry, id).
+        """Pending bookings (or ``status`` ones: awaiting_approval) whose hold (approval
+        deadline) ran out before ``now``, by (hold expiry, id).
 
         ``after`` is the (hold_expires_at, id) of the last one of the previous page, so a caller
         pages through all of them, none starved behind others it cannot settle yet.

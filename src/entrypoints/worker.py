@@ -66,7 +66,8 @@ def heartbeat(deps: Deps, lease_seconds: int) -> jobs.KeepAlive:
 
 def run_once(deps: Deps, *, batch: int = 20) -> dict[str, int]:
     """One pass: reconcile payments (expired and half-written holds, completed checkouts,
-    missed webhooks), run due jobs, complete past bookings, forget old idempotency answers;
+    missed webhooks), expire bookings nobody approved in time, run due jobs, complete past
+    bookings, forget old idempotency answers;
     returns counts."""
     reconciled = usecases.reconcile_payments(
         uow=deps.uow(),
@@ -75,6 +76,9 @@ def run_once(deps: Deps, *, batch: int = 20) -> dict[str, int]:
         clock=deps.clock,
         rules=deps.rules,
         limit=batch,
+    )
+    unapproved = usecases.expire_unapproved(
+        uow=deps.uow(), calendar=deps.calendar, clock=deps.clock, limit=batch
     )
     ctx = jobs.JobContext(
         uow=deps.uow(),
@@ -97,6 +101,7 @@ def run_once(deps: Deps, *, batch: int = 20) -> dict[str, int]:
         "holds_released": reconciled.released,
         "checkouts_confirmed": reconciled.confirmed,
         "events_recovered": reconciled.recovered_events,
+        "approvals_expired": unapproved,
         **counts,
         "bookings_completed": completed,
         "idempotency_purged": purged,

@@ -351,10 +351,44 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
 
 
 def _hours_for(p: Practitioner, day: date) -> tuple[TimeRange, ...]:
-    for o in p.overrides:
-        if o.day == day:
-            return o.ranges
-    return p.weekly_hours.for_weekday(day.weekday())
+    """The date's hours: the union of its overrides' ranges (minute by minute), else the week's."""
+    found = [o for o in p.overrides if o.day == day]
+    if not found:
+        return p.weekly_hours.for_weekday(day.weekday())
+    minutes = sorted(
+        {m for o in found for r in o.ranges for m in range(r.start_minute, r.end_minute)}
+    )
+    ranges: list[TimeRange] = []
+    for m in minutes:
+        if ranges and ranges[-1].end_minute == m:
+            ranges[-1] = TimeRange(ranges[-1].start_minute, m + 1)
+        else:
+            ranges.append(TimeRange(m, m + 1))
+    return tuple(ranges)
+
+
+def _spans(p: Practitioner, first: date, last: date) -> list[tuple[date, int, int]]:
+    """Working spans of the days first-1..last: a day's last range ending at 24:00 runs on into
+    the next day's range from 00:00 (which is then not a span of its own)."""
+    out: list[tuple[date, int, int]] = []
+    joined = False
+    day = first - timedelta(days=1)
+    while day <= last:
+        ranges = list(_hours_for(p, day))[1 if joined else 0 :]
+        following = _hours_for(p, day + timedelta(days=1))
+        joined = False
+        for i, r in enumerate(ranges):
+            end = r.end_minute
+            if (
+                i == len(ranges) - 1
+                and end == 1440
+                and following
+                and following[0].start_minute == 0
+            ):
+                end, joined = 1440 + following[0].end_minute, True
+            out.append((day, r.start_minute, end))
+        day += timedelta(days=1)
+    return out
 
 
 def _wall_minutes(instant: datetime, zone: ZoneInfo, day: date) -> int:
@@ -391,18 +425,17 @@ def test_slot_properties(sc: dict[str, object]) -> None:
         # never overlaps an occupying booking's span, with this service's buffers
         buffered = Interval(slot.start - s.buffer_before, slot.end + s.buffer_after)
         assert not any(buffered.overlaps(o) for o in occupied)
-        assert not any(slot.overlaps(t.period) for t in p.time_off)
-        # inside one of that local day's working ranges, on a day of the window
+        # time off is kept clear of the buffers too
+        assert not any(buffered.overlaps(t.period) for t in p.time_off)
+        # inside one of the working spans (which may start the day before), on a day of the window
         local = slot.start.astimezone(zone)
         day = local.date()
         assert first <= day <= last  # type: ignore[operator]
         # (its end by the instant: "until 02:00" on a day without 02:00 ends at the jump)
-        begin = _wall_minutes(slot.start, zone, day)
-        midnight = datetime.combine(day, time(0))
         assert any(
-            r.start_minute <= begin
-            and slot.end <= _boundary(midnight + timedelta(minutes=r.end_minute), zone)
-            for r in _hours_for(p, day)
+            _boundary(datetime.combine(d, time(0)) + timedelta(minutes=lo), zone) <= slot.start
+            and slot.end <= _boundary(datetime.combine(d, time(0)) + timedelta(minutes=hi), zone)
+            for d, lo, hi in _spans(p, first, last)  # type: ignore[arg-type]
         )
         # a time that exists: the local wall time maps back to the same instant
         assert local.replace(tzinfo=None).replace(tzinfo=zone).astimezone(UTC) == slot.start
@@ -433,30 +466,29 @@ def reference_slots(
     that do not exist; take an ambiguous one at its first occurrence; keep what fits and is free."""
     zone = p.zone
     found: set[datetime] = set()
-    day = first
-    while day <= last:
+    for day, r_start, r_end in _spans(p, first, last):
         midnight = datetime.combine(day, time(0))
-        for r in _hours_for(p, day):
-            lo = _boundary(midnight + timedelta(minutes=r.start_minute), zone)
-            hi = _boundary(midnight + timedelta(minutes=r.end_minute), zone)
-            wall = midnight + timedelta(minutes=r.start_minute)
-            while wall < midnight + timedelta(minutes=r.end_minute):
-                start = _resolve(wall, zone)
-                wall += s.interval
-                if start is None or start < lo or start + s.duration > hi:
-                    continue
-                end = start + s.duration
-                if start < now + timedelta(minutes=s.min_notice_minutes):
-                    continue
-                if start > now + timedelta(days=s.max_advance_days):
-                    continue
-                buffered = Interval(start - s.buffer_before, end + s.buffer_after)
-                if any(buffered.overlaps(o) for o in occupied):
-                    continue
-                if any(Interval(start, end).overlaps(t.period) for t in p.time_off):
-                    continue
-                found.add(start)
-        day += timedelta(days=1)
+        lo = _boundary(midnight + timedelta(minutes=r_start), zone)
+        hi = _boundary(midnight + timedelta(minutes=r_end), zone)
+        wall = midnight + timedelta(minutes=r_start)
+        while wall < midnight + timedelta(minutes=r_end):
+            start = _resolve(wall, zone)
+            wall += s.interval
+            if start is None or start < lo or start + s.duration > hi:
+                continue
+            if not first <= start.astimezone(zone).date() <= last:
+                continue
+            end = start + s.duration
+            if start < now + timedelta(minutes=s.min_notice_minutes):
+                continue
+            if start > now + timedelta(days=s.max_advance_days):
+                continue
+            buffered = Interval(start - s.buffer_before, end + s.buffer_after)
+            if any(buffered.overlaps(o) for o in occupied):
+                continue
+            if any(buffered.overlaps(t.period) for t in p.time_off):
+                continue
+            found.add(start)
     return sorted(found)
 
 

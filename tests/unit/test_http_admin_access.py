@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import pytest
 from werkzeug.test import TestResponse
 
@@ -55,6 +56,8 @@ ROUTES: list[tuple[str, str, Any, str, int]] = [
         200,
     ),
     ("POST", "/api/admin/bookings/{booking}/no-show", None, OBJECT, 200),
+    ("POST", "/api/admin/bookings/{awaiting}/approve", None, OBJECT, 200),
+    ("POST", "/api/admin/bookings/{awaiting}/decline", {"reason": "full"}, OBJECT, 200),
     ("GET", "/api/admin/jobs", None, ADMIN_ONLY, 200),
     ("POST", "/api/admin/jobs/{job}/retry", None, ADMIN_ONLY, 200),
     ("GET", "/api/admin/users", None, ADMIN_ONLY, 200),
@@ -92,6 +95,13 @@ class World:
         answer = web.confirmed(start=SLOT)
         self.booking = answer["booking"]["id"]
         self.manage_token = answer["manage_token"]
+        # A booking of service 2, which requires confirmation, awaiting the practitioner.
+        with web.store.lock:
+            p = web.store.practitioners[1]
+            p.services = [
+                attrs.evolve(s, requires_confirmation=True) if s.id == 2 else s for s in p.services
+            ]
+        self.awaiting = web.booked(service_id=2, start="2030-01-09T10:00:00Z")["booking"]["id"]
         created = web.client.post(
             "/api/admin/practitioners/1/time-off", json=TIME_OFF, headers=ADMIN
         )
@@ -116,6 +126,7 @@ class World:
         return template.format(
             time_off=self.time_off,
             booking=self.booking,
+            awaiting=self.awaiting,
             job=self.job,
             user=self.target_user,
             token=self.token_id,

@@ -25,6 +25,11 @@ ALLOWED = {
     (S.PENDING, S.CANCELLED),
     (S.CONFIRMED, S.CANCELLED),
     (S.CONFIRMED, S.NO_SHOW),  # section 10: the client did not come
+    # A service that requires confirmation (issue 16): approved, not approved in time, declined
+    # or cancelled by the client.
+    (S.AWAITING_APPROVAL, S.PENDING),
+    (S.AWAITING_APPROVAL, S.EXPIRED),
+    (S.AWAITING_APPROVAL, S.CANCELLED),
 }
 
 
@@ -75,8 +80,25 @@ def test_invalid_transition_is_a_conflict_with_a_stable_code() -> None:
     assert info.value.code == "invalid_transition"
 
 
-def test_only_pending_and_confirmed_occupy_the_calendar() -> None:
-    assert {s for s in S if s.occupies_calendar} == {S.PENDING, S.CONFIRMED}
+def test_only_awaiting_approval_pending_and_confirmed_occupy_the_calendar() -> None:
+    assert {s for s in S if s.occupies_calendar} == {S.AWAITING_APPROVAL, S.PENDING, S.CONFIRMED}
+
+
+def test_approve_and_decline_only_from_awaiting_approval() -> None:
+    b = booking(S.AWAITING_APPROVAL)
+    b.approve(at=LATER, hold_until=LATER + timedelta(minutes=31))
+    assert (b.status, b.approved_at, b.hold_expires_at) == (
+        S.PENDING,
+        LATER,
+        LATER + timedelta(minutes=31),
+    )
+    with pytest.raises(InvalidTransition):
+        b.approve(at=LATER, hold_until=LATER)
+    with pytest.raises(InvalidTransition):
+        b.decline("no", at=LATER)
+    d = booking(S.AWAITING_APPROVAL)
+    d.decline("fully booked", at=LATER)
+    assert (d.status, d.cancel_reason) == (S.CANCELLED, "fully booked")
 
 
 @pytest.mark.parametrize("status", list(S))

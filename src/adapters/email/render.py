@@ -55,6 +55,10 @@ SUBJECTS: dict[RecipientRole, dict[NotificationKind, str]] = {
         NotificationKind.CANCELLED: "Your appointment is cancelled",
         NotificationKind.REMINDER: "Reminder: your appointment is coming up",
         NotificationKind.MANAGE_LINK: "Your booking link",
+        NotificationKind.AWAITING_APPROVAL: "Your request awaits the practitioner's approval",
+        NotificationKind.APPROVED: "Your appointment was approved: please pay to confirm it",
+        NotificationKind.DECLINED: "Your appointment request was declined",
+        NotificationKind.APPROVAL_EXPIRED: "Your appointment request was not approved in time",
     },
     RecipientRole.PRACTITIONER: {
         NotificationKind.CONFIRMED: "New booking: {client} on {when}",
@@ -62,6 +66,7 @@ SUBJECTS: dict[RecipientRole, dict[NotificationKind, str]] = {
         NotificationKind.CANCELLED: "Booking cancelled: {client} on {when}",
         NotificationKind.REMINDER: "Coming up: {client} on {when}",
         NotificationKind.MANAGE_LINK: "Booking link sent to {client}",
+        NotificationKind.AWAITING_APPROVAL: "Approval needed: {client} on {when}",
     },
 }
 
@@ -166,6 +171,7 @@ class MailRenderer:
                 format_money(notification.refund, self.locale) if notification.refund else None
             ),
             "manage_url": link,
+            "checkout_url": notification.checkout_url,
             "notes": booking.notes,
         }
         subject = SUBJECTS[recipient.role][notification.kind].format(

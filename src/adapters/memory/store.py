@@ -60,6 +60,8 @@ class InMemoryStore:
         self._ids = {
             name: itertools.count(1) for name in ("p", "s", "b", "u", "j", "uow", "t", "a", "k")
         }
+        # Practitioner locks (PractitionerRepository.lock), held until a unit of work ends.
+        self.practitioner_locks: dict[int, threading.Lock] = {}
 
     def next_id(self, kind: str) -> int:
         with self.lock:
@@ -116,6 +118,7 @@ class InMemoryUnitOfWork:
         self.staged_cursors: dict[str, str] = {}
         self.staged_audit: list[AuditEntry] = []
         self.staged_tokens: dict[int, ApiToken] = {}
+        self.held_locks: list[threading.Lock] = []
 
     def __enter__(self) -> Self:
         if self._open:
@@ -199,6 +202,8 @@ class InMemoryUnitOfWork:
         self.staged_tokens = {}
 
     def _drop_inflight(self) -> None:
+        while self.held_locks:
+            self.held_locks.pop().release()
         self.store.inflight_bookings.pop(self.token, None)
         self.store.inflight_events.pop(self.token, None)
         self.store.inflight_payments.pop(self.token, None)
@@ -224,6 +229,17 @@ class _Practitioners:
         self._uow._require_open()
         found = self._current().get(practitioner_id)
         return copy.deepcopy(found)
+
+    def lock(self, practitioner_id: int) -> None:
+        """Like SELECT ... FOR UPDATE: waits for another open unit of work holding it."""
+        uow = self._uow
+        uow._require_open()
+        with uow.store.lock:
+            lock = uow.store.practitioner_locks.setdefault(practitioner_id, threading.Lock())
+        if lock in uow.held_locks:
+            return
+        lock.acquire()
+        uow.held_locks.append(lock)
 
     def list(self, *, active_only: bool = True) -> list[Practitioner]:
         self._uow._require_open()
@@ -357,13 +373,18 @@ class _Bookings:
         return [b.occupied for b in self.list_occupying(practitioner_id, window)]
 
     def list_expired_holds(
-        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        after: tuple[datetime, int] | None = None,
+        status: BookingStatus = BookingStatus.PENDING,
     ) -> list[Booking]:
         self._uow._require_open()
         found = [
             b.copy()
             for b in self._visible().values()
-            if b.status.value == "pending"
+            if b.status is status
             and b.hold_expires_at is not None
             and b.hold_expires_at < now
             and (after is None or (b.hold_expires_at, b.id or 0) > after)

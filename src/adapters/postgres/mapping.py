@@ -29,6 +29,8 @@ from booking_core.access import ApiToken, AuditEntry
 from booking_core.jobs import Job
 from booking_core.model import (
     Booking,
+    BookingLimits,
+    BookingWindow,
     CalendarLink,
     Client,
     DateOverride,
@@ -38,10 +40,12 @@ from booking_core.model import (
     Practitioner,
     Refund,
     Service,
+    SlotAlignment,
     TimeOff,
     TimeRange,
     User,
     WeeklyHours,
+    WindowKind,
 )
 from booking_core.ports import IdempotencyRecord
 
@@ -68,8 +72,34 @@ def service_from_row(row: ServiceRow) -> Service:
         min_notice_minutes=row.min_notice_minutes,
         max_advance_days=row.max_advance_days,
         slot_interval_minutes=row.slot_interval_minutes,
+        alignment=SlotAlignment(row.alignment),
+        window=BookingWindow(
+            kind=WindowKind(row.window_kind),
+            days=row.window_days,
+            first_day=row.window_first_day,
+            last_day=row.window_last_day,
+        ),
+        limits=limits_from_row(row),
+        requires_confirmation=row.requires_confirmation,
+        key=row.key,
         active=row.active,
     )
+
+
+def limits_from_row(row: ServiceRow | PractitionerRow) -> BookingLimits:
+    return BookingLimits(
+        bookings_per_day=row.max_bookings_per_day,
+        bookings_per_week=row.max_bookings_per_week,
+        minutes_per_day=row.max_minutes_per_day,
+        minutes_per_week=row.max_minutes_per_week,
+    )
+
+
+def limits_to_row(limits: BookingLimits, row: ServiceRow | PractitionerRow) -> None:
+    row.max_bookings_per_day = limits.bookings_per_day
+    row.max_bookings_per_week = limits.bookings_per_week
+    row.max_minutes_per_day = limits.minutes_per_day
+    row.max_minutes_per_week = limits.minutes_per_week
 
 
 def service_to_row(service: Service, row: ServiceRow, *, position: int) -> None:
@@ -84,6 +114,14 @@ def service_to_row(service: Service, row: ServiceRow, *, position: int) -> None:
     row.min_notice_minutes = service.min_notice_minutes
     row.max_advance_days = service.max_advance_days
     row.slot_interval_minutes = service.slot_interval_minutes
+    row.alignment = service.alignment.value
+    row.window_kind = service.window.kind.value
+    row.window_days = service.window.days
+    row.window_first_day = service.window.first_day
+    row.window_last_day = service.window.last_day
+    row.requires_confirmation = service.requires_confirmation
+    row.key = service.key
+    limits_to_row(service.limits, row)
     row.active = service.active
     row.retired = False
 
@@ -163,6 +201,7 @@ def practitioner_from_row(row: PractitionerRow) -> Practitioner:
         overrides=overrides_from_rows(list(row.date_overrides)),
         time_off=[time_off_from_row(t) for t in row.time_off],
         calendar_link=link,
+        limits=limits_from_row(row),
     )
 
 
@@ -181,6 +220,7 @@ def practitioner_fields_to_row(practitioner: Practitioner, row: PractitionerRow)
     row.calcom_event_type = link.event_type if link else None
     row.calcom_user = link.user if link else None
     row.calcom_username = link.username if link else None
+    limits_to_row(practitioner.limits, row)
     row.working_hours = weekly_hours_to_rows(practitioner.weekly_hours)
     row.date_overrides = overrides_to_rows(practitioner.overrides)
     # Time off keeps its rows (and ids: DELETE /api/admin/time-off/{id} names them).
@@ -230,6 +270,7 @@ def booking_from_row(row: BookingRow) -> Booking:
         manage_token_hash=row.manage_token_hash,
         cancel_reason=row.cancel_reason,
         sequence=row.sequence,
+        approved_at=utc_or_none(row.approved_at),
         created_at=utc(row.created_at),
         updated_at=utc(row.updated_at),
         version=row.version,
@@ -268,6 +309,7 @@ def booking_to_row(booking: Booking, row: BookingRow) -> None:
     row.manage_token_hash = booking.manage_token_hash
     row.cancel_reason = booking.cancel_reason
     row.sequence = booking.sequence
+    row.approved_at = booking.approved_at
     row.created_at = booking.created_at
     row.updated_at = booking.updated_at
 

@@ -224,6 +224,17 @@ class SqlAlchemyPractitionerRepository:
             self._cache.put(found, version)
         return found
 
+    def lock(self, practitioner_id: int) -> None:
+        # A row lock, not an advisory one: it ends with the transaction whatever happens, and
+        # the web workers on other machines take the same one.
+        stmt = (
+            sa.select(PractitionerRow.id)
+            .where(PractitionerRow.id == practitioner_id)
+            .with_for_update()
+        )
+        with translated(self._where):
+            self._session().execute(stmt)
+
     def owner_of_service(self, service_id: int) -> int | None:
         with translated(self._where):
             stmt = sa.select(ServiceRow.practitioner_id).where(
@@ -372,11 +383,20 @@ class SqlAlchemyBookingRepository:
         return [Interval(start, end) for start, end in rows]
 
     def list_expired_holds(
-        self, now: datetime, limit: int = 100, *, after: tuple[datetime, int] | None = None
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        after: tuple[datetime, int] | None = None,
+        status: BookingStatus = BookingStatus.PENDING,
     ) -> list[Booking]:
-        stmt = sa.select(BookingRow).where(
-            sa.text("status = 'pending'"), BookingRow.hold_expires_at < now
+        # Pending as a literal, so the partial index ix_bookings_pending_hold_expires_at serves.
+        which = (
+            sa.text("status = 'pending'")
+            if status is BookingStatus.PENDING
+            else BookingRow.status == status
         )
+        stmt = sa.select(BookingRow).where(which, BookingRow.hold_expires_at < now)
         if after is not None:
             stmt = stmt.where(
                 sa.tuple_(BookingRow.hold_expires_at, BookingRow.id) > sa.tuple_(*after)

@@ -15,13 +15,13 @@ from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from booking_core.jobs import JobStatus
-from booking_core.model import BookingStatus, RefundStatus, Role
+from booking_core.model import SERVICE_KEY_PATTERN, BookingStatus, RefundStatus, Role
 
 # Occupying statuses as literal SQL. Kept literal (not bound parameters) on purpose: the planner
 # can use the partial GiST index behind the exclusion constraint only when it can prove a query's
 # WHERE implies the index predicate, and a bound parameter in a generic prepared plan (psycopg
 # prepares a statement after five runs) proves nothing.
-OCCUPYING_SQL = "status IN ('pending', 'confirmed')"
+OCCUPYING_SQL = "status IN ('pending', 'confirmed', 'awaiting_approval')"
 NO_OVERLAP = "bookings_no_overlap"
 REFUND_WITHIN_CAPTURE = "ck_payments_refund_within_capture"
 
@@ -68,6 +68,15 @@ def _updated() -> Mapped[datetime]:
     return mapped_column(server_default=sa.func.now(), onupdate=sa.func.now())
 
 
+_LIMIT_COLUMNS = (
+    "max_bookings_per_day",
+    "max_bookings_per_week",
+    "max_minutes_per_day",
+    "max_minutes_per_week",
+)
+LIMITS_OK = " AND ".join(f"({c} IS NULL OR {c} BETWEEN 1 AND 100000)" for c in _LIMIT_COLUMNS)
+
+
 class UserRow(RowBase):
     __tablename__ = "users"
 
@@ -105,11 +114,18 @@ class PractitionerRow(RowBase):
     calcom_event_type: Mapped[str | None]
     calcom_user: Mapped[str | None]
     calcom_username: Mapped[str | None]
+    # Booking limits over all the practitioner's bookings (migration 0007_scheduling_rules).
+    max_bookings_per_day: Mapped[int | None]
+    max_bookings_per_week: Mapped[int | None]
+    max_minutes_per_day: Mapped[int | None]
+    max_minutes_per_week: Mapped[int | None]
     # Bumped in the transaction of every change to the practitioner, its services, hours or
     # time off (migration 0005_admin): each process compares it before using its cached copy.
     schedule_version: Mapped[int] = mapped_column(sa.BigInteger, server_default="1")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (sa.CheckConstraint(LIMITS_OK, name="limits"),)
 
     services: Mapped[list[ServiceRow]] = relationship(
         back_populates="practitioner",
@@ -151,6 +167,23 @@ class ServiceRow(RowBase):
             "slot_interval_minutes IS NULL OR slot_interval_minutes BETWEEN 5 AND 1440",
             name="slot_interval",
         ),
+        sa.CheckConstraint(LIMITS_OK, name="limits"),
+        sa.CheckConstraint("alignment IN ('grid', 'fill')", name="alignment"),
+        sa.CheckConstraint(f"key IS NULL OR key ~ '{SERVICE_KEY_PATTERN}'", name="key"),
+        sa.CheckConstraint(
+            "window_kind IN ('rolling', 'calendar_days', 'business_days', 'date_range')",
+            name="window_kind",
+        ),
+        sa.CheckConstraint(
+            "(window_kind IN ('calendar_days', 'business_days')) = (window_days IS NOT NULL)"
+            " AND (window_days IS NULL OR window_days BETWEEN 1 AND 730)"
+            " AND (window_kind = 'date_range')"
+            " = (window_first_day IS NOT NULL AND window_last_day IS NOT NULL)"
+            " AND (window_kind = 'date_range'"
+            " OR (window_first_day IS NULL AND window_last_day IS NULL))"
+            " AND (window_last_day IS NULL OR window_last_day >= window_first_day)",
+            name="booking_window",
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
@@ -167,6 +200,20 @@ class ServiceRow(RowBase):
     min_notice_minutes: Mapped[int] = mapped_column(server_default="0")
     max_advance_days: Mapped[int] = mapped_column(server_default="60")
     slot_interval_minutes: Mapped[int | None]
+    # Scheduling rules (migration 0007_scheduling_rules); values of model.SlotAlignment and
+    # model.WindowKind.
+    alignment: Mapped[str] = mapped_column(server_default="grid")
+    window_kind: Mapped[str] = mapped_column(server_default="rolling")
+    window_days: Mapped[int | None]
+    window_first_day: Mapped[date | None] = mapped_column(sa.Date)
+    window_last_day: Mapped[date | None] = mapped_column(sa.Date)
+    requires_confirmation: Mapped[bool] = mapped_column(server_default=sa.false())
+    # Equivalent services of several practitioners share a key ("any practitioner").
+    key: Mapped[str | None] = mapped_column(index=True)
+    max_bookings_per_day: Mapped[int | None]
+    max_bookings_per_week: Mapped[int | None]
+    max_minutes_per_day: Mapped[int | None]
+    max_minutes_per_week: Mapped[int | None]
     active: Mapped[bool] = mapped_column(server_default=sa.true())
     retired: Mapped[bool] = mapped_column(server_default=sa.false())
     created_at: Mapped[datetime] = _created()
@@ -175,7 +222,11 @@ class ServiceRow(RowBase):
     practitioner: Mapped[PractitionerRow] = relationship(back_populates="services")
 
 
-_MINUTES_OK = "0 <= start_minute AND start_minute < end_minute AND end_minute <= 1440"
+# A range may run past midnight (model.TimeRange), up to 48:00 and one day long at most.
+_MINUTES_OK = (
+    "0 <= start_minute AND start_minute < 1440 AND start_minute < end_minute"
+    " AND end_minute <= 2880 AND end_minute - start_minute <= 1440"
+)
 
 
 class WorkingHoursRow(RowBase):
@@ -314,6 +365,9 @@ class BookingRow(RowBase):
     manage_token_hash: Mapped[str] = mapped_column(server_default="")
     cancel_reason: Mapped[str] = mapped_column(server_default="")
     sequence: Mapped[int] = mapped_column(server_default="0")
+    # When the practitioner approved it (a service that requires confirmation): its hold and
+    # checkout count from then (migration 0007_scheduling_rules).
+    approved_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column()

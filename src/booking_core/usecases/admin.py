@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # What a practitioner's own fields are; ``update_practitioner`` changes only these.
-PRACTITIONER_FIELDS = frozenset({"name", "email", "timezone", "title", "bio", "active"})
+PRACTITIONER_FIELDS = frozenset({"name", "email", "timezone", "title", "bio", "active", "limits"})
 # A service's fields an admin sets; new Service fields are picked up by adding them here.
 SERVICE_FIELDS = frozenset(
     {
@@ -52,6 +52,11 @@ SERVICE_FIELDS = frozenset(
         "min_notice_minutes",
         "max_advance_days",
         "slot_interval_minutes",
+        "alignment",
+        "window",
+        "limits",
+        "requires_confirmation",
+        "key",
         "active",
     }
 )
@@ -87,6 +92,7 @@ def practitioner_snapshot(p: Practitioner) -> dict[str, Any]:
         "bio": p.bio,
         "active": p.active,
         "calcom": {"user": link.user, "event_type": link.event_type} if link else None,
+        "limits": attrs.asdict(p.limits),
     }
 
 
@@ -96,6 +102,17 @@ def service_snapshot(s: Service) -> dict[str, Any]:
         value = getattr(s, name)
         if name == "price":
             value = {"amount": value.amount, "currency": value.currency}
+        elif name == "window":
+            value = {
+                "kind": value.kind.value,
+                "days": value.days,
+                "first_day": value.first_day.isoformat() if value.first_day else None,
+                "last_day": value.last_day.isoformat() if value.last_day else None,
+            }
+        elif name == "limits":
+            value = attrs.asdict(value)
+        elif name == "alignment":
+            value = value.value
         values[name] = value
     return values
 

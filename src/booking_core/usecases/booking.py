@@ -13,6 +13,7 @@ from booking_core.errors import (
     BookingError,
     BookingNotFound,
     DuplicateRequest,
+    LimitReached,
     OutsideAvailability,
     PaymentFailed,
     PaymentUnavailable,
@@ -27,7 +28,7 @@ from booking_core.model import (
     Practitioner,
     Service,
 )
-from booking_core.notifications import link_token_matches
+from booking_core.notifications import NotificationKind, enqueue_notification, link_token_matches
 from booking_core.policy import BookingRules, new_manage_token, token_matches
 from booking_core.ports import (
     BookingFilter,
@@ -40,7 +41,13 @@ from booking_core.ports import (
     UnitOfWork,
 )
 from booking_core.usecases._shared import _aware_utc, _get, _id, _practitioner_and_service
-from booking_core.usecases.availability import _is_offered, _is_taken, _occupied_around
+from booking_core.usecases.availability import (
+    _fill_busy,
+    _is_offered,
+    _is_taken,
+    _occupied_around,
+    _within_limits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +63,10 @@ class RequestBooking:
 
 @frozen
 class BookingRequested:
+    """A held booking; ``checkout_url`` is None while it awaits the practitioner's approval."""
+
     booking: Booking
-    checkout_url: str
+    checkout_url: str | None
     manage_token: str = field(repr=False)
 
 
@@ -157,6 +166,10 @@ def request_booking(
 ) -> BookingRequested:
     """Hold the slot as a pending booking, then open a checkout for it.
 
+    For a service that requires confirmation the booking is held as awaiting_approval, with no
+    checkout (``checkout_url`` None), until the practitioner approves (approve_booking) or
+    declines it, or the approval deadline passes (BookingRules.approval_deadline).
+
     With ``idempotency`` (a key claimed by claim_idempotency_key) the hold is noted on the key's
     record and the answer is stored with the checkout, in the same transactions.
 
@@ -164,7 +177,7 @@ def request_booking(
     if the provider fails the hold is released (status expired) and PaymentUnavailable raised.
     Raises ValidationFailed (a start without a UTC offset), PractitionerNotFound,
     ServiceNotFound, OutsideAvailability (not an offered start), SlotUnavailable (someone holds
-    it), PaymentUnavailable.
+    it), LimitReached (a daily or weekly booking limit is full), PaymentUnavailable.
     """
     result = _request(cmd, uow, payments, calendar, clock, rules, idempotency, claim=False)
     assert isinstance(result, BookingRequested)
@@ -219,11 +232,12 @@ def _request(
             practitioner, service = _practitioner_and_service(
                 uow, cmd.practitioner_id, cmd.service_id
             )
+            busy = _fill_busy(uow, practitioner, service, start)
         finally:
             uow.commit()  # the claim stands even when the request is refused (then released)
     if released is not None:
         calendar.invalidate(released)
-    if not _is_offered(practitioner, service, start, now, calendar):
+    if not _is_offered(practitioner, service, start, now, calendar, busy):
         raise OutsideAvailability(f"{start.isoformat()} is not an offered start for this service")
 
     token, token_hash = new_manage_token()
@@ -231,26 +245,38 @@ def _request(
     # the checkout call, not from the start of the request: Stripe refuses an expires_at less
     # than 30 minutes ahead, and the checks above may have waited on the calendar.
     held_at = clock.now()
+    approval = service.requires_confirmation
     booking = Booking.hold(
         practitioner_id=cmd.practitioner_id,
         service=service,
         client=cmd.client,
         start=start,
         at=held_at,
-        hold_until=rules.hold_expiry(held_at),
+        hold_until=(
+            rules.approval_deadline(held_at, start) if approval else rules.hold_expiry(held_at)
+        ),
         manage_token_hash=token_hash,
         notes=cmd.notes,
+        awaiting_approval=approval,
     )
     with uow:
         # Checked first for a clear message; the no-overlap rule of the insert has the last word.
         if _is_taken(service, start, _occupied_around(uow, practitioner, service, start)):
             raise SlotUnavailable(f"{start.isoformat()} is already taken")
+        if practitioner.limits.any or service.limits.any:
+            # Counted under the practitioner's lock: concurrent holds count one after another.
+            uow.practitioners.lock(cmd.practitioner_id)
+            if not _within_limits(uow, practitioner, service, start):
+                raise LimitReached("the practitioner takes no more bookings that day or week")
         booking = uow.bookings.add(booking)  # SlotUnavailable if someone was faster
         if idempotency is not None:
             uow.idempotency.attach(idempotency.key, _id(booking))
         uow.commit()
     calendar.invalidate(cmd.practitioner_id)
     booking_id = _id(booking)
+    if approval:
+        # No charge until the practitioner approves (approve_booking opens the checkout then).
+        return _store_awaiting(booking_id, token, uow, clock, idempotency)
 
     try:
         session = payments.create_checkout(checkout_request(booking, practitioner, service, rules))
@@ -302,22 +328,41 @@ def _store_checkout(
     return result
 
 
+def _store_awaiting(
+    booking_id: int,
+    token: str,
+    uow: UnitOfWork,
+    clock: Clock,
+    idempotency: IdempotencyClaim | None,
+) -> BookingRequested:
+    with uow:
+        stored = _get(uow, booking_id)
+        result = BookingRequested(booking=stored, checkout_url=None, manage_token=token)
+        if idempotency is not None:
+            response, sealed = idempotency.answer(result)
+            uow.idempotency.complete(idempotency.key, 201, response, sealed)
+        enqueue_notification(uow, NotificationKind.AWAITING_APPROVAL, stored, clock.now())
+        uow.commit()
+    return result
+
+
 def checkout_request(
     booking: Booking, practitioner: Practitioner, service: Service, rules: BookingRules
 ) -> CheckoutRequest:
     """The checkout a hold asks for, built from what the hold stores only (its expiry counts
-    from its creation, which survives its release), so that asking again (the reconciler,
-    after a crash) replays the provider's first answer for the same key."""
+    from its creation, or its approval, which survive its release), so that asking again (the
+    reconciler, after a crash) replays the provider's first answer for the same key."""
     booking_id = _id(booking)
+    held_at = booking.approved_at or booking.created_at
     return CheckoutRequest(
         booking_id=booking_id,
         amount=booking.price,
         description=f"{service.name} with {practitioner.name}",
         customer_email=booking.client.email,
-        expires_at=rules.hold_expiry(booking.created_at),
+        expires_at=rules.hold_expiry(held_at),
         # Ids restart after a database reset and Stripe keeps keys for 24 h: the creation
         # instant keeps a reused id from replaying another booking's session.
-        idempotency_key=f"checkout:{booking_id}:{int(booking.created_at.timestamp() * 1e6)}",
+        idempotency_key=f"checkout:{booking_id}:{int(held_at.timestamp() * 1e6)}",
     )
 
 

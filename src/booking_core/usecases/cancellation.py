@@ -10,6 +10,7 @@ from attrs import frozen
 from booking_core.access import Actor
 from booking_core.errors import (
     InvalidTransition,
+    LimitReached,
     OutsideAvailability,
     PaymentFailed,
     RefundExceedsCapture,
@@ -34,7 +35,13 @@ from booking_core.ports import (
 )
 from booking_core.usecases import admin
 from booking_core.usecases._shared import _aware_utc, _get, _id, _practitioner_and_service
-from booking_core.usecases.availability import _is_offered, _is_taken, _occupied_around
+from booking_core.usecases.availability import (
+    _fill_busy,
+    _is_offered,
+    _is_taken,
+    _occupied_around,
+    _within_limits,
+)
 from booking_core.usecases.booking import get_booking
 from booking_core.usecases.payments import PaymentOutcome, decide_refund, issue_refund
 
@@ -308,7 +315,8 @@ def reschedule_booking(
     """Move a pending or confirmed, not yet started booking to another offered start.
 
     Raises ValidationFailed (a start without a UTC offset), BookingNotFound, InvalidTransition
-    (wrong state or already started), OutsideAvailability, SlotUnavailable.
+    (wrong state or already started), OutsideAvailability, SlotUnavailable, LimitReached (the
+    new day or week is full).
     """
     now = clock.now()
     new_start = _aware_utc(cmd.new_start, "start")
@@ -321,7 +329,8 @@ def reschedule_booking(
         practitioner, service = _practitioner_and_service(
             uow, booking.practitioner_id, booking.service_id
         )
-    if not _is_offered(practitioner, service, new_start, now, calendar):
+        busy = _fill_busy(uow, practitioner, service, new_start, ignore=booking.id)
+    if not _is_offered(practitioner, service, new_start, now, calendar, busy):
         raise OutsideAvailability(f"{new_start.isoformat()} is not an offered start")
     with uow:
         occupied = _occupied_around(uow, practitioner, service, new_start, ignore=booking.id)
@@ -331,6 +340,11 @@ def reschedule_booking(
         booking = _get(uow, cmd.booking_id)
         if not booking.occupies_calendar:
             raise InvalidTransition(f"a {booking.status.value} booking cannot be rescheduled")
+        if practitioner.limits.any or service.limits.any:
+            # Counted under the practitioner's lock, without the booking being moved.
+            uow.practitioners.lock(booking.practitioner_id)
+            if not _within_limits(uow, practitioner, service, new_start, ignore=booking.id):
+                raise LimitReached("the practitioner takes no more bookings that day or week")
         booking.reschedule(new_start, at=now)
         uow.bookings.save(booking)  # the no-overlap rule has the last word
         if booking.calendar_uid:

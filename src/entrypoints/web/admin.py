@@ -325,6 +325,67 @@ def mark_no_show(booking_id: int) -> Response:
     return jsonify(sc.booking_json(uc.mark_no_show(booking_id, **_who())))
 
 
+@bp.post("/bookings/<id:booking_id>/approve")
+@operation(
+    "Approve a booking awaiting approval: it is held for payment and the client is sent the "
+    "checkout link",
+    security=True,
+    session=True,
+    responses={
+        200: ("approved", asc.ApprovalOut),
+        **_ERRORS,
+        **_NOT_FOUND,
+        409: problem("invalid_transition (not awaiting approval)"),
+        503: problem("payment_unavailable (nothing changed: approve again)"),
+    },
+)
+def approve_booking(booking_id: int) -> Response:
+    d = deps()
+    result = uc.approve_booking(
+        booking_id,
+        actor=current_actor(),
+        uow=d.uow(),
+        payments=d.payments,
+        calendar=d.calendar,
+        clock=d.clock,
+        rules=d.rules,
+        request_id=request_id(),
+    )
+    return jsonify(
+        asc.ApprovalOut(
+            booking=sc.booking_out(result.booking), checkout_url=result.checkout_url
+        ).body()
+    )
+
+
+@bp.post("/bookings/<id:booking_id>/decline")
+@operation(
+    "Decline a booking awaiting approval: it is cancelled, nothing charged, the client told",
+    security=True,
+    session=True,
+    body=asc.DeclineRequest,
+    responses={
+        200: ("declined", sc.BookingOut),
+        **_ERRORS,
+        **_NOT_FOUND,
+        409: problem("invalid_transition (not awaiting approval)"),
+    },
+)
+def decline_booking(booking_id: int) -> Response:
+    body = sc.parse(asc.DeclineRequest, json_body(optional=True))
+    d = deps()
+    declined = uc.decline_booking(
+        booking_id,
+        body.reason or "",
+        actor=current_actor(),
+        uow=d.uow(),
+        calendar=d.calendar,
+        clock=d.clock,
+        request_id=request_id(),
+    )
+    return jsonify(sc.booking_json(declined))
+
+
 # -- jobs -----------------------------------------------------------------------------------------
 
 

@@ -27,22 +27,29 @@ from pydantic import (
 from booking_core import usecases as uc
 from booking_core.access import ApiToken, AuditEntry
 from booking_core.model import (
+    SERVICE_KEY_PATTERN,
+    BookingLimits,
     BookingStatus,
+    BookingWindow,
     CalendarLink,
     Interval,
     Money,
     Practitioner,
     Service,
+    SlotAlignment,
     TimeOff,
     TimeRange,
     User,
     WeeklyHours,
+    WindowKind,
 )
 from entrypoints.web.schemas import (
     BookingOut,
+    DateIn,
     DateTimeIn,
     Email,
     Id,
+    LimitsOut,
     Line,
     Name,
     Notes,
@@ -54,6 +61,7 @@ from entrypoints.web.schemas import (
     UtcDateTime,
     _fail,
     _query_count,
+    limits_out,
     service_out,
 )
 
@@ -204,6 +212,70 @@ class PractitionerPatch(_Patch):
     title: Title = _ABSENT
     bio: Notes = _ABSENT
     active: bool = _ABSENT
+    limits: Annotated[LimitsIn, Field(description="counting all the practitioner's bookings")] = (
+        _ABSENT
+    )
+
+    def changes(self) -> dict[str, Any]:
+        values = super().changes()
+        if "limits" in values:
+            values["limits"] = self.limits.to_domain()
+        return values
+
+
+LimitValue = Annotated[int, Field(strict=True, ge=1, le=100_000)]
+ServiceKey = Annotated[
+    str, Field(strict=True, min_length=1, max_length=64, pattern=SERVICE_KEY_PATTERN)
+]
+
+
+class LimitsIn(Request):
+    """Per local date and local ISO week; absent or null is no limit."""
+
+    max_bookings_per_day: LimitValue | None = None
+    max_bookings_per_week: LimitValue | None = None
+    max_minutes_per_day: LimitValue | None = None
+    max_minutes_per_week: LimitValue | None = None
+
+    def to_domain(self) -> BookingLimits:
+        return BookingLimits(
+            bookings_per_day=self.max_bookings_per_day,
+            bookings_per_week=self.max_bookings_per_week,
+            minutes_per_day=self.max_minutes_per_day,
+            minutes_per_week=self.max_minutes_per_week,
+        )
+
+
+class BookingWindowIn(Request):
+    """rolling (max_advance_days), calendar_days or business_days (``days``), or date_range
+    (``first_day``..``last_day``, local dates)."""
+
+    kind: Literal["rolling", "calendar_days", "business_days", "date_range"]
+    days: Annotated[int, Field(strict=True, ge=1, le=730)] | None = None
+    first_day: DateIn | None = None
+    last_day: DateIn | None = None
+
+    def to_domain(self) -> BookingWindow:
+        return BookingWindow(  # ValidationFailed names window_days / window_first_day / ...
+            kind=WindowKind(self.kind),
+            days=self.days,
+            first_day=self.first_day,
+            last_day=self.last_day,
+        )
+
+
+def _service_rules(values: dict[str, Any]) -> dict[str, Any]:
+    """The scheduling fields of a service body, as the domain's values."""
+    out = dict(values)
+    if "booking_window" in out:
+        window = out.pop("booking_window")
+        out["window"] = window.to_domain() if window is not None else BookingWindow()
+    if "limits" in out:
+        limits = out["limits"]
+        out["limits"] = limits.to_domain() if limits is not None else BookingLimits()
+    if "alignment" in out:
+        out["alignment"] = SlotAlignment(out["alignment"])
+    return out
 
 
 class ServiceFields(Request):
@@ -217,14 +289,19 @@ class ServiceFields(Request):
     min_notice_minutes: Notice = 0
     max_advance_days: AdvanceDays = 60
     slot_interval_minutes: Duration | None = None
+    alignment: Literal["grid", "fill"] = "grid"
+    booking_window: BookingWindowIn | None = None
+    limits: LimitsIn | None = None
+    requires_confirmation: bool = False
+    key: ServiceKey | None = None
     active: bool = True
 
 
 class ServiceCreate(ServiceFields):
     def to_domain(self) -> Service:
-        values = self.model_dump()
+        values = {name: getattr(self, name) for name in type(self).model_fields}
         values["price"] = self.price.to_domain()
-        return Service(**values)
+        return Service(**_service_rules(values))
 
 
 class ServicePatch(_Patch):
@@ -236,13 +313,27 @@ class ServicePatch(_Patch):
     min_notice_minutes: Notice = _ABSENT
     max_advance_days: AdvanceDays = _ABSENT
     slot_interval_minutes: Duration | None = _ABSENT
+    alignment: Literal["grid", "fill"] = _ABSENT
+    booking_window: BookingWindowIn = _ABSENT
+    limits: LimitsIn = _ABSENT
+    requires_confirmation: bool = _ABSENT
+    key: ServiceKey | None = _ABSENT
     active: bool = _ABSENT
 
     def changes(self) -> dict[str, Any]:
         values = super().changes()
         if "price" in values:
             values["price"] = self.price.to_domain()
-        return values
+        return _service_rules(values)
+
+
+class DeclineRequest(Request):
+    reason: Reason | None = None
+
+
+class ApprovalOut(Response):
+    booking: BookingOut
+    checkout_url: Annotated[str, Field(description="also mailed to the client")]
 
 
 class TimeRangeIn(Request):
@@ -396,6 +487,7 @@ class AdminPractitionerOut(Response):
     working_hours: WorkingHoursOut
     time_off: list[TimeOffOut]
     calcom: CalcomOut | None
+    limits: Annotated[LimitsOut, Field(description="counting all the practitioner's bookings")]
 
 
 class AdminPractitionerList(Response):
@@ -506,6 +598,7 @@ def admin_practitioner_out(p: Practitioner) -> AdminPractitionerOut:
         calcom=(
             CalcomOut(user_id=_int(link.user), event_type_id=link.event_type_id) if link else None
         ),
+        limits=limits_out(p.limits),
     )
 
 

@@ -77,7 +77,12 @@ def get_practitioner(practitioner_id: int) -> Response:
 
 
 def _availability(
-    practitioner_id: int, service_id: int | None, first: date | None, last: date | None
+    practitioner_id: int,
+    service_id: int | None,
+    first: date | None,
+    last: date | None,
+    timezone: str | None = None,
+    fmt: str = "slots",
 ) -> sc.AvailabilityOut:
     d = deps()
     result = uc.get_availability(
@@ -86,13 +91,14 @@ def _availability(
             service_id=service_id,
             first_day=first,
             last_day=last,
+            timezone=timezone,
         ),
         uow=d.uow(),
         calendar=d.calendar,
         clock=d.clock,
         rules=d.rules,
     )
-    return sc.availability_out(result)
+    return sc.availability_out(result, fmt)
 
 
 @bp.get("/api/practitioners/<id:practitioner_id>/availability")
@@ -112,8 +118,41 @@ def availability(practitioner_id: int) -> Response:
         now=deps().clock.now(),
         detail="invalid availability query",
     )
-    out = _availability(practitioner_id, query.service_id, query.from_, query.to)
+    out = _availability(
+        practitioner_id, query.service_id, query.from_, query.to, query.timezone, query.format
+    )
     return jsonify(out.body())
+
+
+@bp.get("/api/services/<key>/availability")
+@operation(
+    "Open slots with any practitioner offering a service of this key",
+    query=sc.ServiceAvailabilityQuery,
+    responses={
+        200: ("open slots and who offers each", sc.ServiceAvailabilityOut),
+        404: problem("not_found: no active service has this key"),
+        422: problem("validation_error"),
+    },
+)
+def service_availability(key: str) -> Response:
+    d = deps()
+    query = sc.parse(
+        sc.ServiceAvailabilityQuery,
+        query_args(),
+        now=d.clock.now(),
+        detail="invalid availability query",
+    )
+    result = uc.get_service_availability(
+        key,
+        first_day=query.from_,
+        last_day=query.to,
+        timezone=query.timezone,
+        uow=d.uow(),
+        calendar=d.calendar,
+        clock=d.clock,
+        rules=d.rules,
+    )
+    return jsonify(sc.service_availability_out(result).body())
 
 
 @bp.get("/api/trpc/bookings.getAvailability")
@@ -161,20 +200,22 @@ IDEMPOTENCY_KEY = Header(
 )
 
 
-def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
+def _parse_booking_request(data: dict[str, Any]) -> tuple[uc.RequestBooking, bool]:
+    """The command, and whether any practitioner will do (``"practitioner_id": "any"``)."""
     body = sc.parse(
         sc.BookingRequest,
         data,
         now=deps().clock.now(),
         detail="the booking request has invalid fields",
     )
+    anyone = body.practitioner_id == "any"
     return uc.RequestBooking(
-        practitioner_id=body.practitioner_id,
+        practitioner_id=0 if isinstance(body.practitioner_id, str) else body.practitioner_id,
         service_id=body.service_id,
         start=body.start,
         client=body.client.to_domain(),
         notes=body.notes or "",
-    )
+    ), anyone
 
 
 @bp.post("/api/bookings")
@@ -198,7 +239,7 @@ def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
         201: ("held; pay at checkout_url. The manage token is shown once.", sc.BookingCreated),
         400: problem("bad_request: malformed JSON or Idempotency-Key"),
         404: problem("not_found: unknown practitioner or service"),
-        409: problem("slot_unavailable / request_in_progress"),
+        409: problem("slot_unavailable / limit_reached / request_in_progress"),
         422: problem("validation_error / outside_availability / duplicate_request"),
         429: problem("rate_limited"),
         503: problem("payment_unavailable"),
@@ -206,7 +247,7 @@ def _parse_booking_request(data: dict[str, Any]) -> uc.RequestBooking:
 )
 def create_booking() -> Response:
     data = json_body()
-    cmd = _parse_booking_request(data)
+    cmd, anyone = _parse_booking_request(data)
     key = request.headers.get("Idempotency-Key")
     d = deps()
 
@@ -214,6 +255,17 @@ def create_booking() -> Response:
         return {"booking": sc.booking_json(result.booking), "checkout_url": result.checkout_url}
 
     if key is None:
+        if anyone:
+            assigned = uc.request_booking_any(
+                cmd,
+                uow=d.uow(),
+                payments=d.payments,
+                calendar=d.calendar,
+                clock=d.clock,
+                rules=d.rules,
+            )
+            assert isinstance(assigned, uc.BookingRequested)
+            return _created({**respond(assigned), "manage_token": assigned.manage_token})
         result = uc.request_booking(
             cmd,
             uow=d.uow(),
@@ -225,6 +277,16 @@ def create_booking() -> Response:
         return _created({**respond(result), "manage_token": result.manage_token})
 
     def book(claim: uc.IdempotencyClaim) -> uc.BookingRequested | IdempotencyRecord:
+        if anyone:
+            return uc.request_booking_any(
+                cmd,
+                uow=d.uow(),
+                payments=d.payments,
+                calendar=d.calendar,
+                clock=d.clock,
+                rules=d.rules,
+                idempotency=claim,
+            )
         return uc.request_booking_once(
             cmd,
             claim,

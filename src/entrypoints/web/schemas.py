@@ -15,6 +15,7 @@ import zoneinfo
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -32,10 +33,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from booking_core import usecases as uc
+from booking_core.availability import free_ranges
 from booking_core.errors import ValidationFailed
 from booking_core.jobs import Job, JobStatus
 from booking_core.model import (
     Booking,
+    BookingLimits,
     BookingStatus,
     Client,
     Interval,
@@ -44,6 +47,8 @@ from booking_core.model import (
     Refund,
     RefundStatus,
     Service,
+    SlotAlignment,
+    WindowKind,
 )
 from entrypoints.web.ids import MAX_ID, MIN_ID, parse_id
 
@@ -293,6 +298,26 @@ DateIn = Annotated[
     AfterValidator(_near_date),
     WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
 ]
+ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _zone_name(value: str) -> str:
+    if value not in _zones():
+        raise _fail("must be an IANA time zone like Europe/Paris")
+    return value
+
+
+ZoneIn = Annotated[
+    str,
+    Field(strict=True, min_length=1, max_length=64, pattern=ZONE_PATTERN),
+    AfterValidator(_zone_name),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 64, "pattern": ZONE_PATTERN}),
+]
 
 
 def iso(value: datetime | None) -> str | None:
@@ -304,6 +329,12 @@ def iso(value: datetime | None) -> str | None:
 UtcDateTime = Annotated[
     datetime,
     PlainSerializer(iso, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+# A local time with its offset (RFC 3339), e.g. 2030-01-07T09:00:00+01:00.
+LocalDateTime = Annotated[
+    datetime,
+    PlainSerializer(datetime.isoformat, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 DateOut = Annotated[
@@ -340,7 +371,13 @@ class RecoverRequest(Request):
 
 
 class BookingRequest(Request):
-    practitioner_id: Id
+    practitioner_id: Annotated[
+        Id | Literal["any"],
+        Field(
+            description='a practitioner id, or "any": the free practitioner least booked that '
+            "week among those offering a service of service_id's key"
+        ),
+    ]
     service_id: Id
     start: Annotated[
         StartIn, Field(description="RFC 3339 with an offset; one of the offered slot starts")
@@ -384,6 +421,33 @@ class AvailabilityQuery(Request):
     to: Annotated[
         DateIn | None,
         Field(description="last local date, inclusive (default from + 6 days; at most 62 days)"),
+    ] = None
+    timezone: Annotated[
+        ZoneIn | None,
+        Field(
+            description="the client's IANA zone: from/to, days and local_start are in it "
+            "(default: the practitioner's zone)"
+        ),
+    ] = None
+    format: Annotated[
+        Literal["slots", "ranges"],
+        Field(description="slots (default), or ranges: runs of consecutive slots"),
+    ] = "slots"
+
+
+class ServiceAvailabilityQuery(Request):
+    from_: Annotated[
+        DateIn | None, Field(alias="from", description="first local date (default today)")
+    ] = None
+    to: Annotated[
+        DateIn | None,
+        Field(description="last local date, inclusive (default from + 6 days; at most 62 days)"),
+    ] = None
+    timezone: Annotated[
+        ZoneIn | None,
+        Field(
+            description="the client's IANA zone: from/to and local_start are in it (default UTC)"
+        ),
     ] = None
 
 
@@ -512,6 +576,28 @@ class MoneyOut(Response):
     currency: Annotated[str, Field(pattern="^[a-z]{3}$")]
 
 
+class BookingWindowOut(Response):
+    kind: Annotated[
+        WindowKind,
+        Field(
+            description="rolling: max_advance_days x 24 h; calendar_days / business_days: to the "
+            "end of the N-th local date (weekday) after today; date_range: first_day..last_day"
+        ),
+    ]
+    days: int | None
+    first_day: DateOut | None
+    last_day: DateOut | None
+
+
+class LimitsOut(Response):
+    """Per local date and local ISO week; null is no limit."""
+
+    max_bookings_per_day: int | None
+    max_bookings_per_week: int | None
+    max_minutes_per_day: int | None
+    max_minutes_per_week: int | None
+
+
 class ServiceOut(Response):
     id: int
     name: str
@@ -522,6 +608,19 @@ class ServiceOut(Response):
     min_notice_minutes: int
     max_advance_days: int
     slot_interval_minutes: int
+    alignment: Annotated[
+        SlotAlignment,
+        Field(description="grid: starts step from the hours; fill: restart after busy blocks"),
+    ]
+    booking_window: BookingWindowOut
+    limits: Annotated[LimitsOut, Field(description="counting this service's bookings")]
+    requires_confirmation: Annotated[
+        bool, Field(description="held awaiting_approval, unpaid, until the practitioner approves")
+    ]
+    key: Annotated[
+        str | None,
+        Field(description="shared by equivalent services: /api/services/{key}/availability"),
+    ]
 
 
 class PractitionerOut(Response):
@@ -540,16 +639,82 @@ class PractitionerList(Response):
 class SlotOut(Response):
     start: UtcDateTime
     end: UtcDateTime
+    local_start: Annotated[
+        LocalDateTime,
+        Field(description="the start in the answer's zone (client_timezone, else timezone)"),
+    ]
+
+
+class DayOut(Response):
+    date: DateOut
+    slots: Annotated[list[SlotOut], Field(description="empty with format=ranges")]
+    ranges: Annotated[list[SlotOut], Field(description="empty with format=slots")]
 
 
 class AvailabilityOut(Response):
     practitioner_id: int
     service_id: int
-    timezone: str
+    timezone: Annotated[str, Field(description="the practitioner's IANA zone")]
+    client_timezone: Annotated[
+        str | None, Field(description="the zone from/to and days are in; null: timezone")
+    ]
     source: Literal["calcom", "schedule"]
+    format: Literal["slots", "ranges"]
     from_: Annotated[DateOut, Field(alias="from")]
     to: DateOut
-    slots: list[SlotOut]
+    slots: Annotated[list[SlotOut], Field(description="empty with format=ranges")]
+    ranges: Annotated[
+        list[SlotOut],
+        Field(
+            description="free ranges: runs of consecutive offered starts, each from its first "
+            "start to its last slot's end; empty with format=slots"
+        ),
+    ]
+    days: Annotated[
+        list[DayOut], Field(description="every date from..to, with its slots or ranges")
+    ]
+
+
+class OfferOut(Response):
+    practitioner_id: int
+    service_id: int
+    end: Annotated[UtcDateTime, Field(description="equivalent services may differ in length")]
+
+
+class SharedSlotOut(Response):
+    start: UtcDateTime
+    local_start: LocalDateTime
+    offered_by: Annotated[list[OfferOut], Field(description="who offers it, by practitioner id")]
+
+
+class ServiceAvailabilityOut(Response):
+    key: str
+    timezone: Annotated[str, Field(description="the zone of from/to and local_start")]
+    from_: Annotated[DateOut, Field(alias="from")]
+    to: DateOut
+    slots: list[SharedSlotOut]
+
+
+def service_availability_out(result: uc.ServiceAvailability) -> ServiceAvailabilityOut:
+    zone = ZoneInfo(result.timezone)
+    return ServiceAvailabilityOut.model_validate(
+        {
+            "key": result.key,
+            "timezone": result.timezone,
+            "from": result.first_day,
+            "to": result.last_day,
+            "slots": [
+                SharedSlotOut(
+                    start=s.start,
+                    local_start=s.start.astimezone(zone),
+                    offered_by=[
+                        OfferOut(practitioner_id=p, service_id=v, end=end) for p, v, end in s.offers
+                    ],
+                )
+                for s in result.slots
+            ],
+        }
+    )
 
 
 class TrpcData(Response):
@@ -591,7 +756,13 @@ class BookingOut(Response):
 
 class BookingCreated(Response):
     booking: BookingOut
-    checkout_url: str
+    checkout_url: Annotated[
+        str | None,
+        Field(
+            description="null while the booking is awaiting_approval (a service that requires "
+            "confirmation): the link is mailed once the practitioner approves"
+        ),
+    ]
     manage_token: Annotated[
         str | None,
         Field(description="shown once; null on a retry whose record was sealed under another key"),
@@ -679,6 +850,25 @@ def service_out(service: Service) -> ServiceOut:
         min_notice_minutes=service.min_notice_minutes,
         max_advance_days=service.max_advance_days,
         slot_interval_minutes=int(service.interval.total_seconds()) // 60,
+        alignment=service.alignment,
+        booking_window=BookingWindowOut(
+            kind=service.window.kind,
+            days=service.window.days,
+            first_day=service.window.first_day,
+            last_day=service.window.last_day,
+        ),
+        limits=limits_out(service.limits),
+        requires_confirmation=service.requires_confirmation,
+        key=service.key,
+    )
+
+
+def limits_out(limits: BookingLimits) -> LimitsOut:
+    return LimitsOut(
+        max_bookings_per_day=limits.bookings_per_day,
+        max_bookings_per_week=limits.bookings_per_week,
+        max_minutes_per_day=limits.minutes_per_day,
+        max_minutes_per_week=limits.minutes_per_week,
     )
 
 
@@ -732,20 +922,39 @@ def booking_json(booking: Booking) -> dict[str, Any]:
     return booking_out(booking).body()
 
 
-def slot_out(slot: Interval) -> SlotOut:
-    return SlotOut(start=slot.start, end=slot.end)
+def slot_out(slot: Interval, zone: ZoneInfo) -> SlotOut:
+    return SlotOut(start=slot.start, end=slot.end, local_start=slot.start.astimezone(zone))
 
 
-def availability_out(result: uc.Availability) -> AvailabilityOut:
+def availability_out(result: uc.Availability, fmt: str = "slots") -> AvailabilityOut:
+    zone = result.answer_zone
+    ranges = fmt == "ranges"
+
+    step = timedelta(minutes=result.interval_minutes)
+
+    def shown(slots: list[Interval]) -> tuple[list[SlotOut], list[SlotOut]]:
+        if ranges:
+            return [], [slot_out(r, zone) for r in free_ranges(slots, step)]
+        return [slot_out(s, zone) for s in slots], []
+
+    slots, free = shown(result.slots)
+    days = []
+    for day, day_slots in result.by_day():
+        day_shown, day_free = shown(day_slots)
+        days.append(DayOut(date=day, slots=day_shown, ranges=day_free))
     return AvailabilityOut.model_validate(
         {
             "practitioner_id": result.practitioner_id,
             "service_id": result.service_id,
             "timezone": result.timezone,
+            "client_timezone": result.client_timezone,
             "source": result.source,
+            "format": "ranges" if ranges else "slots",
             "from": result.first_day,
             "to": result.last_day,
-            "slots": [slot_out(s) for s in result.slots],
+            "slots": slots,
+            "ranges": free,
+            "days": days,
         }
     )
 
