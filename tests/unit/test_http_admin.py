@@ -471,6 +471,9 @@ def test_an_issued_token_acts_as_an_admin_and_is_named_in_the_audit(web: Web) ->
         "name": "reporting",
     }
     assert_problem(web.client.get("/api/admin/users", headers=bearer("bkt_" + "x" * 43)), 401)
+    # It manages any booking, as ADMIN_API_TOKEN does.
+    booking = web.booked()["booking"]["id"]
+    assert _ok(web.client.get(f"/api/bookings/{booking}", headers=headers))["id"] == booking
 
 
 # -- pagination -----------------------------------------------------------------------------------

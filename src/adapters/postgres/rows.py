@@ -105,9 +105,6 @@ class PractitionerRow(RowBase):
     calcom_event_type: Mapped[str | None]
     calcom_user: Mapped[str | None]
     calcom_username: Mapped[str | None]
-    # Bumped in the transaction of every change to the practitioner, its services, hours or
-    # time off (migration 0005_admin): each process compares it before using its cached copy.
-    schedule_version: Mapped[int] = mapped_column(sa.BigInteger, server_default="1")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
