@@ -522,3 +522,18 @@ def test_booking_pages_list_each_booking_once_with_inserts_between_pages(web: We
     fresh = _ok(web.client.get("/api/admin/bookings?limit=500&practitioner_id=1", headers=ADMIN))
     assert [b["id"] for b in fresh["items"]] == [earlier, *originals, later]
     assert fresh["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PATCH", "/api/admin/practitioners/9223372036854775808"),
+        ("DELETE", "/api/admin/practitioners/9223372036854775808/calcom"),
+        ("PUT", "/api/admin/practitioners/99999999999999999999/calcom"),
+        ("POST", "/api/admin/bookings/9223372036854775808/no-show"),
+    ],
+)
+def test_an_id_beyond_bigint_is_404_whatever_the_method(web: Web, method: str, path: str) -> None:
+    # Two rules share these paths (GET/PATCH, PUT/DELETE): an id out of range matches neither,
+    # rather than a 405 for the other method's rule.
+    assert_problem(web.client.open(path, method=method, json={}, headers=ADMIN), 404, "not_found")
