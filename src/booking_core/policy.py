@@ -26,8 +26,8 @@ class BookingRules:
     max_window_days: int = 62
     reminder_hours_before: int = 24
     # How long a process may keep a practitioner's schedule for availability (seconds); a change
-    # shows at once all the same (the repository checks the schedule version), and booking and
-    # rescheduling always read it fresh.
+    # shows at once all the same (the repository drops the copy when any process commits one),
+    # and booking and rescheduling always read it fresh.
     schedule_cache_seconds: float = 30.0
     # The key manage links in mails are signed with (see notifications.manage_link_token);
     # bootstrap derives it from SECRET_KEY. Empty: mails carry no link, only the API token works.

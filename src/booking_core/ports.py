@@ -42,9 +42,10 @@ class PractitionerRepository(Protocol):
         """The practitioner with its services, hours and time off, or None.
 
         ``max_age`` > 0 lets the adapter answer from a copy read at most that many seconds ago
-        (displays such as availability), as long as the practitioner has not changed since in
-        any process (PostgreSQL: its schedule version, one indexed lookup); 0 reads the whole
-        current state. Decisions (booking, rescheduling) always read with 0.
+        (displays such as availability), as long as no change to the practitioner has been
+        committed since, by any process (PostgreSQL: a notification sent by ``save`` drops every
+        process's copy); 0 reads the current state. Decisions (booking, rescheduling) always
+        read with 0.
         """
 
     def list(self, *, active_only: bool = True) -> list[Practitioner]:
@@ -62,9 +63,9 @@ class PractitionerRepository(Protocol):
     def save(self, practitioner: Practitioner) -> None:
         """Replace the stored practitioner (services, hours, overrides, time off).
 
-        Time off and services keep their ids; new ones get ids. The practitioner's schedule
-        version moves on in this unit of work, so every process's cached copy (``max_age``)
-        is dropped when it commits. Raises PractitionerNotFound if it does not exist.
+        Time off and services keep their ids; new ones get ids. Every process's cached copy
+        (``get(max_age=...)``) is dropped when this unit of work commits. Raises
+        PractitionerNotFound if it does not exist.
         """
 
     def owner_of_service(self, service_id: int) -> int | None:

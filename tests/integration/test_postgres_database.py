@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -174,7 +175,7 @@ def test_pings_a_live_database(database: Database) -> None:
 
 
 def test_practitioner_cache_expires_and_hands_out_detached_copies() -> None:
-    from adapters.postgres.repositories import PractitionerCache
+    from adapters.postgres.practitioner_cache import PractitionerCache
     from booking_core.model import Money, Practitioner, Service
 
     now = [100.0]
@@ -184,30 +185,41 @@ def test_practitioner_cache_expires_and_hands_out_detached_copies() -> None:
         name="Ada",
         services=[Service(id=1, name="S", duration_minutes=30, price=Money(100, "usd"))],
     )
-    cache.put(practitioner, version=3)
+    assert cache.generation(7) is None  # not listening: nothing may be kept
+    cache.put(practitioner, (0, 0))
+    assert cache.get(7, max_age=30) is None
+    cache._set_listening(True)  # as the listening thread does once LISTEN is in place
+    generation = cache.generation(7)
+    cache.put(practitioner, generation)
     practitioner.services[0].name = "changed after caching"
-    hit = cache.get(7, max_age=30, version=3)
+    hit = cache.get(7, max_age=30)
     assert hit is not None
     assert hit.services[0].name == "S"
     hit.services.append(Service(name="T", duration_minutes=30, price=Money(1, "usd")))
-    assert len((cache.get(7, max_age=30, version=3) or practitioner).services) == 1
-    assert cache.get(7, max_age=30, version=4) is None  # the schedule changed since
+    assert len((cache.get(7, max_age=30) or practitioner).services) == 1
     now[0] += 31
-    assert cache.get(7, max_age=30, version=3) is None  # older than the caller accepts
-    cache.put(practitioner, version=3)
+    assert cache.get(7, max_age=30) is None  # older than the caller accepts
+    # A change announced between the read and the put: the copy read before it is not kept.
+    generation = cache.generation(7)
     cache.drop(7)
-    assert cache.get(7, max_age=30, version=3) is None
+    cache.put(practitioner, generation)
+    assert cache.get(7, max_age=30) is None
+    cache.put(practitioner, cache.generation(7))
+    cache._set_listening(False)  # the listening connection broke: no copy is trusted
+    assert cache.get(7, max_age=30) is None
 
 
 def test_a_schedule_edit_in_one_process_shows_at_once_in_another(
     clean_database: Database, database_url: str
 ) -> None:
-    """Two Database objects are two processes' caches; the schedule version in the row makes
-    the other's cached copy a miss the moment the edit commits (no 30-second staleness)."""
+    """Two Database objects are two processes' caches: the commit's notification drops the
+    other's copy, so the next read there shows the change; no query is added while the copy
+    is current."""
     from booking_core.model import TimeRange, WeeklyHours
 
     here, there = clean_database, Database.connect(database_url, pool_size=1)
     try:
+        assert there._practitioners.wait_listening()
         uow = here.unit_of_work()
         with uow:
             p = uow.practitioners.add(Practitioner(name="Ada", timezone="Europe/London"))
@@ -216,20 +228,26 @@ def test_a_schedule_edit_in_one_process_shows_at_once_in_another(
         reader = there.unit_of_work()
         with reader:
             assert (reader.practitioners.get(pid, max_age=3600) or p).weekly_hours == WeeklyHours()
+        statements: list[str] = []
+        sa.event.listen(there.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        with reader:
+            assert reader.practitioners.get(pid, max_age=3600) is not None
+        assert not any("practitioners" in s for s in statements)  # served by the copy
         with uow:
             stored = uow.practitioners.get(pid)
             assert stored is not None
             stored.weekly_hours = WeeklyHours(((TimeRange(540, 720),),) + ((),) * 6)
             uow.practitioners.save(stored)
             uow.commit()
-        with reader:
-            seen = reader.practitioners.get(pid, max_age=3600)
+        deadline = time.monotonic() + 2.0  # the notification is on its way (well under 1 ms)
+        while True:
+            with reader:
+                seen = reader.practitioners.get(pid, max_age=3600)
             assert seen is not None
-            assert seen.weekly_hours.for_weekday(0) == (TimeRange(540, 720),)
-            # Unchanged since: the cached copy serves (still the same answer).
-            again = reader.practitioners.get(pid, max_age=3600)
-            assert again is not None
-            assert again.weekly_hours == seen.weekly_hours
+            if seen.weekly_hours.for_weekday(0) == (TimeRange(540, 720),):
+                break
+            assert time.monotonic() < deadline, "the edit never showed in the other process"
+            time.sleep(0.005)
     finally:
         there.dispose()
 

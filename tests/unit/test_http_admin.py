@@ -471,6 +471,9 @@ def test_an_issued_token_acts_as_an_admin_and_is_named_in_the_audit(web: Web) ->
         "name": "reporting",
     }
     assert_problem(web.client.get("/api/admin/users", headers=bearer("bkt_" + "x" * 43)), 401)
+    # It manages any booking, as ADMIN_API_TOKEN does.
+    booking = web.booked()["booking"]["id"]
+    assert _ok(web.client.get(f"/api/bookings/{booking}", headers=headers))["id"] == booking
 
 
 # -- pagination -----------------------------------------------------------------------------------
@@ -519,3 +522,18 @@ def test_booking_pages_list_each_booking_once_with_inserts_between_pages(web: We
     fresh = _ok(web.client.get("/api/admin/bookings?limit=500&practitioner_id=1", headers=ADMIN))
     assert [b["id"] for b in fresh["items"]] == [earlier, *originals, later]
     assert fresh["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PATCH", "/api/admin/practitioners/9223372036854775808"),
+        ("DELETE", "/api/admin/practitioners/9223372036854775808/calcom"),
+        ("PUT", "/api/admin/practitioners/99999999999999999999/calcom"),
+        ("POST", "/api/admin/bookings/9223372036854775808/no-show"),
+    ],
+)
+def test_an_id_beyond_bigint_is_404_whatever_the_method(web: Web, method: str, path: str) -> None:
+    # Two rules share these paths (GET/PATCH, PUT/DELETE): an id out of range matches neither,
+    # rather than a 405 for the other method's rule.
+    assert_problem(web.client.open(path, method=method, json={}, headers=ADMIN), 404, "not_found")

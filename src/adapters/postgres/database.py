@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.postgres.errors import DatabaseConfigError, DatabaseUnavailable, translated
-from adapters.postgres.repositories import PractitionerCache
+from adapters.postgres.practitioner_cache import PractitionerCache
 from adapters.postgres.uow import SqlAlchemyUnitOfWork
 
 DRIVER = "postgresql+psycopg"
@@ -108,7 +108,9 @@ class Database:
         self._sessions = sessionmaker(
             bind=engine, class_=Session, autoflush=False, expire_on_commit=False
         )
-        self._practitioners = PractitionerCache()
+        # A plain libpq URL for the cache's listening connection (no SQLAlchemy driver name).
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._practitioners = PractitionerCache(conninfo)
         self._ping_lock = threading.Lock()
         self._ping: Future[None] | None = None
 
@@ -232,5 +234,6 @@ class Database:
 
     def dispose(self) -> None:
         """Close the pooled connections; the Database may not be used afterwards."""
+        self._practitioners.close()
         with translated(self._description):
             self.engine.dispose()

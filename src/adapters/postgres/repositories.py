@@ -7,8 +7,6 @@ now, as the memory adapter does, rather than the session's cached copy.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +39,7 @@ from adapters.postgres.mapping import (
     user_from_row,
     user_values,
 )
+from adapters.postgres.practitioner_cache import CHANNEL, PractitionerCache
 from adapters.postgres.rows import (
     OCCUPYING_SQL,
     REFUND_WITHIN_CAPTURE,
@@ -144,49 +143,7 @@ def occupying_statement(practitioner_id: int, window: Interval) -> sa.Select[Any
     )
 
 
-# The cache's freshness check: one primary-key lookup of one column (a prepared text
-# statement, as the availability hot path's other query is).
-_SCHEDULE_VERSION = sa.text(
-    "SELECT schedule_version FROM practitioners WHERE id = CAST(:id AS bigint)"
-)
-
-
-class PractitionerCache:
-    """Practitioners read recently in this process, for reads that accept some staleness.
-
-    Shared by the units of work of one Database (thread-safe). Only ``get(..., max_age>0)``
-    fills it, and every hit is a detached copy, so a caller can never change what another sees.
-    Each entry carries the practitioner's schedule version; the repository uses it only while
-    the database still has that version, so an edit made by any process shows at once (max_age
-    bounds how long an entry lives at all).
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._entries: dict[int, tuple[float, int, Practitioner]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, practitioner_id: int, max_age: float, version: int) -> Practitioner | None:
-        with self._lock:
-            entry = self._entries.get(practitioner_id)
-        if entry is None or entry[1] != version or self._clock() - entry[0] > max_age:
-            return None
-        return entry[2].copy()
-
-    def has(self, practitioner_id: int) -> bool:
-        with self._lock:
-            return practitioner_id in self._entries
-
-    def put(self, practitioner: Practitioner, version: int) -> None:
-        if practitioner.id is None:
-            return
-        stored = practitioner.copy()
-        with self._lock:
-            self._entries[practitioner.id] = (self._clock(), version, stored)
-
-    def drop(self, practitioner_id: int | None) -> None:
-        with self._lock:
-            self._entries.pop(practitioner_id or 0, None)
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :id)")
 
 
 class SqlAlchemyPractitionerRepository:
@@ -202,26 +159,17 @@ class SqlAlchemyPractitionerRepository:
         return self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
 
     def get(self, practitioner_id: int, *, max_age: float = 0.0) -> Practitioner | None:
-        if max_age > 0 and self._cache.has(practitioner_id):
-            with translated(self._where):
-                version = (
-                    self._session()
-                    .connection()
-                    .execute(_SCHEDULE_VERSION, {"id": practitioner_id})
-                    .scalar_one_or_none()
-                )
-            if version is None:
-                self._cache.drop(practitioner_id)
-                return None
-            cached = self._cache.get(practitioner_id, max_age, version)
+        generation = None
+        if max_age > 0:
+            cached = self._cache.get(practitioner_id, max_age)
             if cached is not None:
                 return cached
+            generation = self._cache.generation(practitioner_id)  # before the read
         with translated(self._where):
             row = self._row(practitioner_id)
             found = practitioner_from_row(row) if row is not None else None
-            version = row.schedule_version if row is not None else 0
         if found is not None and max_age > 0:
-            self._cache.put(found, version)
+            self._cache.put(found, generation)
         return found
 
     def lock(self, practitioner_id: int) -> None:
@@ -290,8 +238,6 @@ class SqlAlchemyPractitionerRepository:
 
             def apply() -> None:
                 practitioner_fields_to_row(practitioner, row)
-                # Every process compares this before using its cached copy (PractitionerCache).
-                row.schedule_version = PractitionerRow.schedule_version + 1
                 kept: set[int] = set()
                 for position, service in enumerate(practitioner.services):
                     if service.id is None:
@@ -307,6 +253,8 @@ class SqlAlchemyPractitionerRepository:
                         service_row.active = False
 
             _flush_in_savepoint(session, apply)
+            # Delivered to every process's cache when (and only if) this transaction commits.
+            session.execute(_NOTIFY, {"channel": CHANNEL, "id": str(practitioner.id)})
             self._cache.drop(practitioner.id)
 
 

@@ -119,9 +119,6 @@ class PractitionerRow(RowBase):
     max_bookings_per_week: Mapped[int | None]
     max_minutes_per_day: Mapped[int | None]
     max_minutes_per_week: Mapped[int | None]
-    # Bumped in the transaction of every change to the practitioner, its services, hours or
-    # time off (migration 0005_admin): each process compares it before using its cached copy.
-    schedule_version: Mapped[int] = mapped_column(sa.BigInteger, server_default="1")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

@@ -11,8 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from adapters.postgres.errors import translate, translated
+from adapters.postgres.practitioner_cache import PractitionerCache
 from adapters.postgres.repositories import (
-    PractitionerCache,
     SqlAlchemyApiTokenRepository,
     SqlAlchemyAuditLog,
     SqlAlchemyBookingRepository,

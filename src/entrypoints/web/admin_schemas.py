@@ -110,12 +110,17 @@ def _hhmm(value: str) -> str:
     return value
 
 
+def _zone_enum(schema: dict[str, Any]) -> None:
+    # The document lists the zones this server knows (its zone database), as strict as it is;
+    # computed when the document is, not when the module is imported.
+    schema.clear()
+    schema.update({"type": "string", "enum": sorted(_zones())})
+
+
 Zone = Annotated[
     str,
-    Field(strict=True, min_length=1, max_length=64),
+    Field(strict=True, min_length=1, max_length=64, json_schema_extra=_zone_enum),
     AfterValidator(_zone),
-    # The document lists the zones this server knows (its zone database), as strict as it is.
-    WithJsonSchema({"type": "string", "enum": sorted(_zones())}),
 ]
 Currency = Annotated[
     str,

@@ -18,7 +18,6 @@ from entrypoints.web.common import (
     UnsafeJson,
     bearer_token,
     deps,
-    is_admin_token,
     json_body,
     load_json,
     query_args,
@@ -339,7 +338,8 @@ def _authorized_booking(booking_id: int) -> tuple[Booking, bool]:
     if token is None:
         raise Unauthorized("send Authorization: Bearer <manage token>")
     d = deps()
-    if is_admin_token(token):
+    actor = uc.actor_for_bearer(token, admin_token=d.settings.admin_api_token, uow=d.uow())
+    if actor is not None and actor.is_admin:  # ADMIN_API_TOKEN or an issued API token
         return uc.get_booking(booking_id, uow=d.uow()), True
     return uc.authorize_booking(booking_id, token, uow=d.uow(), rules=d.rules), False
 

@@ -31,10 +31,29 @@ def parse_id(text: str) -> int | None:
     return value if is_id(value) else None
 
 
-class IdConverter(BaseConverter):
-    """``<id:name>``: a path segment that names a row id; anything else matches no route."""
+def _at_most(limit: int) -> str:
+    """A regular expression for the numbers 1..``limit`` in ASCII digits, no leading zero."""
+    digits = str(limit)
+    shorter = f"[1-9][0-9]{{0,{len(digits) - 2}}}"
+    same_length = []
+    for i, digit in enumerate(digits):
+        low = "1" if i == 0 else "0"
+        if int(digit) > int(low):
+            rest = len(digits) - i - 1
+            same_length.append(f"{digits[:i]}[{low}-{int(digit) - 1}][0-9]{{{rest}}}")
+    same_length.append(digits)
+    return "|".join([shorter, *same_length])
 
-    regex = "[1-9][0-9]{0,18}"
+
+class IdConverter(BaseConverter):
+    """``<id:name>``: a path segment that names a row id; anything else matches no route.
+
+    The pattern itself stops at MAX_ID: an id beyond it must match no rule at all, or Werkzeug
+    answers 405 for a path that another method's rule would have matched (it compares methods
+    before it runs converters).
+    """
+
+    regex = f"(?:{_at_most(MAX_ID)})"
     part_isolating = True
 
     def to_python(self, value: str) -> int:

@@ -1,5 +1,4 @@
-"""The admin API: an audit log, named API tokens, a schedule version per practitioner (so every
-process sees a schedule edit at once) and the ``no_show`` booking status.
+"""The admin API: an audit log, named API tokens and the ``no_show`` booking status.
 
 Revision ID: 0005_admin
 Revises: 0004_payments_ledger
@@ -27,10 +26,6 @@ def upgrade() -> None:
     # PostgreSQL 12+ adds an enum value inside a transaction; nothing here uses it before the
     # commit (which PostgreSQL requires).
     op.execute("ALTER TYPE booking_status ADD VALUE IF NOT EXISTS 'no_show'")
-    op.add_column(
-        "practitioners",
-        sa.Column("schedule_version", sa.BigInteger, nullable=False, server_default="1"),
-    )
     op.create_table(
         "audit_log",
         sa.Column("id", sa.BigInteger, sa.Identity(always=True), nullable=False),
@@ -66,7 +61,6 @@ def downgrade() -> None:
     op.drop_table("api_tokens")
     op.drop_index("ix_audit_log_object_type_object_id_id", table_name="audit_log")
     op.drop_table("audit_log")
-    op.drop_column("practitioners", "schedule_version")
     # PostgreSQL cannot drop an enum value: a missed booking goes back to completed (what the
     # worker made of it before) and the unused value stays in the type.
     op.execute("UPDATE bookings SET status = 'completed' WHERE status::text = 'no_show'")
