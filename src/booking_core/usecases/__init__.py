@@ -27,10 +27,12 @@ from booking_core.usecases.booking import (
 )
 from booking_core.usecases.cancellation import (
     CancelBooking,
+    CancellationQuote,
     Cancelled,
     RescheduleBooking,
     cancel_booking,
     handle_calendar_cancellation,
+    quote_cancellation,
     reschedule_booking,
 )
 from booking_core.usecases.catalogue import get_practitioner, list_practitioners
@@ -62,6 +64,7 @@ __all__ = [
     "AvailabilityQuery",
     "BookingRequested",
     "CancelBooking",
+    "CancellationQuote",
     "Cancelled",
     "IdempotencyClaim",
     "PaymentOutcome",
@@ -82,6 +85,7 @@ __all__ = [
     "issue_refund",
     "list_bookings",
     "list_practitioners",
+    "quote_cancellation",
     "reconcile_payments",
     "release_idempotency_key",
     "request_booking",
