@@ -52,7 +52,7 @@ def _calendar_links(env: Mapping[str, str]) -> dict[int, CalendarLink]:
 
 @frozen(kw_only=True)
 class Settings:
-    """Every setting of DESIGN.md section 7; ``.env.example`` documents each one.
+    """Every setting the service reads; ``.env.example`` documents each one.
 
     Each default is written here once; ``from_mapping`` falls back to these. ``env`` defaults to
     production: development (the offline checkout, generated local secrets) must be asked for

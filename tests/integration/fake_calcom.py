@@ -1,6 +1,6 @@
 """A local fake of Cal.com API v2 (slots and bookings) over real HTTP, with switches to misbehave.
 
-It speaks the shapes of shared/reference/calcom.md: the ``cal-api-version`` routing (a missing or
+It speaks Cal.com API v2's shapes: the ``cal-api-version`` routing (a missing or
 wrong version is a 404 here), the Bearer key (401), the v2 error envelope, whitelisted query
 parameters (400 on an unknown one), 201 on booking, the 400 "User either already has booking at
 this time or is not available", cancel and reschedule, and the ``X-RateLimit-*-Default`` headers

@@ -1,7 +1,7 @@
 """A local fake Stripe HTTP server: the real stripe SDK talks to it through ``api_base``.
 
-Stripe publishes no stateful mock we can run here (stripe-mock is stateless and needs Go; see
-shared/reference/stripe.md §5), so this keeps the few behaviours our adapter relies on, in
+Stripe publishes no stateful mock we can run here (stripe-mock is stateless and needs
+Go), so this keeps the few behaviours our adapter relies on, in
 Stripe's wire format:
 
 - ``POST /v1/checkout/sessions``, ``GET /v1/checkout/sessions/{id}``,

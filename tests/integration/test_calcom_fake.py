@@ -1,4 +1,4 @@
-"""The fake Cal.com keeps the v2 contract of shared/reference/calcom.md (checked with raw HTTP)."""
+"""The fake Cal.com keeps Cal.com API v2's contract (checked with raw HTTP)."""
 
 from __future__ import annotations
 

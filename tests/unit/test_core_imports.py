@@ -1,4 +1,4 @@
-"""booking_core loads nothing outside the standard library and attrs (STYLE.md, DESIGN.md 2)."""
+"""booking_core loads nothing outside the standard library and attrs."""
 
 from __future__ import annotations
 

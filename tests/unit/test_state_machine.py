@@ -1,4 +1,4 @@
-"""The booking state machine of DESIGN.md section 3: every allowed and every forbidden move."""
+"""The booking state machine: every allowed and every forbidden move."""
 
 from __future__ import annotations
 

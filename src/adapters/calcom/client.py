@@ -58,7 +58,7 @@ class Answer:
 
     @property
     def message(self) -> str:
-        """Cal.com's error message from the v2 envelope, or "" (reference §2.7)."""
+        """Cal.com's message from the v2 error envelope (``{"status": "error", ...}``), or ""."""
         body = self.body
         if isinstance(body, dict):
             error = body.get("error")
@@ -94,7 +94,7 @@ class _Failure(Exception):
 
 
 def utc_text(moment: datetime) -> str:
-    """``2030-01-08T09:00:00Z``: Cal.com wants UTC ISO 8601 for ``start`` (reference §2.3)."""
+    """``2030-01-08T09:00:00Z``: v2 /slots and /bookings want UTC ISO 8601."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -370,7 +370,7 @@ def _is_connect_failure(exc: requests.exceptions.ConnectionError) -> bool:
 
 
 def _rate_limit_wait(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``Retry-After`` or ``X-RateLimit-Reset-*`` (reference §2.7)."""
+    """Seconds to wait from ``Retry-After`` or ``X-RateLimit-Reset-*`` (v2 rate-limit headers)."""
     waits: list[float] = []
     for name, value in headers.items():
         lowered = name.lower()

@@ -37,7 +37,7 @@ from booking_core.ports import CalendarBookingRequest, SlotCache
 log = logging.getLogger(__name__)
 
 # cal-api-version is per endpoint; without it Cal.com silently routes to the 2024-04-15
-# controllers (404 for /v2/slots, an older contract for /v2/bookings). Reference §2.1.
+# controllers (404 for /v2/slots, an older contract for /v2/bookings).
 SLOTS_API_VERSION = "2024-09-04"
 BOOKINGS_API_VERSION = "2024-08-13"
 
@@ -155,7 +155,7 @@ class CalComCalendarGateway:
             "start": utc_text(request.start),
             **self._event_type_fields(request.link),
             "attendee": attendee,
-            # metadata values must be strings (reference §2.3)
+            # Cal.com refuses metadata values that are not strings
             "metadata": {"booking_id": str(request.booking_id)},
         }
         answer = self._client.call(
@@ -279,7 +279,7 @@ class CalComCalendarGateway:
 
     @staticmethod
     def _slot_taken(answer: Answer) -> bool:
-        if answer.status == 409:  # another reservation holds the slot (reference §2.2)
+        if answer.status == 409:  # another reservation holds the slot
             return True
         return answer.status in (400, 500) and bool(SLOT_TAKEN.search(answer.message))
 

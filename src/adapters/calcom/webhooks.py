@@ -1,7 +1,7 @@
 """Inbound Cal.com webhooks: verify ``X-Cal-Signature-256`` over the raw body, then parse.
 
 Cal.com signs the exact body it sends: lowercase hex HMAC-SHA256 with the webhook secret, no
-timestamp and no ``sha256=`` prefix (reference §3, sendPayload.ts). There is no replay protection
+timestamp and no ``sha256=`` prefix (Cal.com's sendPayload.ts). There is no replay protection
 and no event id, so ``dedup_id`` is derived from what identifies a delivery.
 """
 
@@ -130,6 +130,7 @@ def _dedup_id(
             return f"calcom:{candidate}"
     uid = _text(payload.get("uid"))
     created = _text(body.get("createdAt"))
-    # Reference §3: dedupe on (triggerEvent, payload.uid, createdAt); else on the body itself.
+    # Cal.com sends no delivery id: dedupe on (triggerEvent, payload.uid, createdAt), else on
+    # the body itself.
     basis = f"{trigger}\n{uid}\n{created}".encode() if uid and created else raw_body
     return "calcom:" + hashlib.sha256(basis).hexdigest()[:40]

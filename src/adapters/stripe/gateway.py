@@ -1,7 +1,7 @@
 """StripePaymentGateway: Checkout Sessions, refunds and webhook parsing through stripe.StripeClient.
 
 Every stripe exception is translated into a booking_core error here, at the boundary; nothing
-from the SDK crosses the port. The SDK facts (16.1) it relies on: shared/reference/stripe.md.
+from the SDK crosses the port. Written against stripe-python 16 (StripeClient, ``v1`` services).
 """
 
 from __future__ import annotations

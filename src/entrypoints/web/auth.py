@@ -2,7 +2,7 @@
 
 Authorization code flow with PKCE (S256), state and nonce, the provider found through
 ``{OAUTH_ISSUER}/.well-known/openid-configuration`` and the ID token verified against its JWKS
-(signature, issuer, audience = our client id, expiry, nonce). DESIGN.md section 10.
+(signature, issuer, audience = our client id, expiry, nonce).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Users get the practitioner role and the practitioner they manage (DESIGN section 3).
+"""Users get the practitioner role and the practitioner they manage (role ``practitioner``).
 
 Revision ID: 0002_users_roles
 Revises: 0001
