@@ -206,7 +206,10 @@ def practitioner_page(practitioner_id: int) -> Response:
     now = d.clock.now()
     query = sc.parse(PractitionerPageQuery, query_args(), now=now, detail="invalid page query")
     try:
-        practitioner = uc.get_practitioner(practitioner_id, uow=d.uow())
+        # Read as availability reads the schedule: the page shows both side by side.
+        practitioner = uc.get_practitioner(
+            practitioner_id, uow=d.uow(), max_age=d.rules.schedule_cache_seconds
+        )
     except NotFound:
         return _not_found("Practitioner not found", "There is no practitioner at this address.")
     service = _pick_service(practitioner, query.service)
