@@ -77,6 +77,7 @@ def test_a_client_books_pays_sees_local_times_and_cancels_with_a_refund(
     client.get_by_label("Email").fill("grace.hopper@example.com")
     client.get_by_role("button", name="Book and pay").click()
     client.wait_for_url(re.compile(r"/dev/checkout/"))
+    assert_accessible(axe, client)
     screenshot(client, "03-offline-checkout")
     client.get_by_role("button", name="Pay").click()
 
