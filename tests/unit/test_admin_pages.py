@@ -145,3 +145,12 @@ def test_parked_jobs_are_listed_for_admins(web: Web) -> None:
     page = _html(web, "/admin/jobs")
     assert "SMTP said no" in page
     assert f"<td>#{job.id}</td><td>email</td>" in page
+
+
+def test_without_a_session_a_form_post_is_a_401_and_bad_filters_a_422(web: Web) -> None:
+    booking = web.confirmed()["booking"]
+    response = web.client.post(f"/admin/bookings/{booking['id']}/cancel", data={"refund": "full"})
+    assert response.status_code == 401
+    assert response.get_json()["code"] == "unauthorized"
+    assert web.stored(booking["id"]).status is BookingStatus.CONFIRMED
+    assert web.client.get("/admin?to=null").status_code == 422

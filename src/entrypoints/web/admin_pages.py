@@ -14,17 +14,17 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, redirect, render_template, request
-from pydantic import ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from booking_core import usecases as uc
-from booking_core.errors import BookingError, Forbidden, NotFound, ValidationFailed
+from booking_core.errors import BookingError, Forbidden, NotFound, Unauthorized, ValidationFailed
 from booking_core.jobs import JobStatus
 from booking_core.model import Booking, BookingStatus, Practitioner, Role, User
 from booking_core.ports import BookingFilter
 from entrypoints.web import schemas as sc
 from entrypoints.web.common import deps, query_args
-from entrypoints.web.openapi import HTML, operation, problem
+from entrypoints.web.openapi import HTML, HTML_OR_PROBLEM, operation, problem
 from entrypoints.web.pages import money_text, visitor_zone, when
 from entrypoints.web.problems import status_for
 from entrypoints.web.session import cookie_user, csrf_token
@@ -32,6 +32,7 @@ from entrypoints.web.session import cookie_user, csrf_token
 bp = Blueprint("admin_pages", __name__, template_folder="templates", url_prefix="/admin")
 
 PAGE_SIZE = 100
+_SIGN_IN = "Pages for a browser signed in with the session cookie; without one, a 302 to sign in."
 _SIGNED_IN = {
     302: ("not signed in: to /auth/login?next=...", None),
     403: ("signed in without admin access", HTML),
@@ -47,16 +48,45 @@ _CANCEL_FORM = {
 }
 
 
+def _blank(value: object) -> object:
+    """A field the filter form sent empty filters nothing."""
+    return None if value == "" else value
+
+
+_BLANK = {"type": "string", "maxLength": 0}
+_DATE = {"type": "string", "pattern": sc.DATE_PATTERN}
+
+
 class AdminBookingsPageQuery(sc.Request):
-    """Filters of the bookings list; dates are the practitioner's local days."""
+    """Filters of the bookings list; dates are the practitioner's local days; "" is no filter."""
 
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
 
-    practitioner_id: sc.QueryId | None = None
-    status: Annotated[BookingStatus | None, Field(strict=False)] = None
-    from_: Annotated[sc.DateIn | None, Field(alias="from")] = None
-    to: sc.DateIn | None = None
-    email: Annotated[sc.Line | None, Field(description="the client's email, exactly")] = None
+    practitioner_id: Annotated[
+        sc.QueryId | None,
+        BeforeValidator(_blank),
+        WithJsonSchema({"anyOf": [_BLANK, {**sc.ID_SCHEMA}]}),
+    ] = None
+    status: Annotated[
+        BookingStatus | None,
+        Field(strict=False),
+        BeforeValidator(_blank),
+        WithJsonSchema({"anyOf": [_BLANK, {"enum": [s.value for s in BookingStatus]}]}),
+    ] = None
+    from_: Annotated[
+        sc.DateIn | None,
+        Field(alias="from"),
+        BeforeValidator(_blank),
+        WithJsonSchema({"anyOf": [_BLANK, _DATE]}),
+    ] = None
+    to: Annotated[
+        sc.DateIn | None, BeforeValidator(_blank), WithJsonSchema({"anyOf": [_BLANK, _DATE]})
+    ] = None
+    email: Annotated[
+        sc.Line | None,
+        Field(description="the client's email, exactly"),
+        BeforeValidator(_blank),
+    ] = None
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
@@ -75,7 +105,9 @@ def _who() -> User | WerkzeugResponse:
     """The signed-in admin or practitioner; a redirect to sign in for a visitor."""
     user = cookie_user()  # checks the CSRF token on a POST
     if user is None:
-        target = request.full_path.rstrip("?") if request.method == "GET" else "/admin"
+        if request.method != "GET":  # a form post is not a navigation to send elsewhere
+            raise Unauthorized("sign in at /auth/login")
+        target = request.full_path.rstrip("?")
         return redirect("/auth/login?" + urlencode({"next": target}), code=302)
     if not _has_access(user):
         if request.method != "GET":  # a form post answers a problem, as the API does
@@ -120,18 +152,18 @@ def _booking_for(user: User, booking_id: int) -> Booking:
 @bp.get("")
 @operation(
     "Admin dashboard: bookings per day and practitioner (page)",
-    session=True,
+    description=_SIGN_IN,
     query=AdminBookingsPageQuery,
     responses={200: ("the bookings", HTML), **_SIGNED_IN},
 )
 def bookings() -> Response | WerkzeugResponse:
+    d = deps()
+    query = sc.parse(
+        AdminBookingsPageQuery, query_args(), now=d.clock.now(), detail="invalid filters"
+    )
     user = _who()
     if not isinstance(user, User):
         return user
-    d = deps()
-    # A filter form sends the fields left empty as "": those filter nothing.
-    args = {k: v for k, v in query_args().items() if v != ""}
-    query = sc.parse(AdminBookingsPageQuery, args, now=d.clock.now(), detail="invalid filters")
     practitioners = _practitioners()
     scope = _scope(user)
     chosen = scope if scope is not None else query.practitioner_id
@@ -184,10 +216,10 @@ def bookings() -> Response | WerkzeugResponse:
 @bp.get("/bookings/<id:booking_id>")
 @operation(
     "Admin dashboard: one booking, with cancel and refund override (page)",
-    session=True,
+    description=_SIGN_IN,
     responses={
         200: ("the booking", HTML),
-        404: ("unknown booking, or another practitioner's", HTML),
+        404: ("unknown booking, or another practitioner's", HTML_OR_PROBLEM),
         **_SIGNED_IN,
     },
 )
@@ -246,10 +278,10 @@ _REFUND = {"policy": None, "full": True, "none": False}
     session=True,
     form=_CANCEL_FORM,
     responses={
-        302: ("not signed in: to /auth/login", None),
         303: ("back to the booking", None),
+        401: problem("unauthorized: not signed in"),
         403: problem("csrf_failed / forbidden: no admin access"),
-        404: ("unknown booking, or another practitioner's", HTML),
+        404: ("unknown booking, or another practitioner's", HTML_OR_PROBLEM),
         409: ("the booking can no longer be cancelled", HTML),
         422: ("refund or reason refused", HTML),
         503: problem("a service we depend on is down"),
@@ -294,7 +326,7 @@ def cancel_booking(booking_id: int) -> Response | WerkzeugResponse:
 @bp.get("/jobs")
 @operation(
     "Admin dashboard: parked background jobs (page)",
-    session=True,
+    description=_SIGN_IN,
     responses={200: ("the parked jobs", HTML), **_SIGNED_IN},
 )
 def jobs() -> Response | WerkzeugResponse:

@@ -27,7 +27,7 @@ from booking_core.errors import BookingError, BookingNotFound, NotFound, Validat
 from booking_core.model import Booking, BookingStatus, Interval, Money, Practitioner, Service
 from entrypoints.web import schemas as sc
 from entrypoints.web.common import deps, query_args
-from entrypoints.web.openapi import HTML, operation, problem
+from entrypoints.web.openapi import HTML, HTML_OR_PROBLEM, operation, problem
 from entrypoints.web.problems import status_for
 
 bp = Blueprint("pages", __name__, template_folder="templates")
@@ -198,7 +198,7 @@ def _pick_service(practitioner: Practitioner, service_id: int | None) -> Service
     query=PractitionerPageQuery,
     responses={
         200: ("the practitioner's page", HTML),
-        404: ("no such practitioner or service", HTML),
+        404: ("no such practitioner or service", HTML_OR_PROBLEM),
     },
 )
 def practitioner_page(practitioner_id: int) -> Response:
@@ -441,7 +441,10 @@ _MANAGE_NOT_FOUND = ("Booking not found", "This manage link is not valid.")
     "The manage page reached by the manage link: cancel or reschedule",
     query=ManageQuery,
     description="``/manage/{booking_id}?token={manage token}``; a wrong token is a 404.",
-    responses={200: ("the booking", HTML), 404: ("unknown booking or wrong token", HTML)},
+    responses={
+        200: ("the booking", HTML),
+        404: ("unknown booking or wrong token", HTML_OR_PROBLEM),
+    },
 )
 def manage(booking_id: int) -> Response:
     query = sc.parse(ManageQuery, query_args(), detail="invalid page query")
@@ -462,7 +465,7 @@ def _form_token() -> str | None:
     form=_TOKEN_FORM,
     responses={
         303: ("back to the manage page", None),
-        404: ("unknown booking or wrong token", HTML),
+        404: ("unknown booking or wrong token", HTML_OR_PROBLEM),
         409: ("the booking can no longer be cancelled", HTML),
         503: problem("refund_failed / a service we depend on is down"),
     },
@@ -493,7 +496,7 @@ def manage_cancel(booking_id: int) -> Response | WerkzeugResponse:
     form=_RESCHEDULE_FORM,
     responses={
         303: ("back to the manage page", None),
-        404: ("unknown booking or wrong token", HTML),
+        404: ("unknown booking or wrong token", HTML_OR_PROBLEM),
         409: ("the booking cannot move, or the time was taken", HTML),
         422: ("not an offered start", HTML),
         503: problem("a service we depend on is down"),
@@ -530,7 +533,7 @@ def manage_reschedule(booking_id: int) -> Response | WerkzeugResponse:
     query=ManageQuery,
     responses={
         200: ("an RFC 5545 calendar with the appointment", ("text/calendar", {"type": "string"})),
-        404: ("unknown booking or wrong token", HTML),
+        404: ("unknown booking or wrong token", HTML_OR_PROBLEM),
     },
 )
 def manage_ics(booking_id: int) -> Response:
