@@ -143,7 +143,22 @@ def test_pages_fit_360_px_with_a_long_name_and_show_keyboard_focus(
         added = uow.practitioners.add(sample_practitioner(name=long_name, timezone="UTC"))
         uow.commit()
     page = new_page(browser, timezone="Europe/Paris", width=360)
-    for path in ("/", f"/p/{added.id}", "/p/1?service=2"):
+    service = added.services[0].id
+    day = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+    slots = page.request.get(
+        server.url(f"/api/practitioners/{added.id}/availability?service_id={service}&from={day}")
+    ).json()["slots"]
+    answer = page.request.post(
+        server.url("/api/bookings"),
+        data={
+            "practitioner_id": added.id,
+            "service_id": service,
+            "start": slots[0]["start"],
+            "client": {"name": "N" * 120, "email": "long.name@example.com"},
+        },
+    ).json()
+    manage = f"/manage/{answer['booking']['id']}?token={answer['manage_token']}"
+    for path in ("/", f"/p/{added.id}", "/p/1?service=2", manage):
         page.goto(server.url(path))
         page.wait_for_load_state("load")
         overflow = page.evaluate("document.documentElement.scrollWidth")
