@@ -171,6 +171,8 @@ class TimeOff:
 
     period: Interval
     reason: str = ""
+    # Assigned when stored (the admin API removes a time off by it); not part of the value.
+    id: int | None = field(default=None, eq=False)
 
 
 @frozen
@@ -291,6 +293,13 @@ class Practitioner:
     def service(self, service_id: int) -> Service | None:
         return next((s for s in self.services if s.id == service_id), None)
 
+    def remove_time_off(self, time_off_id: int) -> TimeOff | None:
+        """Take the time off with this id off the calendar; returns it (None if not there)."""
+        gone = next((t for t in self.time_off if t.id == time_off_id), None)
+        if gone is not None:
+            self.time_off.remove(gone)
+        return gone
+
     def copy(self) -> Practitioner:
         """A detached copy: its lists and services can change without touching this one.
 
@@ -335,6 +344,7 @@ class BookingStatus(enum.StrEnum):
     COMPLETED = "completed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    NO_SHOW = "no_show"  # confirmed, and the client did not come
 
     @property
     def occupies_calendar(self) -> bool:
@@ -347,8 +357,11 @@ ALLOWED_TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
     BookingStatus.PENDING: frozenset(
         {BookingStatus.CONFIRMED, BookingStatus.EXPIRED, BookingStatus.CANCELLED}
     ),
-    BookingStatus.CONFIRMED: frozenset({BookingStatus.COMPLETED, BookingStatus.CANCELLED}),
+    BookingStatus.CONFIRMED: frozenset(
+        {BookingStatus.COMPLETED, BookingStatus.CANCELLED, BookingStatus.NO_SHOW}
+    ),
     BookingStatus.COMPLETED: frozenset(),
+    BookingStatus.NO_SHOW: frozenset(),
     BookingStatus.EXPIRED: frozenset(),
     BookingStatus.CANCELLED: frozenset(),
 }
@@ -563,6 +576,12 @@ class Booking:
     def complete(self, *, at: datetime) -> None:
         """The appointment took place: confirmed -> completed."""
         self.transition_to(BookingStatus.COMPLETED, at=at)
+
+    def mark_no_show(self, *, at: datetime) -> None:
+        """The client did not come: confirmed -> no_show, once the start has passed."""
+        if self.start > at:
+            raise InvalidTransition(f"booking {self.id} has not started yet")
+        self.transition_to(BookingStatus.NO_SHOW, at=at)
 
     def sync_calendar(self, uid: str, *, at: datetime) -> None:
         """Note the external calendar's booking uid."""

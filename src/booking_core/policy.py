@@ -25,8 +25,9 @@ class BookingRules:
     default_window_days: int = 7
     max_window_days: int = 62
     reminder_hours_before: int = 24
-    # How stale a practitioner's schedule may be when shown as availability (seconds); booking
-    # and rescheduling always read it fresh.
+    # How long a process may keep a practitioner's schedule for availability (seconds); a change
+    # shows at once all the same (the repository checks the schedule version), and booking and
+    # rescheduling always read it fresh.
     schedule_cache_seconds: float = 30.0
 
     def hold_expiry(self, now: datetime) -> datetime:

@@ -30,6 +30,7 @@ from booking_core.model import (
 )
 
 if TYPE_CHECKING:
+    from booking_core.access import ApiToken, AuditEntry, AuditFilter
     from booking_core.jobs import Job, JobStatus
 
 # -- repositories --------------------------------------------------------------------------------
@@ -40,8 +41,9 @@ class PractitionerRepository(Protocol):
         """The practitioner with its services, hours and time off, or None.
 
         ``max_age`` > 0 lets the adapter answer from a copy read at most that many seconds ago
-        (displays such as availability, where a schedule edit may show a little late); 0 reads
-        the current state. Decisions (booking, rescheduling) always read with 0.
+        (displays such as availability), as long as the practitioner has not changed since in
+        any process (PostgreSQL: its schedule version, one indexed lookup); 0 reads the whole
+        current state. Decisions (booking, rescheduling) always read with 0.
         """
 
     def list(self, *, active_only: bool = True) -> list[Practitioner]:
@@ -53,8 +55,16 @@ class PractitionerRepository(Protocol):
     def save(self, practitioner: Practitioner) -> None:
         """Replace the stored practitioner (services, hours, overrides, time off).
 
-        Raises PractitionerNotFound if it does not exist.
+        Time off and services keep their ids; new ones get ids. The practitioner's schedule
+        version moves on in this unit of work, so every process's cached copy (``max_age``)
+        is dropped when it commits. Raises PractitionerNotFound if it does not exist.
         """
+
+    def owner_of_service(self, service_id: int) -> int | None:
+        """The id of the practitioner offering service ``service_id`` (not retired), or None."""
+
+    def owner_of_time_off(self, time_off_id: int) -> int | None:
+        """The id of the practitioner whose time off this is, or None."""
 
 
 @frozen
@@ -68,6 +78,10 @@ class BookingFilter:
     client_email: str | None = None
     limit: int = 50
     offset: int = 0
+    # Oldest start first, then id, after this (start, id) key: pages that list each booking
+    # once whatever is inserted between them. Without it (and oldest_first False): newest first.
+    after: tuple[datetime, int] | None = None
+    oldest_first: bool = False
 
 
 class BookingRepository(Protocol):
@@ -121,7 +135,8 @@ class BookingRepository(Protocol):
         """Bookings with a refund still PENDING (to be asked of the payment provider)."""
 
     def list(self, filters: BookingFilter) -> list[Booking]:
-        """Bookings matching ``filters``, newest start first."""
+        """Bookings matching ``filters``: newest start first (then id), skipping ``offset``;
+        or, with ``oldest_first`` or ``after``, by (start, id) ascending after ``after``."""
 
 
 class UserRepository(Protocol):
@@ -145,6 +160,36 @@ class UserRepository(Protocol):
 
     def set_role(self, user_id: int, role: Role, practitioner_id: int | None) -> User:
         """Change a user's role; raises UserNotFound when there is no such user."""
+
+    def list(self, limit: int = 500) -> list[User]:
+        """Users by id."""
+
+
+class AuditLog(Protocol):
+    """What admins and practitioners changed; written in the unit of work of the change."""
+
+    def add(self, entry: AuditEntry) -> AuditEntry:
+        """Record ``entry`` (it commits or rolls back with the change); returns it with its id."""
+
+    def list(self, filters: AuditFilter) -> list[AuditEntry]:
+        """Entries matching ``filters``, newest first (by id), below ``before_id``."""
+
+
+class ApiTokenRepository(Protocol):
+    """Named admin API tokens, stored by the hash of the token (never the token)."""
+
+    def add(self, token: ApiToken) -> ApiToken:
+        """Insert; returns it with its id."""
+
+    def get_by_hash(self, token_hash: str) -> ApiToken | None: ...
+
+    def get(self, token_id: int) -> ApiToken | None: ...
+
+    def list(self) -> list[ApiToken]:
+        """All tokens, revoked ones too, by id."""
+
+    def revoke(self, token_id: int, at: datetime) -> ApiToken | None:
+        """Mark revoked (once: a second revoke keeps the first time); None if unknown."""
 
 
 class PaymentEventLog(Protocol):
@@ -230,6 +275,12 @@ class Outbox(Protocol):
 
     def list(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]: ...
 
+    def get(self, job_id: int) -> Job | None: ...
+
+    def requeue(self, job_id: int, run_at: datetime) -> Job | None:
+        """Make a parked job pending again, due at ``run_at``, its attempts counted from zero
+        (its last error stays for reference). None when there is no such parked job."""
+
 
 @frozen
 class IdempotencyRecord:
@@ -289,6 +340,8 @@ class UnitOfWork(Protocol):
     cursors: CursorStore
     outbox: Outbox
     idempotency: IdempotencyStore
+    audit: AuditLog
+    api_tokens: ApiTokenRepository
 
     def __enter__(self) -> Self: ...
 

@@ -161,6 +161,33 @@ def promote(email: str) -> None:
     click.echo(f"user {user.id} ({user.email}) is now an admin")
 
 
+@main.group()
+def tokens() -> None:
+    """Named admin API tokens (Authorization: Bearer <token>)."""
+
+
+@tokens.command("create")
+@click.argument("name")
+@_clear_errors
+def create_token(name: str) -> None:
+    """Issue an admin API token called NAME and print it (once: only its hash is stored)."""
+    from booking_core import usecases as uc
+    from booking_core.access import Actor
+    from entrypoints.bootstrap import SystemClock
+
+    with _database() as opened:
+        issued = uc.issue_api_token(
+            name,
+            actor=Actor.system("cli"),
+            uow=opened.database.unit_of_work(),
+            clock=SystemClock(),
+        )
+    click.echo(
+        f"token {issued.record.id} ({issued.record.name}) created; it is shown once:", err=True
+    )
+    click.echo(issued.token)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option(

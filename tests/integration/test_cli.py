@@ -139,6 +139,36 @@ def test_users_promote_makes_a_signed_in_user_admin(elsewhere: Path, fresh_url: 
     assert roles == {"sub-g": Role.ADMIN, "sub-h": Role.USER}
 
 
+def test_tokens_create_prints_an_admin_token_once(elsewhere: Path, fresh_url: str) -> None:
+    from booking_core import usecases as uc
+    from booking_core.access import AuditFilter
+
+    assert booking("db", "upgrade", cwd=elsewhere, DATABASE_URL=fresh_url).returncode == 0
+    result = booking("tokens", "create", "first admin", cwd=elsewhere, DATABASE_URL=fresh_url)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert token.startswith("bkt_")
+    assert "shown once" in result.stderr
+    assert token not in result.stderr
+    error = _one_error_line(booking("tokens", "create", " ", cwd=elsewhere, DATABASE_URL=fresh_url))
+    assert "name" in error
+    database = Database.connect(fresh_url)
+    try:
+        actor = uc.actor_for_bearer(token, admin_token=None, uow=database.unit_of_work())
+        assert actor is not None
+        assert actor.is_admin
+        assert actor.name == "first admin"
+        uow = database.unit_of_work()
+        with uow:
+            (stored,) = uow.api_tokens.list()
+            (entry,) = uow.audit.list(AuditFilter())
+    finally:
+        database.dispose()
+    assert stored.token_hash != token
+    assert (entry.action, entry.actor_type, entry.actor_id) == ("api_token.create", "system", "cli")
+    assert token not in repr(entry)
+
+
 def test_an_unreachable_database_is_one_clear_line(elsewhere: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

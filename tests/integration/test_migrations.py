@@ -38,8 +38,10 @@ TABLES = {
     "offline_checkout_refunds",
     "payments",
     "sync_cursors",
+    "audit_log",
+    "api_tokens",
 }
-HEAD = "0004_payments_ledger"  # the newest migration shipped
+HEAD = "0005_admin"  # the newest migration shipped
 ENUMS = {"user_role", "booking_status", "refund_status", "job_status"}
 
 

@@ -184,18 +184,54 @@ def test_practitioner_cache_expires_and_hands_out_detached_copies() -> None:
         name="Ada",
         services=[Service(id=1, name="S", duration_minutes=30, price=Money(100, "usd"))],
     )
-    cache.put(practitioner)
+    cache.put(practitioner, version=3)
     practitioner.services[0].name = "changed after caching"
-    hit = cache.get(7, max_age=30)
+    hit = cache.get(7, max_age=30, version=3)
     assert hit is not None
     assert hit.services[0].name == "S"
     hit.services.append(Service(name="T", duration_minutes=30, price=Money(1, "usd")))
-    assert len((cache.get(7, max_age=30) or practitioner).services) == 1
+    assert len((cache.get(7, max_age=30, version=3) or practitioner).services) == 1
+    assert cache.get(7, max_age=30, version=4) is None  # the schedule changed since
     now[0] += 31
-    assert cache.get(7, max_age=30) is None  # older than the caller accepts
-    cache.put(practitioner)
+    assert cache.get(7, max_age=30, version=3) is None  # older than the caller accepts
+    cache.put(practitioner, version=3)
     cache.drop(7)
-    assert cache.get(7, max_age=30) is None
+    assert cache.get(7, max_age=30, version=3) is None
+
+
+def test_a_schedule_edit_in_one_process_shows_at_once_in_another(
+    clean_database: Database, database_url: str
+) -> None:
+    """Two Database objects are two processes' caches; the schedule version in the row makes
+    the other's cached copy a miss the moment the edit commits (no 30-second staleness)."""
+    from booking_core.model import TimeRange, WeeklyHours
+
+    here, there = clean_database, Database.connect(database_url, pool_size=1)
+    try:
+        uow = here.unit_of_work()
+        with uow:
+            p = uow.practitioners.add(Practitioner(name="Ada", timezone="Europe/London"))
+            uow.commit()
+        pid = p.id or 0
+        reader = there.unit_of_work()
+        with reader:
+            assert (reader.practitioners.get(pid, max_age=3600) or p).weekly_hours == WeeklyHours()
+        with uow:
+            stored = uow.practitioners.get(pid)
+            assert stored is not None
+            stored.weekly_hours = WeeklyHours(((TimeRange(540, 720),),) + ((),) * 6)
+            uow.practitioners.save(stored)
+            uow.commit()
+        with reader:
+            seen = reader.practitioners.get(pid, max_age=3600)
+            assert seen is not None
+            assert seen.weekly_hours.for_weekday(0) == (TimeRange(540, 720),)
+            # Unchanged since: the cached copy serves (still the same answer).
+            again = reader.practitioners.get(pid, max_age=3600)
+            assert again is not None
+            assert again.weekly_hours == seen.weekly_hours
+    finally:
+        there.dispose()
 
 
 def test_the_availability_statement_can_use_the_exclusion_index(clean_database: Database) -> None:

@@ -24,6 +24,7 @@ ALLOWED = {
     (S.PENDING, S.EXPIRED),
     (S.PENDING, S.CANCELLED),
     (S.CONFIRMED, S.CANCELLED),
+    (S.CONFIRMED, S.NO_SHOW),  # section 10: the client did not come
 }
 
 
@@ -103,7 +104,7 @@ def test_terminal_states_stay_terminal(path: list[BookingStatus]) -> None:
             assert b.status is before
         else:
             assert (before, new) in ALLOWED
-    if b.status in (S.COMPLETED, S.EXPIRED, S.CANCELLED):
+    if b.status in (S.COMPLETED, S.EXPIRED, S.CANCELLED, S.NO_SHOW):
         for new in S:
             with pytest.raises(InvalidTransition):
                 b.transition_to(new, at=LATER)

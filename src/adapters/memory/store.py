@@ -12,6 +12,7 @@ from typing import Any, Self
 
 import attrs
 
+from booking_core.access import ApiToken, AuditEntry, AuditFilter
 from booking_core.errors import (
     ConcurrentUpdate,
     PractitionerNotFound,
@@ -46,13 +47,17 @@ class InMemoryStore:
         self.payments: dict[str, Payment] = {}
         self.cursors: dict[str, str] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
+        self.audit: list[AuditEntry] = []
+        self.api_tokens: dict[int, ApiToken] = {}
         # Uncommitted occupying bookings and event ids per open unit, seen by the others' checks.
         self.inflight_bookings: dict[int, dict[int, Booking]] = {}
         self.inflight_events: dict[int, set[str]] = {}
         self.inflight_payments: dict[int, set[str]] = {}
         self.inflight_job_keys: dict[int, set[str]] = {}
         self.inflight_idempotency: dict[int, dict[str, IdempotencyRecord]] = {}
-        self._ids = {name: itertools.count(1) for name in ("p", "s", "b", "u", "j", "uow")}
+        self._ids = {
+            name: itertools.count(1) for name in ("p", "s", "b", "u", "j", "uow", "t", "a", "k")
+        }
 
     def next_id(self, kind: str) -> int:
         with self.lock:
@@ -91,6 +96,8 @@ class InMemoryUnitOfWork:
         self.cursors = _Cursors(self)
         self.outbox = _Outbox(self)
         self.idempotency = _Idempotency(self)
+        self.audit = _Audit(self)
+        self.api_tokens = _ApiTokens(self)
         self._reset()
 
     def _reset(self) -> None:
@@ -105,6 +112,8 @@ class InMemoryUnitOfWork:
         self.staged_captures: dict[str, Payment] = {}
         self.staged_refunds: dict[str, int] = {}
         self.staged_cursors: dict[str, str] = {}
+        self.staged_audit: list[AuditEntry] = []
+        self.staged_tokens: dict[int, ApiToken] = {}
 
     def __enter__(self) -> Self:
         if self._open:
@@ -163,6 +172,8 @@ class InMemoryUnitOfWork:
             store.users.update(self.staged_users)
             store.events.update(self.staged_events)
             store.jobs.update(self.staged_jobs)
+            store.audit.extend(self.staged_audit)
+            store.api_tokens.update(self.staged_tokens)
             for key, record in self.staged_idempotency.items():
                 if record is None:
                     store.idempotency.pop(key, None)
@@ -182,6 +193,8 @@ class InMemoryUnitOfWork:
         self.staged_captures = {}
         self.staged_refunds = {}
         self.staged_cursors = {}
+        self.staged_audit = []
+        self.staged_tokens = {}
 
     def _drop_inflight(self) -> None:
         self.store.inflight_bookings.pop(self.token, None)
@@ -220,19 +233,40 @@ class _Practitioners:
         stored = copy.deepcopy(practitioner)
         store = self._uow.store
         stored.id = stored.id or store.next_id("p")
-        for service in stored.services:
-            service.id = service.id or store.next_id("s")
+        self._assign_ids(stored)
         self._uow.staged_practitioners[stored.id] = stored
         return copy.deepcopy(stored)
+
+    def _assign_ids(self, stored: Practitioner) -> None:
+        store = self._uow.store
+        for service in stored.services:
+            service.id = service.id or store.next_id("s")
+        stored.time_off = [
+            t if t.id is not None else attrs.evolve(t, id=store.next_id("t"))
+            for t in stored.time_off
+        ]
 
     def save(self, practitioner: Practitioner) -> None:
         self._uow._require_open()
         if practitioner.id is None or practitioner.id not in self._current():
             raise PractitionerNotFound(f"no practitioner with id {practitioner.id}")
         stored = copy.deepcopy(practitioner)
-        for service in stored.services:
-            service.id = service.id or self._uow.store.next_id("s")
+        self._assign_ids(stored)
         self._uow.staged_practitioners[practitioner.id] = stored
+
+    def owner_of_service(self, service_id: int) -> int | None:
+        self._uow._require_open()
+        for p in self._current().values():
+            if p.service(service_id) is not None:
+                return p.id
+        return None
+
+    def owner_of_time_off(self, time_off_id: int) -> int | None:
+        self._uow._require_open()
+        for p in self._current().values():
+            if any(t.id == time_off_id for t in p.time_off):
+                return p.id
+        return None
 
 
 class _Bookings:
@@ -367,6 +401,12 @@ class _Bookings:
             and (f.start_to is None or b.start < f.start_to)
             and (email is None or b.client.email.lower() == email)
         ]
+        if f.after is not None or f.oldest_first:
+            found.sort(key=lambda b: (b.start, b.id or 0))
+            if f.after is not None:
+                after = f.after
+                found = [b for b in found if (b.start, b.id or 0) > after]
+            return found[: f.limit]
         found.sort(key=lambda b: (b.start, b.id or 0), reverse=True)
         return found[f.offset : f.offset + f.limit]
 
@@ -423,6 +463,11 @@ class _Users:
         stored = attrs.evolve(user, role=role, practitioner_id=practitioner_id)
         self._uow.staged_users[stored.open_id] = stored
         return attrs.evolve(stored)
+
+    def list(self, limit: int = 500) -> list[User]:
+        self._uow._require_open()
+        users = sorted(self._visible(), key=lambda u: u.id or 0)[:limit]
+        return [attrs.evolve(u) for u in users]
 
 
 class _Events:
@@ -618,6 +663,87 @@ class _Outbox:
             jobs = {**self._uow.store.jobs, **self._uow.staged_jobs}.values()
             found = [j for j in jobs if status is None or j.status is status]
         return sorted(found, key=lambda j: j.id or 0)[:limit]
+
+    def get(self, job_id: int) -> Job | None:
+        self._uow._require_open()
+        try:
+            return self._job(job_id)
+        except KeyError:
+            return None
+
+    def requeue(self, job_id: int, run_at: datetime) -> Job | None:
+        job = self.get(job_id)
+        if job is None or job.status is not JobStatus.PARKED:
+            return None
+        requeued = attrs.evolve(job, status=JobStatus.PENDING, attempts=0, run_at=run_at)
+        self._uow.staged_jobs[job_id] = requeued
+        return requeued
+
+
+class _Audit:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def add(self, entry: AuditEntry) -> AuditEntry:
+        self._uow._require_open()
+        stored = attrs.evolve(entry, id=self._uow.store.next_id("a"))
+        self._uow.staged_audit.append(stored)
+        return stored
+
+    def list(self, filters: AuditFilter) -> list[AuditEntry]:
+        self._uow._require_open()
+        f = filters
+        with self._uow.store.lock:
+            entries = [*self._uow.store.audit, *self._uow.staged_audit]
+        found = [
+            e
+            for e in entries
+            if (f.actor is None or f.actor in (e.actor_id, f"{e.actor_type}:{e.actor_id}"))
+            and (f.object_type is None or e.object_type == f.object_type)
+            and (f.object_id is None or e.object_id == f.object_id)
+            and (f.since is None or e.at >= f.since)
+            and (f.before_id is None or (e.id or 0) < f.before_id)
+        ]
+        found.sort(key=lambda e: e.id or 0, reverse=True)
+        return found[: f.limit]
+
+
+class _ApiTokens:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def _visible(self) -> dict[int, ApiToken]:
+        with self._uow.store.lock:
+            return {**self._uow.store.api_tokens, **self._uow.staged_tokens}
+
+    def add(self, token: ApiToken) -> ApiToken:
+        self._uow._require_open()
+        if any(t.token_hash == token.token_hash for t in self._visible().values()):
+            raise ConcurrentUpdate("that token exists already")  # as the unique index says
+        stored = attrs.evolve(token, id=self._uow.store.next_id("k"))
+        self._uow.staged_tokens[stored.id or 0] = stored
+        return stored
+
+    def get_by_hash(self, token_hash: str) -> ApiToken | None:
+        self._uow._require_open()
+        return next((t for t in self._visible().values() if t.token_hash == token_hash), None)
+
+    def get(self, token_id: int) -> ApiToken | None:
+        self._uow._require_open()
+        return self._visible().get(token_id)
+
+    def list(self) -> list[ApiToken]:
+        self._uow._require_open()
+        return sorted(self._visible().values(), key=lambda t: t.id or 0)
+
+    def revoke(self, token_id: int, at: datetime) -> ApiToken | None:
+        token = self.get(token_id)
+        if token is None:
+            return None
+        if token.revoked_at is None:
+            token = attrs.evolve(token, revoked_at=at)
+            self._uow.staged_tokens[token_id] = token
+        return token
 
 
 class _Idempotency:

@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from adapters.postgres.rows import (
+    ApiTokenRow,
+    AuditRow,
     BookingRow,
     DateOverrideRow,
     IdempotencyRecordRow,
@@ -23,6 +25,7 @@ from adapters.postgres.rows import (
     UserRow,
     WorkingHoursRow,
 )
+from booking_core.access import ApiToken, AuditEntry
 from booking_core.jobs import Job
 from booking_core.model import (
     Booking,
@@ -127,13 +130,16 @@ def overrides_to_rows(overrides: list[DateOverride]) -> list[DateOverrideRow]:
 
 
 def time_off_from_row(row: TimeOffRow) -> TimeOff:
-    return TimeOff(Interval(utc(row.starts_at), utc(row.ends_at)), row.reason)
+    return TimeOff(Interval(utc(row.starts_at), utc(row.ends_at)), row.reason, id=row.id)
 
 
-def time_off_to_row(time_off: TimeOff) -> TimeOffRow:
-    return TimeOffRow(
-        starts_at=time_off.period.start, ends_at=time_off.period.end, reason=time_off.reason
-    )
+def time_off_to_row(time_off: TimeOff, row: TimeOffRow | None = None) -> TimeOffRow:
+    """``time_off`` on ``row`` (the stored one with its id) or on a new row."""
+    row = row if row is not None else TimeOffRow()
+    row.starts_at = time_off.period.start
+    row.ends_at = time_off.period.end
+    row.reason = time_off.reason
+    return row
 
 
 def practitioner_from_row(row: PractitionerRow) -> Practitioner:
@@ -177,7 +183,9 @@ def practitioner_fields_to_row(practitioner: Practitioner, row: PractitionerRow)
     row.calcom_username = link.username if link else None
     row.working_hours = weekly_hours_to_rows(practitioner.weekly_hours)
     row.date_overrides = overrides_to_rows(practitioner.overrides)
-    row.time_off = [time_off_to_row(t) for t in practitioner.time_off]
+    # Time off keeps its rows (and ids: DELETE /api/admin/time-off/{id} names them).
+    stored = {r.id: r for r in row.time_off}
+    row.time_off = [time_off_to_row(t, stored.get(t.id or 0)) for t in practitioner.time_off]
 
 
 # -- bookings ------------------------------------------------------------------------------------
@@ -316,4 +324,34 @@ def idempotency_from_row(row: IdempotencyRecordRow) -> IdempotencyRecord:
         sealed_secret=row.sealed_secret,
         lease_expires_at=utc_or_none(row.lease_expires_at),
         booking_id=row.booking_id,
+    )
+
+
+# -- audit, API tokens ---------------------------------------------------------------------------
+
+
+def audit_from_row(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        at=utc(row.at),
+        actor_type=row.actor_type,
+        actor_id=row.actor_id,
+        actor_name=row.actor_name,
+        action=row.action,
+        object_type=row.object_type,
+        object_id=row.object_id,
+        before=row.before,
+        after=row.after,
+        request_id=row.request_id,
+    )
+
+
+def api_token_from_row(row: ApiTokenRow) -> ApiToken:
+    return ApiToken(
+        id=row.id,
+        name=row.name,
+        token_hash=row.token_hash,
+        created_at=utc(row.created_at),
+        created_by=row.created_by,
+        revoked_at=utc(row.revoked_at) if row.revoked_at is not None else None,
     )

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -27,6 +28,8 @@ from adapters.postgres.errors import (
     translated,
 )
 from adapters.postgres.mapping import (
+    api_token_from_row,
+    audit_from_row,
     booking_from_row,
     booking_to_row,
     idempotency_from_row,
@@ -41,6 +44,8 @@ from adapters.postgres.mapping import (
 from adapters.postgres.rows import (
     OCCUPYING_SQL,
     REFUND_WITHIN_CAPTURE,
+    ApiTokenRow,
+    AuditRow,
     BookingRow,
     IdempotencyRecordRow,
     OutboxJobRow,
@@ -49,8 +54,10 @@ from adapters.postgres.rows import (
     ProcessedPaymentEventRow,
     ServiceRow,
     SyncCursorRow,
+    TimeOffRow,
     UserRow,
 )
+from booking_core.access import ApiToken, AuditEntry, AuditFilter
 from booking_core.errors import (
     ConcurrentUpdate,
     PractitionerNotFound,
@@ -128,32 +135,45 @@ def occupying_statement(practitioner_id: int, window: Interval) -> sa.Select[Any
     )
 
 
+# The cache's freshness check: one primary-key lookup of one column (a prepared text
+# statement, as the availability hot path's other query is).
+_SCHEDULE_VERSION = sa.text(
+    "SELECT schedule_version FROM practitioners WHERE id = CAST(:id AS bigint)"
+)
+
+
 class PractitionerCache:
     """Practitioners read recently in this process, for reads that accept some staleness.
 
     Shared by the units of work of one Database (thread-safe). Only ``get(..., max_age>0)``
-    fills it, writes through this process drop the entry, and every hit is a detached copy, so
-    a caller can never change what another sees. Other processes' writes show after max_age.
+    fills it, and every hit is a detached copy, so a caller can never change what another sees.
+    Each entry carries the practitioner's schedule version; the repository uses it only while
+    the database still has that version, so an edit made by any process shows at once (max_age
+    bounds how long an entry lives at all).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._entries: dict[int, tuple[float, Practitioner]] = {}
+        self._entries: dict[int, tuple[float, int, Practitioner]] = {}
         self._lock = threading.Lock()
 
-    def get(self, practitioner_id: int, max_age: float) -> Practitioner | None:
+    def get(self, practitioner_id: int, max_age: float, version: int) -> Practitioner | None:
         with self._lock:
             entry = self._entries.get(practitioner_id)
-        if entry is None or self._clock() - entry[0] > max_age:
+        if entry is None or entry[1] != version or self._clock() - entry[0] > max_age:
             return None
-        return entry[1].copy()
+        return entry[2].copy()
 
-    def put(self, practitioner: Practitioner) -> None:
+    def has(self, practitioner_id: int) -> bool:
+        with self._lock:
+            return practitioner_id in self._entries
+
+    def put(self, practitioner: Practitioner, version: int) -> None:
         if practitioner.id is None:
             return
         stored = practitioner.copy()
         with self._lock:
-            self._entries[practitioner.id] = (self._clock(), stored)
+            self._entries[practitioner.id] = (self._clock(), version, stored)
 
     def drop(self, practitioner_id: int | None) -> None:
         with self._lock:
@@ -173,16 +193,39 @@ class SqlAlchemyPractitionerRepository:
         return self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
 
     def get(self, practitioner_id: int, *, max_age: float = 0.0) -> Practitioner | None:
-        if max_age > 0:
-            cached = self._cache.get(practitioner_id, max_age)
+        if max_age > 0 and self._cache.has(practitioner_id):
+            with translated(self._where):
+                version = (
+                    self._session()
+                    .connection()
+                    .execute(_SCHEDULE_VERSION, {"id": practitioner_id})
+                    .scalar_one_or_none()
+                )
+            if version is None:
+                self._cache.drop(practitioner_id)
+                return None
+            cached = self._cache.get(practitioner_id, max_age, version)
             if cached is not None:
                 return cached
         with translated(self._where):
             row = self._row(practitioner_id)
             found = practitioner_from_row(row) if row is not None else None
+            version = row.schedule_version if row is not None else 0
         if found is not None and max_age > 0:
-            self._cache.put(found)
+            self._cache.put(found, version)
         return found
+
+    def owner_of_service(self, service_id: int) -> int | None:
+        with translated(self._where):
+            stmt = sa.select(ServiceRow.practitioner_id).where(
+                ServiceRow.id == service_id, ServiceRow.retired.is_(False)
+            )
+            return self._session().execute(stmt).scalar_one_or_none()
+
+    def owner_of_time_off(self, time_off_id: int) -> int | None:
+        with translated(self._where):
+            stmt = sa.select(TimeOffRow.practitioner_id).where(TimeOffRow.id == time_off_id)
+            return self._session().execute(stmt).scalar_one_or_none()
 
     def list(self, *, active_only: bool = True) -> list[Practitioner]:
         with translated(self._where):
@@ -227,6 +270,8 @@ class SqlAlchemyPractitionerRepository:
 
             def apply() -> None:
                 practitioner_fields_to_row(practitioner, row)
+                # Every process compares this before using its cached copy (PractitionerCache).
+                row.schedule_version = PractitionerRow.schedule_version + 1
                 kept: set[int] = set()
                 for position, service in enumerate(practitioner.services):
                     if service.id is None:
@@ -365,6 +410,13 @@ class SqlAlchemyBookingRepository:
             stmt = stmt.where(BookingRow.starts_at < f.start_to)
         if f.client_email:
             stmt = stmt.where(sa.func.lower(BookingRow.client_email) == f.client_email.lower())
+        if f.after is not None or f.oldest_first:
+            if f.after is not None:
+                stmt = stmt.where(
+                    sa.tuple_(BookingRow.starts_at, BookingRow.id) > sa.tuple_(*f.after)
+                )
+            stmt = stmt.order_by(BookingRow.starts_at, BookingRow.id).limit(f.limit)
+            return self._many(stmt)
         stmt = (
             stmt.order_by(BookingRow.starts_at.desc(), BookingRow.id.desc())
             .offset(f.offset)
@@ -431,6 +483,12 @@ class SqlAlchemyUserRepository:
             if row is None:
                 raise UserNotFound(f"no user with id {user_id}")
             return user_from_row(row)
+
+    def list(self, limit: int = 500) -> list[User]:
+        with translated(self._where):
+            stmt = sa.select(UserRow).order_by(UserRow.id).limit(limit)
+            rows = self._session().scalars(stmt, execution_options=_FRESH).all()
+            return [user_from_row(row) for row in rows]
 
 
 class SqlAlchemyPaymentEventLog:
@@ -663,6 +721,119 @@ class SqlAlchemyOutbox:
                 stmt = stmt.where(OutboxJobRow.status == status)
             rows = self._session().scalars(stmt, execution_options=_FRESH).all()
             return [job_from_row(row) for row in rows]
+
+    def get(self, job_id: int) -> Job | None:
+        with translated(self._where):
+            stmt = sa.select(OutboxJobRow).where(OutboxJobRow.id == job_id)
+            row = self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
+            return job_from_row(row) if row is not None else None
+
+    def requeue(self, job_id: int, run_at: datetime) -> Job | None:
+        with translated(self._where):
+            stmt = (
+                sa.update(OutboxJobRow)
+                .where(OutboxJobRow.id == job_id, OutboxJobRow.status == JobStatus.PARKED)
+                .values(status=JobStatus.PENDING, attempts=0, run_at=run_at)
+                .returning(OutboxJobRow)
+            )
+            row = self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
+            return job_from_row(row) if row is not None else None
+
+
+class SqlAlchemyAuditLog:
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def add(self, entry: AuditEntry) -> AuditEntry:
+        with translated(self._where):
+            row = AuditRow(
+                at=entry.at,
+                actor_type=entry.actor_type,
+                actor_id=entry.actor_id,
+                actor_name=entry.actor_name,
+                action=entry.action,
+                object_type=entry.object_type,
+                object_id=entry.object_id,
+                before=dict(entry.before) if entry.before is not None else None,
+                after=dict(entry.after) if entry.after is not None else None,
+                request_id=entry.request_id,
+            )
+            session = self._session()
+            session.add(row)
+            session.flush()
+            return attrs.evolve(entry, id=row.id)
+
+    def list(self, filters: AuditFilter) -> list[AuditEntry]:
+        f = filters
+        stmt = sa.select(AuditRow)
+        if f.actor is not None:
+            kind, _, ident = f.actor.partition(":")
+            if ident:
+                stmt = stmt.where(AuditRow.actor_type == kind, AuditRow.actor_id == ident)
+            else:
+                stmt = stmt.where(AuditRow.actor_id == f.actor)
+        if f.object_type is not None:
+            stmt = stmt.where(AuditRow.object_type == f.object_type)
+        if f.object_id is not None:
+            stmt = stmt.where(AuditRow.object_id == f.object_id)
+        if f.since is not None:
+            stmt = stmt.where(AuditRow.at >= f.since)
+        if f.before_id is not None:
+            stmt = stmt.where(AuditRow.id < f.before_id)
+        stmt = stmt.order_by(AuditRow.id.desc()).limit(f.limit)
+        with translated(self._where):
+            rows = self._session().scalars(stmt, execution_options=_FRESH).all()
+            return [audit_from_row(row) for row in rows]
+
+
+class SqlAlchemyApiTokenRepository:
+    def __init__(self, session: SessionSource, where: str) -> None:
+        self._session = session
+        self._where = where
+
+    def add(self, token: ApiToken) -> ApiToken:
+        with translated(self._where):
+            row = ApiTokenRow(
+                name=token.name,
+                token_hash=token.token_hash,
+                created_by=token.created_by,
+                created_at=token.created_at,
+                revoked_at=token.revoked_at,
+            )
+            session = self._session()
+            session.add(row)
+            session.flush()
+            return api_token_from_row(row)
+
+    def _one(self, *where: sa.ColumnElement[bool]) -> ApiToken | None:
+        with translated(self._where):
+            stmt = sa.select(ApiTokenRow).where(*where)
+            row = self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
+            return api_token_from_row(row) if row is not None else None
+
+    def get_by_hash(self, token_hash: str) -> ApiToken | None:
+        return self._one(ApiTokenRow.token_hash == token_hash)
+
+    def get(self, token_id: int) -> ApiToken | None:
+        return self._one(ApiTokenRow.id == token_id)
+
+    def list(self) -> list[ApiToken]:
+        with translated(self._where):
+            stmt = sa.select(ApiTokenRow).order_by(ApiTokenRow.id)
+            rows = self._session().scalars(stmt, execution_options=_FRESH).all()
+            return [api_token_from_row(row) for row in rows]
+
+    def revoke(self, token_id: int, at: datetime) -> ApiToken | None:
+        with translated(self._where):
+            stmt = (
+                sa.update(ApiTokenRow)
+                .where(ApiTokenRow.id == token_id)
+                .values(revoked_at=sa.func.coalesce(ApiTokenRow.revoked_at, at))
+                .returning(ApiTokenRow)
+            )
+            row = self._session().scalars(stmt, execution_options=_FRESH).one_or_none()
+            return api_token_from_row(row) if row is not None else None
 
 
 class SqlAlchemyIdempotencyStore:

@@ -105,6 +105,9 @@ class PractitionerRow(RowBase):
     calcom_event_type: Mapped[str | None]
     calcom_user: Mapped[str | None]
     calcom_username: Mapped[str | None]
+    # Bumped in the transaction of every change to the practitioner, its services, hours or
+    # time off (migration 0005_admin): each process compares it before using its cached copy.
+    schedule_version: Mapped[int] = mapped_column(sa.BigInteger, server_default="1")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -456,3 +459,35 @@ class OfflineCheckoutRefundRow(RowBase):
     amount: Mapped[int]
     currency: Mapped[str]
     created_at: Mapped[datetime] = _created()
+
+
+class AuditRow(RowBase):
+    """One admin or practitioner change, written in the transaction that made it (0005_admin)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index(None, "object_type", "object_id", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    at: Mapped[datetime]
+    actor_type: Mapped[str]
+    actor_id: Mapped[str]
+    actor_name: Mapped[str] = mapped_column(server_default="")
+    action: Mapped[str]
+    object_type: Mapped[str]
+    object_id: Mapped[str]
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    request_id: Mapped[str | None]
+
+
+class ApiTokenRow(RowBase):
+    """A named admin API token; only the SHA-256 of the token is kept (0005_admin)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(always=True), primary_key=True)
+    name: Mapped[str]
+    token_hash: Mapped[str] = mapped_column(unique=True)
+    created_by: Mapped[str] = mapped_column(server_default="")
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

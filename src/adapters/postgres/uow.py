@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from adapters.postgres.errors import translate, translated
 from adapters.postgres.repositories import (
     PractitionerCache,
+    SqlAlchemyApiTokenRepository,
+    SqlAlchemyAuditLog,
     SqlAlchemyBookingRepository,
     SqlAlchemyCursorStore,
     SqlAlchemyIdempotencyStore,
@@ -55,6 +57,8 @@ class SqlAlchemyUnitOfWork:
         self.cursors = SqlAlchemyCursorStore(self._current, where)
         self.outbox = SqlAlchemyOutbox(self._current, where)
         self.idempotency = SqlAlchemyIdempotencyStore(self._current, where)
+        self.audit = SqlAlchemyAuditLog(self._current, where)
+        self.api_tokens = SqlAlchemyApiTokenRepository(self._current, where)
 
     def _current(self) -> Session:
         if self._session is None:

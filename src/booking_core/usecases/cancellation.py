@@ -7,10 +7,12 @@ from datetime import datetime, timedelta
 
 from attrs import frozen
 
+from booking_core.access import Actor
 from booking_core.errors import (
     InvalidTransition,
     OutsideAvailability,
     PaymentFailed,
+    RefundExceedsCapture,
     SlotUnavailable,
     ValidationFailed,
 )
@@ -29,6 +31,7 @@ from booking_core.ports import (
     PaymentGateway,
     UnitOfWork,
 )
+from booking_core.usecases import admin
 from booking_core.usecases._shared import _aware_utc, _get, _id, _practitioner_and_service
 from booking_core.usecases.availability import _is_offered, _is_taken, _occupied_around
 from booking_core.usecases.booking import get_booking
@@ -81,6 +84,9 @@ class CancelBooking:
     reason: str = ""
     by_admin: bool = False
     refund_override: bool | None = None  # admins only: force a full refund or none
+    # admins only: refund this many minor units of the booking's currency (at most what was
+    # captured and not yet refunded: RefundExceedsCapture otherwise)
+    refund_amount: int | None = None
 
 
 @frozen
@@ -97,23 +103,44 @@ def cancel_booking(
     calendar: CalendarGateway,
     clock: Clock,
     rules: BookingRules,
+    actor: Actor | None = None,
+    request_id: str | None = None,
 ) -> Cancelled:
     """Cancel a pending or confirmed booking and refund per the policy.
 
     The cancellation commits first (with the refund marked PENDING), then the refund is asked
     for; if the provider fails the booking stays cancelled and the worker retries the refund.
-    Raises BookingNotFound, InvalidTransition.
+    With an ``actor`` (the admin API) the actor must be allowed to manage the booking, and an
+    audit entry is written in the cancellation's transaction. Raises BookingNotFound,
+    InvalidTransition, Forbidden, RefundExceedsCapture (a refund amount beyond the payment),
+    ValidationFailed (a refund override or amount from a client).
     """
-    if cmd.refund_override is not None and not cmd.by_admin:
+    overriding = cmd.refund_override is not None or cmd.refund_amount is not None
+    if overriding and not cmd.by_admin:
         raise ValidationFailed("only admins can override the refund policy")
+    if cmd.refund_override is False and cmd.refund_amount:
+        raise ValidationFailed(
+            "refund false and a refund amount contradict each other",
+            errors={"refund_amount": ["must be absent when refund is false"]},
+        )
     now = clock.now()
     with uow:
-        booking = _get(uow, cmd.booking_id)
+        if actor is not None:
+            booking = admin._booking(uow, actor, cmd.booking_id)
+        else:
+            booking = _get(uow, cmd.booking_id)
+        before = admin.booking_snapshot(booking)
         was = booking.status
         booking.cancel(cmd.reason, at=now)
         payload = {"booking_id": booking.id}
-        if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
-            amount = rules.refund_for_cancellation(booking, now, override=cmd.refund_override)
+        paid = was is BookingStatus.CONFIRMED and booking.payment_intent_id
+        if cmd.refund_amount and not paid:
+            raise RefundExceedsCapture(f"booking {booking.id} has no captured payment to refund")
+        if paid:
+            if cmd.refund_amount is not None:
+                amount = Money(cmd.refund_amount, booking.price.currency)
+            else:
+                amount = rules.refund_for_cancellation(booking, now, override=cmd.refund_override)
             if amount.amount > 0:
                 decide_refund(
                     booking, amount, uow, now, reason="cancelled", run_at=now + timedelta(minutes=1)
@@ -127,6 +154,18 @@ def cancel_booking(
         if was is BookingStatus.CONFIRMED:
             uow.outbox.add(JobKind.EMAIL, {**payload, "template": "cancelled"}, now)
         uow.bookings.save(booking)
+        if actor is not None:
+            admin.record(
+                uow,
+                actor=actor,
+                at=now,
+                action="booking.cancel",
+                object_type="booking",
+                object_id=booking.id,
+                before=before,
+                after={**admin.booking_snapshot(booking), "reason": cmd.reason},
+                request_id=request_id,
+            )
         uow.commit()
     calendar.invalidate(booking.practitioner_id)
     refund = booking.refund

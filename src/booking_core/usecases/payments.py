@@ -130,7 +130,7 @@ def _apply_payment(
 ) -> str:
     if event.type == PaymentEventType.CHECKOUT_COMPLETED and event.payment_status != "paid":
         return PaymentOutcome.AWAITING_PAYMENT  # a delayed method; async_payment_* follows
-    if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED):
+    if booking.status in (BookingStatus.CONFIRMED, BookingStatus.COMPLETED, BookingStatus.NO_SHOW):
         return PaymentOutcome.ALREADY_CONFIRMED
     paid = event.amount or booking.price
     # One session has one payment intent: an event naming none, for a booking already paid,

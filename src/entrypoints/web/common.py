@@ -7,11 +7,12 @@ import json
 import math
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 
+from booking_core import usecases as uc
+from booking_core.access import Actor
 from booking_core.errors import (
     BadRequest,
-    Forbidden,
     InvalidPayload,
     InvalidSignature,
     Unauthorized,
@@ -156,22 +157,43 @@ def is_admin_token(token: str | None) -> bool:
 
 
 def require_admin() -> None:
-    """Admins send ``Authorization: Bearer <ADMIN_API_TOKEN>`` or are signed in as an admin.
-
-    A bearer token is judged alone (no cookie, no CSRF); a signed-in session must carry its CSRF
-    token on state changes. Raises Unauthorized (no or a bad credential), Forbidden (signed in,
-    not an admin), CsrfFailed.
+    """Admins send ``Authorization: Bearer <ADMIN_API_TOKEN or an API token>`` or are signed in
+    as an admin. Raises Unauthorized, Forbidden (not an admin), CsrfFailed (see current_actor).
     """
+    current_actor().require_admin()
+
+
+def current_actor() -> Actor:
+    """Who is asking: a bearer token (ADMIN_API_TOKEN or an issued API token; judged alone, no
+    cookie, no CSRF) or the signed-in user (CSRF checked on state changes).
+
+    Raises Unauthorized (no credential, or a bearer token that is neither), CsrfFailed. What
+    the actor may do is for the use cases to decide.
+    """
+    cached = g.get("_actor")
+    if isinstance(cached, Actor):
+        return cached
     token = bearer_token()
     if token is not None:
-        if not is_admin_token(token):
-            raise Unauthorized("the admin token is not valid")
-        return
-    user = cookie_user()
-    if user is None:
-        raise Unauthorized("send Authorization: Bearer <admin token>, or sign in at /auth/login")
-    if not user.is_admin:
-        raise Forbidden("this needs an admin")
+        actor = uc.actor_for_bearer(
+            token, admin_token=deps().settings.admin_api_token, uow=deps().uow()
+        )
+        if actor is None:
+            raise Unauthorized("the token is not valid here")
+    else:
+        user = cookie_user()
+        if user is None:
+            raise Unauthorized(
+                "send Authorization: Bearer <admin token>, or sign in at /auth/login"
+            )
+        actor = Actor.for_user(user)
+    g._actor = actor
+    return actor
+
+
+def request_id() -> str | None:
+    value = g.get("request_id")
+    return value if isinstance(value, str) else None
 
 
 def query_args() -> dict[str, str]:

@@ -281,6 +281,7 @@ _MESSAGES = {
         "The time held for payment ran out. If you were charged, the payment is refunded.",
     ),
     BookingStatus.CANCELLED: ("Booking cancelled", "This booking was cancelled."),
+    BookingStatus.NO_SHOW: ("Booking missed", "This appointment was marked as missed."),
 }
 
 

@@ -323,6 +323,15 @@ class AdminCancelRequest(Request):
 
     reason: Reason | None = None
     refund: bool | None = None
+    refund_amount: Annotated[
+        int | None,
+        Field(
+            strict=True,
+            ge=1,
+            le=10**10,
+            description="refund this many minor units (at most what was paid)",
+        ),
+    ] = None
 
 
 class RescheduleRequest(Request):
@@ -360,26 +369,6 @@ class TrpcQuery(Request):
             json_schema_extra={"examples": ['{"practitionerId":1}']},
         ),
     ]
-
-
-class AdminBookingsQuery(Request):
-    practitioner_id: QueryId | None = None
-    status: Annotated[BookingStatus | None, Field(strict=False)] = None
-    from_: Annotated[DateTimeIn | None, Field(alias="from")] = None
-    to: DateTimeIn | None = None
-    email: Annotated[Line | None, Field(description="the client's email, exactly")] = None
-    limit: Annotated[
-        int,
-        BeforeValidator(_query_count),
-        Field(strict=True, ge=1, le=500),
-        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 500}),
-    ] = 50
-    offset: Annotated[
-        int,
-        BeforeValidator(_query_count),
-        Field(strict=True, ge=0, le=10**6),
-        WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 10**6}),
-    ] = 0
 
 
 class JobsQuery(Request):
@@ -578,12 +567,6 @@ class CancelResult(Response):
 
 class RescheduleResult(Response):
     booking: BookingOut
-
-
-class BookingPage(Response):
-    items: list[BookingOut]
-    limit: int
-    offset: int
 
 
 class JobOut(Response):
