@@ -114,3 +114,51 @@ def test_a_signed_in_user_without_a_role_gets_no_dashboard(
     page.goto(server.url("/admin"))
     expect(page.locator("h1")).to_have_text("No admin access")
     assert_accessible(axe, page)
+
+
+def test_the_owner_sets_up_a_practitioner_and_sees_the_slots_change(
+    browser: Browser, server: LiveServer, oidc: Any, axe: Axe
+) -> None:
+    page = _sign_in(browser, server, oidc, sub=OWNER, name="Olive Owner")
+    page.get_by_role("link", name="Manage practitioners").click()
+    assert_accessible(axe, page)
+    page.get_by_label("Name").fill("Sam Rivera")
+    page.get_by_label("Email").fill("sam.rivera@example.com")
+    page.get_by_label("Time zone").select_option("Asia/Tokyo")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.locator("h1")).to_have_text("Sam Rivera")
+    expect(page.locator("#preview-heading")).to_be_visible()
+    assert "No active service" in page.locator("main").inner_text()
+
+    add = page.locator('form[action$="/services"]')
+    add.get_by_label("Name").fill("Consultation")
+    add.get_by_label("Duration (minutes)").fill("60")
+    add.get_by_label("Price in minor units").fill("5000")
+    add.get_by_label("Currency").fill("eur")
+    add.get_by_role("button", name="Add service").click()
+    expect(page.locator("#done")).to_be_visible()
+    expect(page.locator("#preview .slot")).to_have_count(0)  # no working hours yet
+
+    for day in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"):
+        page.get_by_label(day, exact=True).fill("10:00-12:00")
+    page.get_by_role("button", name="Save hours").click()
+    expect(page.locator("#done")).to_be_visible()
+    slots = page.locator("#preview .slot")
+    expect(slots.first).to_have_text("10:00")
+    assert slots.count() >= 12  # two a day, today's perhaps already past
+    assert set(slots.all_inner_texts()) == {"10:00", "11:00"}
+    assert_accessible(axe, page)
+    screenshot(page, "10-admin-hours-and-preview")
+
+    practitioner_id = page.url.split("/admin/practitioners/")[1].split("?")[0]
+    page.get_by_label("Tuesday", exact=True).fill("")
+    page.get_by_label("Monday", exact=True).fill("10:00-11:00")
+    page.get_by_role("button", name="Save hours").click()
+    expect(page.locator("#done")).to_be_visible()
+    assert slots.count() < 12
+
+    client = new_page(browser, timezone="Asia/Tokyo")
+    client.goto(server.url(f"/p/{practitioner_id}"))
+    expect(client.locator("#zone-shown")).to_have_text("Asia/Tokyo")
+    labels = set(client.locator(".slots label").all_inner_texts())
+    assert labels == {"10:00", "11:00"}

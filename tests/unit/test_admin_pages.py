@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -154,3 +155,167 @@ def test_without_a_session_a_form_post_is_a_401_and_bad_filters_a_422(web: Web) 
     assert response.get_json()["code"] == "unauthorized"
     assert web.stored(booking["id"]).status is BookingStatus.CONFIRMED
     assert web.client.get("/admin?to=null").status_code == 422
+
+
+def _preview(page: str) -> list[str]:
+    block = page[page.index('id="preview"') : page.index('id="hours-heading"')]
+    return re.findall(r'<li class="slot">(\d\d:\d\d)</li>', block)
+
+
+def test_editing_the_weekly_hours_changes_the_previewed_slots(web: Web) -> None:
+    _sign_in(web, Role.ADMIN)
+    page = _html(web, "/admin/practitioners/1?service=2")
+    assert 'value="09:00-12:00, 13:00-17:00"' in page
+    before = _preview(page)
+    assert "09:00" in before
+    hours = {d: "" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    hours["tue"] = "14:00-15:00"
+    response = web.client.post("/admin/practitioners/1/hours", data={"csrf_token": CSRF, **hours})
+    assert response.status_code == 303
+    after = _preview(_html(web, response.headers["Location"] + "&service=2"))
+    assert after == ["14:00", "14:30"]
+    # The clients' page offers the same.
+    starts = re.findall(r'value="(2030-01-\d\dT[\d:]+\+00:00)"', _html(web, "/p/1?service=2"))
+    assert starts == ["2030-01-08T14:00:00+00:00", "2030-01-08T14:30:00+00:00"]
+
+
+def test_malformed_hours_are_refused_naming_the_day_and_change_nothing(web: Web) -> None:
+    _sign_in(web, Role.ADMIN)
+    response = web.client.post(
+        "/admin/practitioners/1/hours", data={"csrf_token": CSRF, "mon": "9 to 5"}
+    )
+    assert response.status_code == 422
+    assert "mon write hours like" in response.get_data(as_text=True)
+    assert 'value="09:00-12:00, 13:00-17:00"' in _html(web, "/admin/practitioners/1")
+
+
+def test_time_off_in_local_time_blocks_slots_and_can_be_removed(web: Web) -> None:
+    _sign_in(web, Role.ADMIN)
+    response = web.client.post(
+        "/admin/practitioners/1/time-off",
+        data={
+            "csrf_token": CSRF,
+            "start": "2030-01-08T00:00",
+            "end": "2030-01-09T00:00",
+            "reason": "training",
+        },
+    )
+    assert response.status_code == 303
+    page = _html(web, "/admin/practitioners/1?service=2")
+    assert "Tue 08 Jan 2030 00:00 to Wed 09 Jan 2030 00:00: training" in page
+    tuesday = page[page.index("Tue 08 Jan</h3>") : page.index("Wed 09 Jan</h3>")]
+    assert "None" in tuesday
+    time_off = re.search(r"/time-off/(\d+)/delete", page)
+    assert time_off is not None
+    removed = web.client.post(
+        f"/admin/practitioners/1/time-off/{time_off.group(1)}/delete", data={"csrf_token": CSRF}
+    )
+    assert removed.status_code == 303
+    assert "No time off." in _html(web, "/admin/practitioners/1")
+
+
+def test_services_are_added_and_changed_through_the_admin_rules(web: Web) -> None:
+    _sign_in(web, Role.ADMIN)
+    added = web.client.post(
+        "/admin/practitioners/2/services",
+        data={
+            "csrf_token": CSRF,
+            "name": "Group class",
+            "duration_minutes": "90",
+            "price_amount": "2500",
+            "currency": "USD",
+            "active": "on",
+        },
+    )
+    assert added.status_code == 303
+    page = _html(web, "/admin/practitioners/2")
+    assert "Group class · 90 min · 25.00 USD" in page
+    service_id = max(s.id or 0 for s in web.store.practitioners[2].services)
+    changed = web.client.post(
+        f"/admin/practitioners/2/services/{service_id}",
+        data={"csrf_token": CSRF, "duration_minutes": "60"},
+    )
+    assert changed.status_code == 303
+    assert "Group class · 60 min · 25.00 USD · inactive" in _html(web, "/admin/practitioners/2")
+    refused = web.client.post(
+        "/admin/practitioners/2/services",
+        data={
+            "csrf_token": CSRF,
+            "name": "Bad",
+            "duration_minutes": "2",
+            "price_amount": "1",
+            "currency": "usd",
+        },
+    )
+    assert refused.status_code == 422
+    assert "duration_minutes" in refused.get_data(as_text=True)
+
+
+def test_a_practitioner_edits_their_own_hours_only(web: Web) -> None:
+    _sign_in(web, Role.PRACTITIONER, practitioner_id=2)
+    assert "Practitioner not found" in _html(web, "/admin/practitioners/1", 404)
+    refused = web.client.post(
+        "/admin/practitioners/1/hours", data={"csrf_token": CSRF, "mon": "10:00-11:00"}
+    )
+    assert refused.status_code == 404
+    assert 'value="09:00-12:00, 13:00-17:00"' not in _html(web, "/admin/practitioners/2")
+    own = web.client.post(
+        "/admin/practitioners/2/hours", data={"csrf_token": CSRF, "mon": "10:00-11:00"}
+    )
+    assert own.status_code == 303
+    assert "No admin access" in _html(web, "/admin/audit", 403)
+
+
+def test_the_audit_log_shows_each_change_with_its_actor(web: Web) -> None:
+    _sign_in(web, Role.ADMIN)
+    web.client.post(
+        "/admin/practitioners/1",
+        data={
+            "csrf_token": CSRF,
+            "name": "Dr. Maya Okafor-Reid",
+            "email": "maya@example.com",
+            "timezone": "Europe/London",
+            "title": "",
+            "bio": "",
+            "active": "on",
+        },
+    )
+    page = _html(web, "/admin/audit")
+    assert "practitioner.update" in page
+    assert "A admin" in page
+    assert "Okafor-Reid" in page
+    assert "Dr. Maya Okafor-Reid" in _html(web, "/")
+
+
+def test_a_passed_confirmed_booking_can_be_marked_no_show(web: Web) -> None:
+    booking = web.confirmed()["booking"]
+    _sign_in(web, Role.ADMIN)
+    assert "The client did not come" not in _html(web, f"/admin/bookings/{booking['id']}")
+    web.clock.advance(timedelta(days=2))
+    now = web.clock.now().timestamp()
+    with web.client.session_transaction() as session:
+        session.update(auth_at=now, seen_at=now)
+    assert "The client did not come" in _html(web, f"/admin/bookings/{booking['id']}")
+    response = web.client.post(
+        f"/admin/bookings/{booking['id']}/no-show", data={"csrf_token": CSRF}
+    )
+    assert response.status_code == 303
+    assert web.stored(booking["id"]).status.value == "no_show"
+    assert "Marked as a no-show." in _html(web, response.headers["Location"])
+
+
+def test_a_parked_job_is_retried_from_its_page(web: Web) -> None:
+    with web.store.unit_of_work() as uow:
+        uow.outbox.add("email", {"booking_id": 1, "template": "confirmed"}, web.clock.now())
+        uow.commit()
+    with web.store.unit_of_work() as uow:
+        (job,) = uow.outbox.claim_due(web.clock.now())
+        assert job.id is not None
+        uow.outbox.park(job.id, error="SMTP said no")
+        uow.commit()
+    _sign_in(web, Role.ADMIN)
+    response = web.client.post(f"/admin/jobs/{job.id}/retry", data={"csrf_token": CSRF})
+    assert response.status_code == 303
+    page = _html(web, response.headers["Location"])
+    assert f"Job #{job.id} is queued again." in page
+    assert "SMTP said no" not in page

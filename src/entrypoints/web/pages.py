@@ -171,7 +171,7 @@ def index() -> Response:
     return _page("index.html", practitioners=practitioners, money=money_text, zone=None)
 
 
-def _days(
+def group_by_day(
     slots: Iterable[Interval], zone: ZoneInfo, first: date, last: date
 ) -> list[tuple[date, list[Interval]]]:
     """The slots grouped by the visitor's local day, from ``first`` to ``last`` inclusive."""
@@ -236,7 +236,7 @@ def practitioner_page(practitioner_id: int) -> Response:
             clock=d.clock,
             rules=d.rules,
         )
-        days = _days(result.slots, zone, first, last)
+        days = group_by_day(result.slots, zone, first, last)
 
     def link(**changes: Any) -> str:
         params = {"service": service.id if service else None, "week": None, "tz": query.tz}
@@ -405,7 +405,9 @@ def _manage_page(
             first = now.astimezone(zone).date()
             options = [
                 day
-                for day in _days(slots, zone, first, first + timedelta(days=RESCHEDULE_DAYS + 1))
+                for day in group_by_day(
+                    slots, zone, first, first + timedelta(days=RESCHEDULE_DAYS + 1)
+                )
                 if day[1]
             ]
     refund = booking.refund
