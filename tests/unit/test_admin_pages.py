@@ -269,7 +269,7 @@ def test_a_practitioner_edits_their_own_hours_only(web: Web) -> None:
 def test_the_audit_log_shows_each_change_with_its_actor(web: Web) -> None:
     _sign_in(web, Role.ADMIN)
     web.client.post(
-        "/admin/practitioners/1",
+        "/admin/practitioners/1/profile",
         data={
             "csrf_token": CSRF,
             "name": "Dr. Maya Okafor-Reid",

@@ -537,7 +537,9 @@ def _changed(practitioner_id: int, what: str) -> WerkzeugResponse:
     return redirect(f"/admin/practitioners/{practitioner_id}?done={what}", code=303)
 
 
-@bp.post("/practitioners/<id:practitioner_id>")
+# Its own path: a POST rule on the GET page's path answers an out-of-range id with 405 (Werkzeug
+# checks the method before the id converter refuses the id).
+@bp.post("/practitioners/<id:practitioner_id>/profile")
 @operation(
     "Admin dashboard: change a practitioner's profile (form)",
     form=_PROFILE_FORM,
