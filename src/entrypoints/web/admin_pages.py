@@ -85,7 +85,7 @@ _CHANGED = {
     403: problem("csrf_failed / forbidden"),
     404: ("unknown, or another practitioner's", HTML_OR_PROBLEM),
     409: ("refused: the page says why", HTML),
-    422: ("refused: the page names the field", HTML),
+    422: ("refused: the page names the field", HTML_OR_PROBLEM),
     503: problem("a service we depend on is down"),
 }
 

@@ -29,8 +29,8 @@ bp = Blueprint("docs", __name__)
 _STATIC = Path(__file__).parent / "static"
 
 HTML: Literal["html"] = "html"
-# A page's "not found": its own HTML page, or the app's problem when the path holds no id at all
-# (the id converter refuses it before any view runs).
+# A page's refusal: its own HTML page, or the app's problem when the request never reaches the
+# view (an id the converter refuses: 404; a control character in the query: 422).
 HTML_OR_PROBLEM: Literal["html-or-problem"] = "html-or-problem"
 # A response body: a model, an HTML page, (media type, schema) for anything else, or none.
 Body = type[BaseModel] | Literal["html", "html-or-problem"] | tuple[str, Mapping[str, Any]] | None

@@ -501,7 +501,7 @@ def manage_cancel(booking_id: int) -> Response | WerkzeugResponse:
         303: ("back to the manage page", None),
         404: ("unknown booking or wrong token", HTML_OR_PROBLEM),
         409: ("the booking cannot move, or the time was taken", HTML),
-        422: ("not an offered start", HTML),
+        422: ("not an offered start", HTML_OR_PROBLEM),
         503: problem("a service we depend on is down"),
     },
 )
