@@ -33,8 +33,11 @@ class CircuitBreaker:
     After the cool-down the next caller gets the one trial call (half-open) while others are still
     refused; a success closes the breaker, a failure opens it for another cool-down. ``clock`` is
     monotonic seconds (injected in tests). The caller reports every permitted call's outcome with
-    ``success()`` or ``failure()``.
+    ``success()`` or ``failure()``. ``on_change`` (optional, set by the composition root) is
+    called with True when the breaker opens and False when a success closes it: a metric.
     """
+
+    on_change: Callable[[bool], None] | None = None
 
     def __init__(
         self,
@@ -90,7 +93,9 @@ class CircuitBreaker:
             was_tripped = self._state is not BreakerState.CLOSED
             self._state = BreakerState.CLOSED
             self._failures = 0
-            return was_tripped
+        if was_tripped and self.on_change is not None:
+            self.on_change(False)
+        return was_tripped
 
     def failure(self) -> bool:
         """Record a failed call; returns True if this opened the breaker."""
@@ -110,6 +115,8 @@ class CircuitBreaker:
     def _open(self, seconds: float) -> None:
         self._state = BreakerState.OPEN
         self._open_until = max(self._open_until, self._clock() + seconds)
+        if self.on_change is not None:
+            self.on_change(True)
 
 
 class BulkheadFull(Exception):

@@ -18,12 +18,17 @@ from attrs import frozen
 
 from booking_core.errors import BookingError, CalendarSlotTaken
 from booking_core.model import Booking, BookingStatus, Practitioner
+from booking_core.notifications import (
+    NotificationKind,
+    RecipientRole,
+    notification_for,
+    still_relevant,
+)
 from booking_core.policy import BookingRules
 from booking_core.ports import (
     CalendarBookingRequest,
     CalendarGateway,
     Clock,
-    Message,
     Notifier,
     PaymentGateway,
     UnitOfWork,
@@ -42,6 +47,8 @@ class JobKind(enum.StrEnum):
     REFUND = "payment.refund"
     EXPIRE_CHECKOUT = "payment.expire_checkout"
     ABANDON_CHECKOUT = "payment.abandon_checkout"  # a released hold's checkout, if one was made
+    CALENDAR_MOVED = "calendar.moved"  # moved in Cal.com to a time taken here: parks for an admin
+    MANAGE_LINKS = "email.manage_links"  # a client asked for their links: one mail per booking
 
 
 class JobStatus(enum.StrEnum):
@@ -221,7 +228,8 @@ def _calendar_create(payload: Mapping[str, Any], ctx: JobContext) -> None:
                 start=booking.start,
                 end=booking.end,
                 client=booking.client,
-                timezone=practitioner.timezone,
+                # The attendee's zone: the client's, captured at booking, else the practitioner's.
+                timezone=booking.client.timezone or practitioner.timezone,
             )
         )
     except CalendarSlotTaken as exc:
@@ -265,48 +273,54 @@ def _calendar_reschedule(payload: Mapping[str, Any], ctx: JobContext) -> None:
     _store_uid(ctx, booking.id or 0, uid)
 
 
-_SUBJECTS = {
-    "confirmed": "Your appointment is confirmed",
-    "cancelled": "Your appointment is cancelled",
-    "rescheduled": "Your appointment has moved",
-    "reminder": "Reminder: your appointment is coming up",
-}
-
-
-def compose_email(template: str, booking: Booking, practitioner: Practitioner) -> Message:
-    """The client-facing email for ``template`` (confirmed, cancelled, rescheduled, reminder)."""
-    local = booking.start.astimezone(practitioner.zone)
-    when = f"{local:%A %d %B %Y at %H:%M} ({practitioner.timezone})"
-    service = practitioner.service(booking.service_id)
-    what = service.name if service is not None else "your appointment"
-    lines = [f"Hello {booking.client.name},", ""]
-    if template == "confirmed":
-        lines.append(f"Your {what} with {practitioner.name} on {when} is confirmed.")
-    elif template == "cancelled":
-        lines.append(f"Your {what} with {practitioner.name} on {when} has been cancelled.")
-        if booking.refund is not None and booking.refund.amount.amount > 0:
-            money = booking.refund.amount
-            amount = f"{money.amount / 100:.2f} {money.currency.upper()}"
-            lines.append(f"A refund of {amount} is on its way.")
-    elif template == "rescheduled":
-        lines.append(f"Your {what} with {practitioner.name} now takes place on {when}.")
-    elif template == "reminder":
-        lines.append(f"A reminder: your {what} with {practitioner.name} is on {when}.")
-    else:
-        raise PermanentJobError(f"unknown email template {template!r}")
-    lines += ["", f"Booking reference: {booking.id}"]
-    return Message(to=booking.client.email, subject=_SUBJECTS[template], body="\n".join(lines))
-
-
 def _email(payload: Mapping[str, Any], ctx: JobContext) -> None:
     loaded = _load(ctx, int(payload["booking_id"]))
     if loaded is None:
         return
     booking, practitioner = loaded
-    template = str(payload["template"])
-    if template in ("confirmed", "reminder") and booking.status is not BookingStatus.CONFIRMED:
-        return  # cancelled before the mail went out: say nothing stale
-    ctx.notifier.send(compose_email(template, booking, practitioner))
+    try:
+        kind = NotificationKind(str(payload["template"]))
+        # Jobs queued before mails had one job per recipient went to the client only.
+        role = RecipientRole(str(payload.get("to") or RecipientRole.CLIENT))
+    except ValueError as exc:
+        raise PermanentJobError(f"unknown email job {dict(payload)!r}") from exc
+    start = payload.get("start")
+    if not still_relevant(kind, booking, str(start) if start is not None else None):
+        return  # cancelled or moved before the mail went out: say nothing stale
+    note = notification_for(kind, booking, practitioner, (role,), link_secret=ctx.rules.link_secret)
+    if not all(r.email for r in note.recipients):
+        log.info("booking %s: no address to tell the %s; mail skipped", booking.id, role.value)
+        return  # a practitioner without an email address: nobody to send to, nothing to retry
+    ctx.notifier.notify(note)
+
+
+def _calendar_moved(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    from booking_core.usecases.cancellation import apply_calendar_move
+
+    booking_id = int(payload["booking_id"])
+    start = datetime.fromisoformat(str(payload["start"]))
+    try:
+        apply_calendar_move(
+            booking_id,
+            str(payload["uid"]),
+            start,
+            uow=ctx.uow,
+            calendar=ctx.calendar,
+            clock=ctx.clock,
+            rules=ctx.rules,
+        )
+    except BookingError as exc:
+        raise PermanentJobError(
+            f"booking {booking_id} was moved in Cal.com to {start.isoformat()}, which cannot be "
+            f"taken here ({exc.code}: {exc}); an admin must move or cancel one of the bookings "
+            "(retrying this job tries the move again)"
+        ) from exc
+
+
+def _manage_links(payload: Mapping[str, Any], ctx: JobContext) -> None:
+    from booking_core.usecases.recovery import send_manage_links
+
+    send_manage_links(str(payload["email"]), uow=ctx.uow, clock=ctx.clock)
 
 
 _HANDLERS: dict[str, Callable[[Mapping[str, Any], JobContext], None]] = {
@@ -317,4 +331,6 @@ _HANDLERS: dict[str, Callable[[Mapping[str, Any], JobContext], None]] = {
     JobKind.CALENDAR_CANCEL: _calendar_cancel,
     JobKind.CALENDAR_RESCHEDULE: _calendar_reschedule,
     JobKind.EMAIL: _email,
+    JobKind.MANAGE_LINKS: _manage_links,
+    JobKind.CALENDAR_MOVED: _calendar_moved,
 }

@@ -191,20 +191,27 @@ class CalendarLink:
         return int(self.event_type) if self.event_type.isdigit() else None
 
 
-@frozen
-class Client:
-    """The person who books: name and email are required, phone is optional."""
-
-    name: str
-    email: str
-    phone: str | None = None
-
-
 def _zone(_inst: object, _attribute: object, value: str) -> None:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown IANA time zone {value!r}") from exc
+
+
+def _optional_zone(inst: object, attribute: object, value: str | None) -> None:
+    if value is not None:
+        _zone(inst, attribute, value)
+
+
+@frozen
+class Client:
+    """The person who books: name and email are required, phone is optional; ``timezone`` (an
+    IANA name) is the zone the client booked from, used to tell them the time in their mails."""
+
+    name: str
+    email: str
+    phone: str | None = None
+    timezone: str | None = field(default=None, validator=_optional_zone)
 
 
 # -- entities ------------------------------------------------------------------------------------
@@ -426,6 +433,8 @@ class Booking:
     notes: str = ""
     manage_token_hash: str = ""
     cancel_reason: str = ""
+    # RFC 5545 SEQUENCE of the booking's invitation: 0 when made, one more on each move.
+    sequence: int = 0
     created_at: datetime = field(validator=_require_aware)
     updated_at: datetime = field(validator=_require_aware)
     version: int = 1
@@ -535,6 +544,7 @@ class Booking:
         cancelled (a refund is decided with decide_refund)."""
         self.transition_to(BookingStatus.CANCELLED, at=at)
         self.cancel_reason = reason
+        self.sequence += 1  # the invitation's CANCEL supersedes the last REQUEST
 
     def decide_refund(self, amount: Money, reason: str, *, at: datetime) -> None:
         """The booking's one refund decision (PENDING until the provider answers)."""
@@ -571,6 +581,7 @@ class Booking:
         if self.start <= at:
             raise InvalidTransition("a booking that has started cannot be rescheduled")
         self.start, self.end = new_start, new_start + (self.end - self.start)
+        self.sequence += 1
         self.touch(at)
 
     def complete(self, *, at: datetime) -> None:

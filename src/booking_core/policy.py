@@ -7,7 +7,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from attrs import frozen
+from attrs import field, frozen
 
 from booking_core.model import Booking, Money
 
@@ -29,6 +29,9 @@ class BookingRules:
     # shows at once all the same (the repository checks the schedule version), and booking and
     # rescheduling always read it fresh.
     schedule_cache_seconds: float = 30.0
+    # The key manage links in mails are signed with (see notifications.manage_link_token);
+    # bootstrap derives it from SECRET_KEY. Empty: mails carry no link, only the API token works.
+    link_secret: bytes = field(default=b"", repr=False)
 
     def hold_expiry(self, now: datetime) -> datetime:
         return now + timedelta(minutes=self.hold_minutes) + HOLD_GRACE

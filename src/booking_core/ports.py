@@ -32,6 +32,7 @@ from booking_core.model import (
 if TYPE_CHECKING:
     from booking_core.access import ApiToken, AuditEntry, AuditFilter
     from booking_core.jobs import Job, JobStatus
+    from booking_core.notifications import Notification
 
 # -- repositories --------------------------------------------------------------------------------
 
@@ -137,6 +138,9 @@ class BookingRepository(Protocol):
     def list(self, filters: BookingFilter) -> list[Booking]:
         """Bookings matching ``filters``: newest start first (then id), skipping ``offset``;
         or, with ``oldest_first`` or ``after``, by (start, id) ascending after ``after``."""
+
+    def count_by_status(self) -> dict[BookingStatus, int]:
+        """How many bookings are in each status (statuses with none may be left out)."""
 
 
 class UserRepository(Protocol):
@@ -274,6 +278,16 @@ class Outbox(Protocol):
         """Give up retrying; the job stays visible with its last error."""
 
     def list(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]: ...
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        """How many jobs are in each status (statuses with none may be left out)."""
+
+    def oldest_due(self, now: datetime) -> datetime | None:
+        """The earliest ``run_at`` of a pending job due at ``now`` (None when none is due).
+
+        A claimed job's lease moves its run_at ahead, so a running job is not "due"; a job whose
+        worker died becomes due again when its lease ends.
+        """
 
     def get(self, job_id: int) -> Job | None: ...
 
@@ -443,6 +457,9 @@ class PaymentEvent:
     payment_intent_id: str | None = None
     refund_id: str | None = None
     refund_status: str | None = None
+    # charge.refunded: the total refunded on the charge so far (a partial refund is less than
+    # what was captured).
+    refunded: Money | None = None
     livemode: bool = False
 
 
@@ -564,16 +581,10 @@ class SlotCache(Protocol):
 # -- notifications, time -------------------------------------------------------------------------
 
 
-@frozen
-class Message:
-    to: str
-    subject: str
-    body: str
-
-
 class Notifier(Protocol):
-    def send(self, message: Message) -> None:
-        """Deliver or raise ExternalServiceError (the outbox retries)."""
+    def notify(self, notification: Notification) -> None:
+        """Tell each of the notification's recipients, or raise ExternalServiceError (the
+        outbox retries the job; a job carries one recipient, so nobody is told twice)."""
 
 
 class Clock(Protocol):

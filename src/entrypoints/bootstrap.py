@@ -6,6 +6,7 @@ fixed clock). Nothing here runs at import time.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -128,6 +129,8 @@ def bootstrap(settings: Settings | None = None, **overrides: Any) -> Deps:
     rules = overrides.pop("rules", None) or BookingRules(
         hold_minutes=settings.hold_minutes,
         cancellation_window_hours=settings.cancellation_window_hours,
+        reminder_hours_before=settings.reminder_hours_before,
+        link_secret=_link_secret(settings),
     )
 
     verify_calendar_webhook = overrides.pop(
@@ -288,13 +291,17 @@ def _calendar(settings: Settings, engine: Any) -> tuple[CalendarGateway, str]:
             cache, shared = PostgresSlotCache(engine), "database cache"
         else:
             cache, shared = InMemorySlotCache(), "in-process cache"
+        from entrypoints.metrics import CountingSlotCache, set_breaker_open
+
         gateway = CalComCalendarGateway(
             api_key=settings.calcom_api_key,
             api_url=settings.calcom_api_url,
             links=settings.calcom_links,
             cache_seconds=settings.calcom_cache_seconds,
-            cache=cache,
+            cache=CountingSlotCache(cache),
         )
+        gateway.breaker.on_change = set_breaker_open
+        set_breaker_open(False)
         return gateway, f"Cal.com at {settings.calcom_api_url} ({shared})"
     from adapters.schedule import ScheduleCalendarGateway
 
@@ -315,12 +322,23 @@ def _calendar_webhook_verifier(settings: Settings) -> CalendarWebhookVerifier:
 
 
 def _notifier(settings: Settings) -> tuple[Notifier, str]:
-    from adapters.email import LoggingNotifier, SmtpNotifier
+    from adapters.email import LoggingNotifier, MailRenderer, SmtpNotifier
 
+    renderer = MailRenderer(base_url=settings.base_url, locale=settings.mail_locale)
     if settings.smtp_url:
-        notifier = SmtpNotifier.from_url(settings.smtp_url, mail_from=settings.mail_from)
+        notifier = SmtpNotifier.from_url(
+            settings.smtp_url, mail_from=settings.mail_from, renderer=renderer
+        )
         return notifier, f"SMTP at {notifier.host}"
-    return LoggingNotifier(), "log only (no SMTP_URL)"
+    return LoggingNotifier(renderer), "log only (no SMTP_URL)"
+
+
+def _link_secret(settings: Settings) -> bytes:
+    """The key manage links are signed with: derived from SECRET_KEY (a key of its own, so a
+    link token never doubles as a session signature)."""
+    if not settings.secret_key:
+        return b""
+    return hashlib.sha256(b"booking manage links\0" + settings.secret_key.encode()).digest()
 
 
 def _check_extras(settings: Settings) -> None:
@@ -348,11 +366,6 @@ def _monitoring(settings: Settings) -> None:
     """Error tracking with Sentry when SENTRY_DSN is set (no personal data sent)."""
     if not settings.sentry_dsn:
         return
-    import sentry_sdk
+    from entrypoints.sentry import init_sentry
 
-    sentry_sdk.init(
-        dsn=settings.sentry_dsn,
-        environment=settings.env,
-        send_default_pii=False,
-        traces_sample_rate=0.0,
-    )
+    init_sentry(settings.sentry_dsn, environment=settings.env)

@@ -244,7 +244,7 @@ def worker(once: bool, interval: float) -> None:
     from entrypoints.settings import Settings
 
     settings = Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     deps = bootstrap(settings)
     try:
         if once:

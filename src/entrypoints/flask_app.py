@@ -17,9 +17,9 @@ from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from entrypoints.bootstrap import Deps, bootstrap
-from entrypoints.logs import configure_logging
+from entrypoints.logs import REQUEST_ID, configure_logging
 from entrypoints.settings import Settings, SettingsError
-from entrypoints.web import admin, admin_pages, api, calendar, openapi, pages, payments
+from entrypoints.web import admin, admin_pages, api, calendar, monitoring, openapi, pages, payments
 from entrypoints.web.auth import init_auth
 from entrypoints.web.common import refuse_unsafe_text
 from entrypoints.web.headers import install_security_headers
@@ -40,7 +40,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     """Build the app around ``deps`` (bootstrapped from the environment when not given)."""
     if deps is None:
         settings = settings or Settings.from_env()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, fmt=settings.log_format)
         deps = bootstrap(settings)
         log.info("%s", startup_line(deps))
     if not deps.settings.secret_key:
@@ -68,6 +68,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin_pages.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(monitoring.bp)
     init_auth(app, deps)
     offline = deps.extras.get("offline_checkout")
     if offline is not None:  # only ever built in development (bootstrap)
@@ -78,6 +79,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     register_error_handlers(app)
     install_security_headers(app, deps.settings)
     _request_logging(app)
+    monitoring.count_requests(app)
     app.before_request(refuse_unsafe_text)
     return app
 
@@ -99,6 +101,13 @@ def _request_logging(app: Flask) -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id_token = REQUEST_ID.set(g.request_id)
+
+    @app.teardown_request
+    def _forget(_error: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            REQUEST_ID.reset(token)
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -37,6 +37,13 @@ def _int(
     return value
 
 
+def _log_format(value: str | None) -> str:
+    chosen = (value or "json").strip().lower()
+    if chosen not in ("json", "text"):
+        raise SettingsError(f"LOG_FORMAT must be json or text, not {chosen[:20]!r}")
+    return chosen
+
+
 def _calendar_links(env: Mapping[str, str]) -> dict[int, CalendarLink]:
     """The seed's CALCOM_USER_ID_<n> / CALCOM_EVENT_TYPE_<n> mapping for practitioner <n>."""
     links: dict[int, CalendarLink] = {}
@@ -90,13 +97,18 @@ class Settings:
     cancellation_window_hours: int = 24
     smtp_url: str | None = field(default=None, repr=False)
     mail_from: str = "bookings@localhost"
+    mail_locale: str = "en_GB"
+    reminder_hours_before: int = 24
     ratelimit_storage_uri: str = "memory://"
     ratelimit_bookings_per_ip: str = "30 per minute"
     ratelimit_bookings_per_email: str = "5 per hour"
+    ratelimit_recover_per_ip: str = "10 per hour"
     trusted_proxies: int = 0
     redis_url: str | None = None
     sentry_dsn: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    log_format: str = "json"  # "json" (one object a line) or "text" (for a terminal)
+    metrics_token: str | None = field(default=None, repr=False)
     worker_job_lease_seconds: int = 30
 
     @property
@@ -196,15 +208,23 @@ class Settings:
             ),
             smtp_url=get("SMTP_URL"),
             mail_from=get("MAIL_FROM") or d["mail_from"],
+            mail_locale=get("MAIL_LOCALE") or d["mail_locale"],
+            reminder_hours_before=_int(
+                env, "REMINDER_HOURS_BEFORE", d["reminder_hours_before"], low=1, high=24 * 14
+            ),
             ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI") or d["ratelimit_storage_uri"],
             ratelimit_bookings_per_ip=get("RATELIMIT_BOOKINGS_PER_IP")
             or d["ratelimit_bookings_per_ip"],
             ratelimit_bookings_per_email=get("RATELIMIT_BOOKINGS_PER_EMAIL")
             or d["ratelimit_bookings_per_email"],
+            ratelimit_recover_per_ip=get("RATELIMIT_RECOVER_PER_IP")
+            or d["ratelimit_recover_per_ip"],
             trusted_proxies=_int(env, "TRUSTED_PROXIES", d["trusted_proxies"], high=10),
             redis_url=get("REDIS_URL"),
             sentry_dsn=get("SENTRY_DSN"),
             log_level=(get("LOG_LEVEL") or d["log_level"]).upper(),
+            log_format=_log_format(get("LOG_FORMAT")),
+            metrics_token=get("METRICS_TOKEN"),
             worker_job_lease_seconds=_int(
                 env, "WORKER_JOB_LEASE_SECONDS", d["worker_job_lease_seconds"], low=2, high=3600
             ),

@@ -66,6 +66,7 @@ class EventType:
     slug: str
     username: str
     length: int = 60
+    length_options: tuple[int, ...] = ()  # lengthInMinutesOptions: other lengths a booker may pick
 
 
 @dataclass
@@ -192,10 +193,10 @@ class FakeCalcom:
 
     def add_event_type(
         self, event_type_id: int, *, slug: str = "consultation", username: str = "dr-ada",
-        length: int = 60,
+        length: int = 60, length_options: tuple[int, ...] = (),
     ) -> EventType:  # fmt: skip
         with self._lock:
-            event_type = EventType(event_type_id, slug, username, length)
+            event_type = EventType(event_type_id, slug, username, length, length_options)
             self.event_types[event_type_id] = event_type
             self.offered.setdefault(event_type_id, [])
             return event_type
@@ -427,8 +428,10 @@ class FakeCalcom:
                     return event_type
             raise _CalError(404, f"Event type with slug {slug} not found.")
 
-    def _free_starts(self, event_type: EventType, ignore_uid: str | None = None) -> list[datetime]:
-        length = timedelta(minutes=event_type.length)
+    def _free_starts(
+        self, event_type: EventType, ignore_uid: str | None = None, *, length: int | None = None
+    ) -> list[datetime]:  # fmt: skip
+        length = timedelta(minutes=event_type.length if length is None else length)
         busy = [
             (b["_start"], b["_end"])
             for b in self.bookings.values()
@@ -490,16 +493,28 @@ class FakeCalcom:
                 raise _CalError(400, "metadata keys up to 40 characters, string values up to 500")
         with self._lock:
             event_type = self._event_type(body)
-            if start not in self._free_starts(event_type):
+            length = body.get("lengthInMinutes", event_type.length)
+            if (
+                not isinstance(length, int)
+                or isinstance(length, bool)
+                or length not in (event_type.length, *event_type.length_options)
+            ):
+                # Cal.com: the length must be the type's own or one of lengthInMinutesOptions.
+                raise _CalError(
+                    400,
+                    "Invalid lengthInMinutes: it is not one of the event type's possible lengths",
+                )
+            if start not in self._free_starts(event_type, length=length):
                 raise _CalError(400, SLOT_TAKEN)
-            return self._public(self._create(event_type, start, attendee, metadata))
+            return self._public(self._create(event_type, start, attendee, metadata, length=length))
 
     def _create(
         self, event_type: EventType, start: datetime, attendee: dict[str, Any],
-        metadata: dict[str, Any], **extra: Any,
+        metadata: dict[str, Any], *, length: int | None = None, **extra: Any,
     ) -> dict[str, Any]:  # fmt: skip
         number = next(self._ids)
-        end = start + timedelta(minutes=event_type.length)
+        length = event_type.length if length is None else length
+        end = start + timedelta(minutes=length)
         now = _utc_text(datetime.now(UTC))
         booking = {
             "id": number,
@@ -510,7 +525,7 @@ class FakeCalcom:
             "status": "accepted",
             "start": _utc_text(start),
             "end": _utc_text(end),
-            "duration": event_type.length,
+            "duration": length,
             "eventTypeId": event_type.id,
             "eventType": {"id": event_type.id, "slug": event_type.slug},
             "attendees": [
@@ -607,10 +622,12 @@ class FakeCalcom:
                     400, f"Can't reschedule booking with uid={uid} because it has been {what}."
                 )
             event_type = self.event_types[old["eventTypeId"]]
-            if start not in self._free_starts(event_type, ignore_uid=uid):
+            # A move keeps the booking's own length (lengthInMinutes at creation).
+            length = int(old["duration"])
+            if start not in self._free_starts(event_type, ignore_uid=uid, length=length):
                 raise _CalError(400, SLOT_TAKEN)
             new = self._create(
-                event_type, start, old["attendees"][0], old["metadata"],
+                event_type, start, old["attendees"][0], old["metadata"], length=length,
                 rescheduledFromUid=uid, reschedulingReason=body.get("reschedulingReason"),
             )  # fmt: skip
             old["status"] = "cancelled"

@@ -353,15 +353,17 @@ class FakeStripe:
         *,
         event_id: str | None = None,
         created: int | None = None,
+        livemode: bool = False,
     ) -> bytes:
-        """A snapshot event body as Stripe POSTs it to a webhook endpoint."""
+        """A snapshot event body as Stripe POSTs it to a webhook endpoint (``livemode``: made
+        with the account's live keys; this fake serves test keys)."""
         body = {
             "id": event_id or f"evt_{self._token()}",
             "object": "event",
             "api_version": API_VERSION,
             "created": int(self.now()) if created is None else created,
             "data": {"object": obj},
-            "livemode": False,
+            "livemode": livemode,
             "pending_webhooks": 1,
             "request": {"id": None, "idempotency_key": None},
             "type": event_type,
@@ -697,6 +699,43 @@ class FakeStripe:
         }
         self.refunds[refund_id] = refund
         return dict(refund)
+
+    def refund_in_dashboard(self, payment_intent_id: str, amount: int) -> bytes:
+        """Someone refunds ``amount`` from the Stripe dashboard (not through our API calls);
+        returns the charge.refunded event Stripe sends: the charge with ``amount_refunded``
+        counting every refund on it so far, ``refunded`` true only once all is given back."""
+        with self._lock:
+            intent = self.payment_intents[payment_intent_id]
+            left = intent["amount_received"] - intent["_refunded"]
+            if not 0 < amount <= left:
+                raise ValueError(f"cannot refund {amount} of {left} left")
+            intent["_refunded"] += amount
+            refund_id = f"re_{self._token()}"
+            self.refunds[refund_id] = {
+                "id": refund_id,
+                "object": "refund",
+                "amount": amount,
+                "charge": intent["latest_charge"],
+                "created": int(self.now()),
+                "currency": intent["currency"],
+                "metadata": {},
+                "payment_intent": payment_intent_id,
+                "reason": None,
+                "status": "succeeded",
+            }
+            charge = {
+                "id": intent["latest_charge"],
+                "object": "charge",
+                "amount": intent["amount"],
+                "amount_captured": intent["amount_received"],
+                "amount_refunded": intent["_refunded"],
+                "currency": intent["currency"],
+                "payment_intent": payment_intent_id,
+                "refunded": intent["_refunded"] >= intent["amount_received"],
+                "status": "succeeded",
+                "livemode": False,
+            }
+        return self.event("charge.refunded", charge)
 
     def refunded(self, payment_intent_id: str) -> int:
         """How much of the payment has been refunded so far, in minor units."""

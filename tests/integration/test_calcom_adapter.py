@@ -11,6 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 
 from adapters.calcom import BreakerState, CalComCalendarGateway, CalcomClient
@@ -323,9 +324,30 @@ def test_create_booking_sends_the_v2_body(fake_calcom: FakeCalcom) -> None:
             "timeZone": "Europe/Berlin",
             "phoneNumber": "+4915112345678",
         },
+        "lengthInMinutes": 60,
         "metadata": {"booking_id": "7"},
     }
     assert fake_calcom.bookings[uid]["status"] == "accepted"
+
+
+def test_create_booking_asks_for_the_services_length(fake_calcom: FakeCalcom) -> None:
+    fake_calcom.add_event_type(2002, slug="flexible", length=60, length_options=(45, 60, 90))
+    request = attrs.evolve(
+        booking_request(CALCOM_STARTS[0], 8),
+        link=CalendarLink(event_type="2002"),
+        end=CALCOM_STARTS[0] + timedelta(minutes=45),
+    )
+    fake_calcom.offer(2002, [CALCOM_STARTS[0]])
+    uid = make_gateway(fake_calcom).create_booking(request)
+    created = fake_calcom.bookings[uid]
+    assert (created["duration"], created["end"]) == (45, "2030-01-08T09:15:00.000Z")
+    # A length the event type does not offer is refused by Cal.com, not silently changed.
+    fake_calcom.offer(1001, [CALCOM_STARTS[1]])
+    wrong = attrs.evolve(
+        booking_request(CALCOM_STARTS[1], 9), end=CALCOM_STARTS[1] + timedelta(minutes=45)
+    )
+    with pytest.raises(CalendarUnavailable, match="lengthInMinutes"):
+        make_gateway(fake_calcom).create_booking(wrong)
 
 
 def test_create_is_not_retried_after_a_server_error(fake_calcom: FakeCalcom) -> None:
@@ -607,7 +629,9 @@ def test_dead_redis_means_uncached_not_broken(
 # -- calendar sync jobs --------------------------------------------------------------------------
 
 
-def request_booking_at(world: World, start: datetime):  # type: ignore[no-untyped-def]
+def request_booking_at(  # type: ignore[no-untyped-def]
+    world: World, start: datetime, client: Client | None = None
+):
     from booking_core.usecases import RequestBooking
 
     return request_booking(
@@ -615,7 +639,7 @@ def request_booking_at(world: World, start: datetime):  # type: ignore[no-untype
             practitioner_id=world.practitioner_id,
             service_id=world.service_id,
             start=start,
-            client=Client("Cleo Client", "cleo@example.com"),
+            client=client or Client("Cleo Client", "cleo@example.com"),
         ),
         uow=world.uow(),
         payments=world.payments,
@@ -625,9 +649,9 @@ def request_booking_at(world: World, start: datetime):  # type: ignore[no-untype
     ).booking
 
 
-def confirmed_booking(world: World, start: datetime) -> int:
+def confirmed_booking(world: World, start: datetime, client: Client | None = None) -> int:
     """Hold the slot, pay for it, deliver the webhook: the booking is confirmed, jobs queued."""
-    booking = request_booking_at(world, start)
+    booking = request_booking_at(world, start, client)
     session = world.payments.complete(booking.checkout_session_id)
     body = world.payments.event_for(session.id, "checkout.session.completed")
     event = world.payments.parse_event(body, sign_fake_event(body, world.payments.webhook_secret))
@@ -665,6 +689,17 @@ def test_sync_job_creates_the_calcom_booking_and_stores_its_uid(fake_calcom: Fak
     assert created["attendees"][0]["email"] == "cleo@example.com"
     assert stored(world, booking_id).calendar_uid == created["uid"]
     assert calendar_jobs(world, JobStatus.DONE)
+
+
+def test_sync_job_books_in_the_clients_time_zone(fake_calcom: FakeCalcom) -> None:
+    world = World(make_gateway(fake_calcom))
+    client = Client("Cleo Client", "cleo@example.com", timezone="America/Chicago")
+    confirmed_booking(world, CALCOM_STARTS[0], client)
+    assert run_due_jobs(world.job_context())["parked"] == 0
+    [created] = fake_calcom.live_bookings()
+    assert created["attendees"][0]["timeZone"] == "America/Chicago"  # not the practitioner's
+    [sent] = fake_calcom.requests_to("/v2/bookings", "POST")
+    assert sent.body["lengthInMinutes"] == 60
 
 
 def test_sync_job_is_retried_after_a_calcom_failure(fake_calcom: FakeCalcom) -> None:

@@ -41,7 +41,7 @@ TABLES = {
     "audit_log",
     "api_tokens",
 }
-HEAD = "0005_admin"  # the newest migration shipped
+HEAD = "0006_notifications"  # the newest migration shipped
 ENUMS = {"user_role", "booking_status", "refund_status", "job_status"}
 
 

@@ -1125,3 +1125,35 @@ def test_an_unfinished_key_is_taken_over_once_its_lease_ran_out(new_uow: UowFact
         stored = uow.idempotency.reserve(record)
         assert stored is not None
         assert (stored.status_code, stored.booking_id) == (201, None)
+
+
+def test_counts_by_status_and_the_oldest_due_job(new_uow: UowFactory) -> None:
+    (p,) = _setup(new_uow)
+    _add(
+        new_uow,
+        _booking(p),
+        _booking(p, T0 + timedelta(hours=2)),
+        _booking(p, T0 + timedelta(hours=4), status=BookingStatus.EXPIRED),
+    )
+    uow = new_uow()
+    with uow:
+        assert uow.outbox.oldest_due(T0) is None
+        uow.outbox.add("email", {"n": 1}, T0 - timedelta(minutes=3))
+        uow.outbox.add("email", {"n": 2}, T0 - timedelta(minutes=1))
+        uow.outbox.add("email", {"n": 3}, T0 + timedelta(hours=1))  # not due yet
+        uow.commit()
+    with uow:
+        assert uow.bookings.count_by_status() == {
+            BookingStatus.PENDING: 2,
+            BookingStatus.EXPIRED: 1,
+        }
+        assert uow.outbox.count_by_status() == {JobStatus.PENDING: 3}
+        assert uow.outbox.oldest_due(T0) == T0 - timedelta(minutes=3)
+        (claimed,) = uow.outbox.claim_due(T0, limit=1, lease_seconds=60)
+        uow.commit()
+    with uow:  # a claimed (running) job is not due; the next one is
+        assert uow.outbox.oldest_due(T0) == T0 - timedelta(minutes=1)
+        uow.outbox.park(claimed.id or 0, error="gave up")
+        uow.commit()
+    with uow:
+        assert uow.outbox.count_by_status() == {JobStatus.PENDING: 2, JobStatus.PARKED: 1}

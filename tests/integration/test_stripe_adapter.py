@@ -991,3 +991,87 @@ def test_a_paid_expired_hold_is_confirmed_without_the_webhook(world: World) -> N
     world.fake.events.clear()  # and the event list has nothing either
     assert _reconcile(world).confirmed == 1
     assert world.booking(requested.booking.id or 0).status is BookingStatus.CONFIRMED
+
+
+# -- payment gaps: the key's mode, partial refunds at the provider, delayed methods ------------
+
+
+def test_an_event_of_the_other_mode_is_refused_and_logged(
+    fake_stripe: FakeStripe,
+    stripe_gateway: StripePaymentGateway,
+    make_stripe_gateway: GatewayFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="adapters.stripe")
+    session = {"id": "cs_1", "object": "checkout.session", "metadata": {"booking_id": "42"}}
+    live = fake_stripe.event("checkout.session.completed", session, livemode=True)
+    with pytest.raises(InvalidPayload, match="live-mode event"):
+        stripe_gateway.parse_event(live, signed(fake_stripe, live))  # a test key (sk_test_)
+    assert "a live-mode event for a test-mode key" in caplog.text
+    test_mode = fake_stripe.event("checkout.session.completed", session)
+    live_gateway = make_stripe_gateway(api_key="sk_live_not_used_for_calls")
+    with pytest.raises(InvalidPayload, match="test-mode event"):
+        live_gateway.parse_event(test_mode, signed(fake_stripe, test_mode))
+    assert stripe_gateway.parse_event(test_mode, signed(fake_stripe, test_mode)).id
+
+
+def test_a_partial_refund_at_the_provider_is_recorded_as_partial(world: World) -> None:
+    booking_id, _, completed = _book_and_pay(world)
+    assert world.deliver(completed) == PaymentOutcome.CONFIRMED
+    intent = world.booking(booking_id).payment_intent_id or ""
+
+    first = world.fake.refund_in_dashboard(intent, 3000)
+    assert world.deliver(first) == PaymentOutcome.REFUND_UPDATED
+    with world.uow() as uow:
+        entry = uow.ledger.get(intent)
+    assert entry is not None
+    assert (entry.captured.amount, entry.refunded) == (8000, 3000)  # partial, not full
+    booking = world.booking(booking_id)
+    assert booking.status is BookingStatus.CONFIRMED
+    assert booking.refund is None  # nobody decided a refund here
+
+    second = world.fake.refund_in_dashboard(intent, 1000)  # amount_refunded is cumulative
+    assert world.deliver(second) == PaymentOutcome.REFUND_UPDATED
+    assert world.deliver(second) == PaymentOutcome.DUPLICATE
+    with world.uow() as uow:
+        assert (uow.ledger.get(intent) or entry).refunded == 4000
+
+    # The client cancels in time: only what is left goes back.
+    cancelled = world.cancel(booking_id)
+    assert cancelled.refund is not None
+    assert cancelled.refund.amount == Money(4000, "usd")
+    [call] = world.fake.requests_to("POST", "/v1/refunds")
+    assert call.form["amount"] == "4000"
+    assert world.fake.refunded(intent) == 8000
+
+
+def test_a_delayed_payment_is_not_polled_on_every_pass(world: World) -> None:
+    requested = world.book()
+    booking_id = requested.booking.id or 0
+    session_id = requested.booking.checkout_session_id or ""
+    world.fake.pay(session_id, delayed=True)
+    world.fake.events.clear()  # the completed (unpaid) event was delivered long ago
+    expire_path = f"/v1/checkout/sessions/{session_id}/expire"
+    world.clock.advance(timedelta(hours=1))  # the hold has run out; the money is on its way
+
+    def calls() -> int:
+        return len(world.fake.requests_to("POST", expire_path))
+
+    assert _reconcile(world).released == 0
+    assert calls() == 1
+    for _ in range(5):  # worker passes every few seconds: none asks Stripe again
+        world.clock.advance(timedelta(seconds=10))
+        _reconcile(world)
+    assert calls() == 1
+    world.clock.advance(timedelta(minutes=5))
+    _reconcile(world)
+    assert calls() == 2  # looked again after the first wait ...
+    world.clock.advance(timedelta(minutes=6))
+    _reconcile(world)
+    assert calls() == 2  # ... and the next wait is longer (10 minutes)
+    assert world.booking(booking_id).status is BookingStatus.PENDING
+
+    world.fake.settle(session_id)
+    succeeded = world.fake.session_event(session_id, "checkout.session.async_payment_succeeded")
+    assert world.deliver(succeeded) == PaymentOutcome.CONFIRMED
+    assert world.booking(booking_id).status is BookingStatus.CONFIRMED

@@ -42,7 +42,9 @@ def app(store: InMemoryStore, clock: FixedClock) -> Iterator[App]:
         calendar=FakeCalendarGateway(),
         notifier=RecordingNotifier(),
         clock=clock,
-        rules=BookingRules(hold_minutes=30, cancellation_window_hours=24),
+        rules=BookingRules(
+            hold_minutes=30, cancellation_window_hours=24, link_secret=b"unit-link-secret"
+        ),
     )
     yield App(deps, store)
     deps.close()

@@ -135,6 +135,7 @@ class Web:
             "stripe_webhook_secret": WEBHOOK_SECRET,
             "ratelimit_bookings_per_ip": "0",
             "ratelimit_bookings_per_email": "0",
+            "ratelimit_recover_per_ip": "0",
         }
         options.update(settings or {})
         self.settings = Settings(**options)

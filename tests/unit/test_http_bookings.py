@@ -47,6 +47,7 @@ def test_booking_is_created_with_checkout_url_and_manage_token(web: Web) -> None
         "name": "Ada Lovelace",
         "email": CLIENT_EMAIL,
         "phone": "+44 20 7946 0000",
+        "timezone": None,
     }
     assert booking["notes"] == "first visit"
     assert booking["hold_expires_at"] == "2030-01-07T08:31:00Z"

@@ -33,24 +33,29 @@ def job(app: App, kind: str, template: str | None = None) -> Job:
 def test_confirmation_and_reminder_emails_are_sent(app: App) -> None:
     app.confirmed(START)
     counts = app.run_jobs()
-    assert counts == {"done": 2, "retried": 0, "parked": 0}  # calendar (unlinked) + confirmation
-    [mail] = app.notifier.sent
-    assert mail.to == CLIENT.email
-    assert mail.subject == "Your appointment is confirmed"
-    assert "Thursday 10 January 2030 at 10:00 (Europe/London)" in mail.body
-    assert "Consultation with Dr. Maya Okafor" in mail.body
+    # calendar (unlinked) + the confirmation to the client + the one to the practitioner
+    assert counts == {"done": 3, "retried": 0, "parked": 0}
+    client, practitioner = sorted(app.notifier.sent, key=lambda n: n.recipients[0].role)
+    assert client.kind == "confirmed"
+    assert client.recipients[0].email == CLIENT.email
+    assert client.recipients[0].timezone == "Europe/London"  # none given: the practitioner's
+    assert client.manage_token
+    assert client.service_name == "Consultation"
+    assert practitioner.recipients[0].email == app.practitioner.email
+    assert practitioner.manage_token is None  # the client's key goes to the client only
     app.clock.set(START - timedelta(hours=24))
     app.run_jobs()
-    assert [m.subject for m in app.notifier.sent][-1] == "Reminder: your appointment is coming up"
+    assert app.notifier.told("client") == ["confirmed", "reminder"]
+    assert app.notifier.told("practitioner") == ["confirmed", "reminder"]
 
 
 def test_cancellation_email_mentions_the_refund_and_no_stale_confirmation(app: App) -> None:
     booking = app.confirmed(START)
     app.cancel(booking.id)
     app.run_jobs()
-    subjects = [m.subject for m in app.notifier.sent]
-    assert subjects == ["Your appointment is cancelled"]  # the confirmation is not sent late
-    assert "A refund of 90.00 GBP is on its way." in app.notifier.sent[0].body
+    # The confirmation is not sent late.
+    assert app.notifier.told("client") == app.notifier.told("practitioner") == ["cancelled"]
+    assert app.notifier.sent[0].refund == app.booking(booking.id).price
 
 
 def test_calendar_create_stores_the_uid(app: App) -> None:
@@ -86,7 +91,7 @@ def test_a_failing_job_is_retried_with_backoff(app: App) -> None:
     app.notifier.failing = True
     now = app.clock.now()
     counts = app.run_jobs()
-    assert counts == {"done": 1, "retried": 1, "parked": 0}
+    assert counts == {"done": 1, "retried": 2, "parked": 0}  # both recipients' mails
     mail = job(app, JOB_EMAIL, "confirmed")
     assert mail.status is JobStatus.PENDING
     assert mail.attempts == 1
@@ -95,8 +100,8 @@ def test_a_failing_job_is_retried_with_backoff(app: App) -> None:
     assert app.run_jobs() == {"done": 0, "retried": 0, "parked": 0}  # not due yet
     app.notifier.failing = False
     app.clock.advance(timedelta(seconds=30))
-    assert app.run_jobs()["done"] == 1
-    assert [m.subject for m in app.notifier.sent] == ["Your appointment is confirmed"]
+    assert app.run_jobs()["done"] == 2
+    assert app.notifier.told("client") == app.notifier.told("practitioner") == ["confirmed"]
 
 
 def test_backoff_grows_and_is_capped() -> None:

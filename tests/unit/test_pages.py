@@ -9,6 +9,7 @@ import pytest
 
 from booking_core import usecases as uc
 from booking_core.model import BookingStatus
+from booking_core.notifications import manage_link_token
 
 from .http_support import SLOT, Web
 
@@ -202,3 +203,13 @@ def test_the_cancellation_quote_follows_the_window(web: Web) -> None:
     assert late.refund.amount == 0
     booking.cancel("test", at=web.clock.now())
     assert not uc.quote_cancellation(booking, clock=web.clock, rules=web.deps.rules).cancellable
+
+
+def test_the_link_in_the_mails_opens_the_manage_page(web: Web) -> None:
+    booking_id = web.confirmed()["booking"]["id"]
+    link_token = manage_link_token(web.deps.rules.link_secret, web.stored(booking_id))
+    page = _text(web, f"/manage/{booking_id}?token={link_token}")
+    assert "refunds <strong>90.00 GBP</strong> in full" in page
+    response = web.client.post(f"/manage/{booking_id}/cancel", data={"token": link_token})
+    assert response.status_code == 303
+    assert web.stored(booking_id).status is BookingStatus.CANCELLED

@@ -163,4 +163,5 @@ def test_missed_webhooks_are_recovered_from_the_event_list(app: App) -> None:
     # Read again from the cursor: nothing new, nothing applied twice.
     app.clock.advance(timedelta(minutes=1))
     assert reconcile(app).recovered_events == 0
-    assert sum(1 for j in app.jobs() if j.payload.get("template") == "confirmed") == 1
+    confirmations = [j for j in app.jobs() if j.payload.get("template") == "confirmed"]
+    assert sorted(j.payload["to"] for j in confirmations) == ["client", "practitioner"]

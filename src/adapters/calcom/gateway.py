@@ -155,6 +155,9 @@ class CalComCalendarGateway:
             "start": utc_text(request.start),
             **self._event_type_fields(request.link),
             "attendee": attendee,
+            # Our service's length, not the event type's default: Cal.com computes the end
+            # from it (it must be the type's length or one of its lengthInMinutesOptions).
+            "lengthInMinutes": int((request.end - request.start).total_seconds() // 60),
             # Cal.com refuses metadata values that are not strings
             "metadata": {"booking_id": str(request.booking_id)},
         }

@@ -38,6 +38,7 @@ class CalcomWebhookEvent:
     status: str | None = None
     cancellation_reason: str | None = None
     created_at: datetime | None = None
+    start: datetime | None = None  # payload.startTime: the (new) start, an aware instant
     payload: Mapping[str, Any] = field(factory=dict, repr=False)
 
 
@@ -87,6 +88,7 @@ def verify_and_parse(
         status=_text(payload.get("status")),
         cancellation_reason=_text(payload.get("cancellationReason")),
         created_at=_instant(created_text),
+        start=_instant(_iso_z(payload.get("startTime"))),
         payload=payload,
     )
 
@@ -96,6 +98,13 @@ def _text(value: object) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _iso_z(value: object) -> object:
+    # Cal.com writes UTC as "...Z"; fromisoformat reads it from 3.11 on, this keeps it explicit.
+    if isinstance(value, str) and value.endswith("Z"):
+        return value[:-1] + "+00:00"
+    return value
 
 
 def _instant(value: object) -> datetime | None:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import attrs
 from attrs import define, field
 
 from adapters.stripe.events import (
@@ -27,13 +28,13 @@ from booking_core.errors import (
     RefundFailed,
 )
 from booking_core.model import CalendarLink, Interval, Money, Practitioner, Service
+from booking_core.notifications import Notification
 from booking_core.ports import (
     CalendarBookingRequest,
     CheckoutInfo,
     CheckoutRequest,
     CheckoutSession,
     CheckoutState,
-    Message,
     PaymentEvent,
     RefundRequest,
     RefundResult,
@@ -367,13 +368,21 @@ class FakeCalendarGateway:
 
 
 class RecordingNotifier:
-    """Keeps what it was asked to send; ``failing = True`` makes it raise like a dead SMTP."""
+    """Keeps what it was told, one entry per recipient (as a mailer sends one mail each);
+    ``failing = True`` makes it raise like a dead SMTP server."""
 
     def __init__(self) -> None:
-        self.sent: list[Message] = []
+        self.sent: list[Notification] = []
         self.failing = False
 
-    def send(self, message: Message) -> None:
+    def notify(self, notification: Notification) -> None:
         if self.failing:
             raise ExternalServiceError("mail server unavailable")
-        self.sent.append(message)
+        self.sent.extend(
+            attrs.evolve(notification, recipients=(recipient,))
+            for recipient in notification.recipients
+        )
+
+    def told(self, role: str = "client") -> list[str]:
+        """The kinds told to ``role``, in order."""
+        return [n.kind.value for n in self.sent if n.recipients[0].role.value == role]

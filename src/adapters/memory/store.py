@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -23,6 +24,7 @@ from booking_core.errors import (
 from booking_core.jobs import Job, JobStatus
 from booking_core.model import (
     Booking,
+    BookingStatus,
     Interval,
     Money,
     Payment,
@@ -410,6 +412,10 @@ class _Bookings:
         found.sort(key=lambda b: (b.start, b.id or 0), reverse=True)
         return found[f.offset : f.offset + f.limit]
 
+    def count_by_status(self) -> dict[BookingStatus, int]:
+        self._uow._require_open()
+        return dict(Counter(b.status for b in self._visible().values()))
+
 
 class _Users:
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
@@ -663,6 +669,18 @@ class _Outbox:
             jobs = {**self._uow.store.jobs, **self._uow.staged_jobs}.values()
             found = [j for j in jobs if status is None or j.status is status]
         return sorted(found, key=lambda j: j.id or 0)[:limit]
+
+    def _all(self) -> tuple[Job, ...]:
+        self._uow._require_open()
+        with self._uow.store.lock:
+            return tuple({**self._uow.store.jobs, **self._uow.staged_jobs}.values())
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        return dict(Counter(j.status for j in self._all()))
+
+    def oldest_due(self, now: datetime) -> datetime | None:
+        due = [j.run_at for j in self._all() if j.status is JobStatus.PENDING and j.run_at <= now]
+        return min(due, default=None)
 
     def get(self, job_id: int) -> Job | None:
         self._uow._require_open()

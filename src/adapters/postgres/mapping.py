@@ -209,7 +209,12 @@ def booking_from_row(row: BookingRow) -> Booking:
         id=row.id,
         practitioner_id=row.practitioner_id,
         service_id=row.service_id,
-        client=Client(name=row.client_name, email=row.client_email, phone=row.client_phone),
+        client=Client(
+            name=row.client_name,
+            email=row.client_email,
+            phone=row.client_phone,
+            timezone=row.client_timezone,
+        ),
         start=utc(row.starts_at),
         end=utc(row.ends_at),
         buffer_before_minutes=row.buffer_before_minutes,
@@ -224,6 +229,7 @@ def booking_from_row(row: BookingRow) -> Booking:
         notes=row.notes,
         manage_token_hash=row.manage_token_hash,
         cancel_reason=row.cancel_reason,
+        sequence=row.sequence,
         created_at=utc(row.created_at),
         updated_at=utc(row.updated_at),
         version=row.version,
@@ -237,6 +243,7 @@ def booking_to_row(booking: Booking, row: BookingRow) -> None:
     row.client_name = booking.client.name
     row.client_email = booking.client.email
     row.client_phone = booking.client.phone
+    row.client_timezone = booking.client.timezone
     row.starts_at = booking.start
     row.ends_at = booking.end
     row.buffer_before_minutes = booking.buffer_before_minutes
@@ -260,6 +267,7 @@ def booking_to_row(booking: Booking, row: BookingRow) -> None:
     row.notes = booking.notes
     row.manage_token_hash = booking.manage_token_hash
     row.cancel_reason = booking.cancel_reason
+    row.sequence = booking.sequence
     row.created_at = booking.created_at
     row.updated_at = booking.updated_at
 

@@ -67,7 +67,16 @@ from booking_core.errors import (
     UserNotFound,
 )
 from booking_core.jobs import Job, JobStatus
-from booking_core.model import Booking, Interval, Money, Payment, Practitioner, Role, User
+from booking_core.model import (
+    Booking,
+    BookingStatus,
+    Interval,
+    Money,
+    Payment,
+    Practitioner,
+    Role,
+    User,
+)
 from booking_core.ports import BookingFilter, IdempotencyRecord
 
 SessionSource = Callable[[], Session]
@@ -424,6 +433,12 @@ class SqlAlchemyBookingRepository:
         )
         return self._many(stmt)
 
+    def count_by_status(self) -> dict[BookingStatus, int]:
+        with translated(self._where):
+            stmt = sa.select(BookingRow.status, sa.func.count()).group_by(BookingRow.status)
+            rows = self._session().execute(stmt).all()
+        return {BookingStatus(status): count for status, count in rows}
+
 
 class SqlAlchemyUserRepository:
     def __init__(self, session: SessionSource, where: str) -> None:
@@ -721,6 +736,20 @@ class SqlAlchemyOutbox:
                 stmt = stmt.where(OutboxJobRow.status == status)
             rows = self._session().scalars(stmt, execution_options=_FRESH).all()
             return [job_from_row(row) for row in rows]
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        with translated(self._where):
+            stmt = sa.select(OutboxJobRow.status, sa.func.count()).group_by(OutboxJobRow.status)
+            rows = self._session().execute(stmt).all()
+        return {JobStatus(status): count for status, count in rows}
+
+    def oldest_due(self, now: datetime) -> datetime | None:
+        with translated(self._where):
+            stmt = sa.select(sa.func.min(OutboxJobRow.run_at)).where(
+                sa.text("status = 'pending'"), OutboxJobRow.run_at <= now
+            )
+            found: datetime | None = self._session().execute(stmt).scalar_one()
+        return found
 
     def get(self, job_id: int) -> Job | None:
         with translated(self._where):

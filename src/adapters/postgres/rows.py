@@ -288,6 +288,7 @@ class BookingRow(RowBase):
     client_name: Mapped[str]
     client_email: Mapped[str]
     client_phone: Mapped[str | None]
+    client_timezone: Mapped[str | None]
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
     buffer_before_minutes: Mapped[int] = mapped_column(server_default="0")
@@ -312,6 +313,7 @@ class BookingRow(RowBase):
     notes: Mapped[str] = mapped_column(server_default="")
     manage_token_hash: Mapped[str] = mapped_column(server_default="")
     cancel_reason: Mapped[str] = mapped_column(server_default="")
+    sequence: Mapped[int] = mapped_column(server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column()

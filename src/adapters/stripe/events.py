@@ -59,6 +59,11 @@ def parse_stripe_event(body: dict[str, object]) -> PaymentEvent:
     if obj.get("object") in ("refund", "charge"):
         intent = obj.get("payment_intent")
         refund_id = obj.get("id") if obj.get("object") == "refund" else None
+        refunded = None
+        currency = obj.get("currency")
+        if obj.get("object") == "charge" and obj.get("amount_refunded") is not None and currency:
+            # charge.amount_refunded: everything refunded on the charge so far (partial or not).
+            refunded = Money(int(str(obj["amount_refunded"])), str(currency))
         return PaymentEvent(
             id=event_id,
             type=kind,
@@ -66,6 +71,7 @@ def parse_stripe_event(body: dict[str, object]) -> PaymentEvent:
             payment_intent_id=str(intent) if intent else None,
             refund_id=str(refund_id) if refund_id else None,
             refund_status=str(obj.get("status") or "") or None,
+            refunded=refunded,
             livemode=livemode,
         )
     return PaymentEvent(id=event_id, type=kind, created=created, livemode=livemode)

@@ -92,6 +92,9 @@ class StripePaymentGateway:
         # Stripe and writes ~/.config/stripe/telemetry_id.
         stripe.enable_telemetry = False
         self._webhook_secret = webhook_secret
+        # Live keys (sk_live_, rk_live_) see live events only; a test-mode event signed with
+        # this endpoint's secret is refused, and the reverse (Stripe keeps the modes apart).
+        self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
         self._base_url = base_url.rstrip("/")
         self.bulkhead = bulkhead or Bulkhead(16)
         self.breaker = breaker or CircuitBreaker(threshold=5, cooldown=30.0)
@@ -353,9 +356,21 @@ class StripePaymentGateway:
             raise InvalidPayload("the webhook body is not a Stripe event") from exc
         try:
             # StripeObject stopped being a dict in stripe 15; to_dict() gives plain JSON values.
-            return parse_stripe_event(event.to_dict())
+            parsed = parse_stripe_event(event.to_dict())
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidPayload(f"the Stripe event is malformed: {type(exc).__name__}") from exc
+        if parsed.livemode is not self.livemode:
+            mode = "live" if parsed.livemode else "test"
+            key_mode = "live" if self.livemode else "test"
+            log.warning(
+                "refused Stripe event %s (%s): a %s-mode event for a %s-mode key",
+                parsed.id,
+                parsed.type,
+                mode,
+                key_mode,
+            )
+            raise InvalidPayload(f"a {mode}-mode event does not belong to this {key_mode}-mode key")
+        return parsed
 
 
 def _signed_at(header: str) -> int | None:

@@ -63,8 +63,10 @@ from booking_core.usecases.cancellation import (
     CancellationQuote,
     Cancelled,
     RescheduleBooking,
+    apply_calendar_move,
     cancel_booking,
     handle_calendar_cancellation,
+    handle_calendar_reschedule,
     quote_cancellation,
     reschedule_booking,
 )
@@ -75,7 +77,9 @@ from booking_core.usecases.housekeeping import (
     expire_stale_holds,
     reconcile_payments,
 )
+from booking_core.usecases.operations import OperationalCounts, operational_counts
 from booking_core.usecases.payments import PaymentOutcome, handle_payment_event, issue_refund
+from booking_core.usecases.recovery import request_manage_links, send_manage_links
 
 # The job kinds under their former names, for callers written before JobKind.
 JOB_EMAIL = JobKind.EMAIL
@@ -106,6 +110,7 @@ __all__ = [
     "IssuedToken",
     "JobNotFound",
     "NewPractitioner",
+    "OperationalCounts",
     "PaymentOutcome",
     "Reconciled",
     "RequestBooking",
@@ -114,6 +119,7 @@ __all__ = [
     "actor_for_bearer",
     "add_service",
     "add_time_off",
+    "apply_calendar_move",
     "authorize_booking",
     "cancel_booking",
     "change_role",
@@ -128,6 +134,7 @@ __all__ = [
     "get_booking",
     "get_practitioner",
     "handle_calendar_cancellation",
+    "handle_calendar_reschedule",
     "handle_payment_event",
     "issue_api_token",
     "issue_refund",
@@ -141,15 +148,18 @@ __all__ = [
     "list_practitioners",
     "list_users",
     "mark_no_show",
+    "operational_counts",
     "quote_cancellation",
     "reconcile_payments",
     "release_idempotency_key",
     "remove_time_off",
     "request_booking",
     "request_booking_once",
+    "request_manage_links",
     "reschedule_booking",
     "retry_job",
     "revoke_api_token",
+    "send_manage_links",
     "set_working_hours",
     "update_practitioner",
     "update_service",

@@ -27,6 +27,7 @@ from booking_core.model import (
     Practitioner,
     Service,
 )
+from booking_core.notifications import link_token_matches
 from booking_core.policy import BookingRules, new_manage_token, token_matches
 from booking_core.ports import (
     BookingFilter,
@@ -331,11 +332,17 @@ def _release_hold(booking_id: int, *, uow: UnitOfWork, clock: Clock, reason: str
             uow.commit()
 
 
-def authorize_booking(booking_id: int, token: str, *, uow: UnitOfWork) -> Booking:
-    """The booking if ``token`` is its manage token; BookingNotFound otherwise (no probing ids)."""
+def authorize_booking(
+    booking_id: int, token: str, *, uow: UnitOfWork, rules: BookingRules | None = None
+) -> Booking:
+    """The booking if ``token`` is its manage token, or the token of the manage link its mails
+    carry (signed with ``rules.link_secret``); BookingNotFound otherwise (no probing ids)."""
     with uow:
         booking = uow.bookings.get(booking_id)
-    if booking is None or not token_matches(token, booking.manage_token_hash):
+    if booking is None or not (
+        token_matches(token, booking.manage_token_hash)
+        or (rules is not None and link_token_matches(rules.link_secret, booking, token))
+    ):
         raise BookingNotFound(f"no booking with id {booking_id}")
     return booking
 

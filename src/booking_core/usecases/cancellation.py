@@ -24,6 +24,7 @@ from booking_core.model import (
     Refund,
     RefundStatus,
 )
+from booking_core.notifications import NotificationKind, enqueue_notification, enqueue_reminder
 from booking_core.policy import BookingRules
 from booking_core.ports import (
     CalendarGateway,
@@ -67,7 +68,7 @@ def handle_calendar_cancellation(
         payload = {"booking_id": booking.id}
         if was is BookingStatus.CONFIRMED and booking.payment_intent_id:
             decide_refund(booking, booking.price, uow, now, reason="practitioner_cancelled")
-            uow.outbox.add(JobKind.EMAIL, {**payload, "template": "cancelled"}, now)
+            enqueue_notification(uow, NotificationKind.CANCELLED, booking, now)
         if was is BookingStatus.PENDING and booking.checkout_session_id:
             uow.outbox.add(
                 JobKind.EXPIRE_CHECKOUT, {**payload, "session_id": booking.checkout_session_id}, now
@@ -76,6 +77,108 @@ def handle_calendar_cancellation(
         uow.commit()
     calendar.invalidate(booking.practitioner_id)
     return PaymentOutcome.CANCELLED
+
+
+def handle_calendar_reschedule(
+    event_id: str,
+    old_uid: str,
+    new_uid: str,
+    new_start: datetime,
+    *,
+    uow: UnitOfWork,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+) -> str:
+    """The booking was moved in the external calendar (Cal.com BOOKING_RESCHEDULED): move ours.
+
+    ``old_uid`` is the calendar booking we knew, ``new_uid`` the one the move made. A move we
+    asked for ourselves (our start already equal) only records the new uid. When the new time
+    is taken here (the no-overlap rule) or the booking has started, nothing moves: a job is
+    queued that parks itself with the reason, for an admin to resolve (its retry tries the move
+    again). Processed once per ``event_id`` (recorded with the move, or with the parked job);
+    returns "rescheduled", "parked" or a PaymentOutcome value (DUPLICATE, UNKNOWN_BOOKING,
+    IGNORED).
+    """
+    now = clock.now()
+    new_start = _aware_utc(new_start, "start")
+    key = f"calendar:{event_id}"
+    with uow:
+        booking = uow.bookings.get_by_calendar_uid(old_uid) or uow.bookings.get_by_calendar_uid(
+            new_uid
+        )
+        if booking is None or not booking.occupies_calendar:
+            if not uow.payment_events.record(key, "calendar.rescheduled", now):
+                return PaymentOutcome.DUPLICATE
+            uow.commit()
+            return PaymentOutcome.UNKNOWN_BOOKING if booking is None else PaymentOutcome.IGNORED
+    booking_id = _id(booking)
+    try:
+        applied = apply_calendar_move(
+            booking_id,
+            new_uid,
+            new_start,
+            uow=uow,
+            calendar=calendar,
+            clock=clock,
+            rules=rules,
+            event_id=key,
+        )
+    except (SlotUnavailable, InvalidTransition) as exc:
+        with uow:
+            if not uow.payment_events.record(key, "calendar.rescheduled", now):
+                return PaymentOutcome.DUPLICATE
+            uow.outbox.add(
+                JobKind.CALENDAR_MOVED,
+                {"booking_id": booking_id, "uid": new_uid, "start": new_start.isoformat()},
+                now,
+                unique_key=f"calendar-moved:{booking_id}:{new_uid}",
+            )
+            uow.commit()
+        log.warning("booking %s moved in Cal.com to a time not free here: %s", booking_id, exc)
+        return "parked"
+    return "rescheduled" if applied else PaymentOutcome.DUPLICATE
+
+
+def apply_calendar_move(
+    booking_id: int,
+    new_uid: str,
+    new_start: datetime,
+    *,
+    uow: UnitOfWork,
+    calendar: CalendarGateway,
+    clock: Clock,
+    rules: BookingRules,
+    event_id: str | None = None,
+) -> bool:
+    """Move booking ``booking_id`` to ``new_start`` as the external calendar did (same length),
+    record ``new_uid``, and tell both sides; with ``event_id``, record that event in the same
+    transaction (False, and nothing done, when it was recorded before).
+
+    Raises SlotUnavailable (the time is taken here), InvalidTransition (it has started).
+    """
+    now = clock.now()
+    with uow:
+        if event_id is not None and not uow.payment_events.record(
+            event_id, "calendar.rescheduled", now
+        ):
+            return False
+        booking = _get(uow, booking_id)
+        if not booking.occupies_calendar:
+            uow.commit()
+            return True  # cancelled or expired meanwhile: nothing to move
+        moved = booking.start != new_start
+        if moved:
+            booking.reschedule(new_start, at=now)
+        if booking.calendar_uid != new_uid:
+            booking.sync_calendar(new_uid, at=now)
+        uow.bookings.save(booking)  # the no-overlap rule has the last word
+        if moved and booking.status is BookingStatus.CONFIRMED:
+            enqueue_notification(uow, NotificationKind.RESCHEDULED, booking, now)
+            enqueue_reminder(uow, booking, now, rules.reminder_hours_before)
+        uow.commit()
+    calendar.invalidate(booking.practitioner_id)
+    return True
 
 
 @frozen
@@ -137,10 +240,19 @@ def cancel_booking(
         if cmd.refund_amount and not paid:
             raise RefundExceedsCapture(f"booking {booking.id} has no captured payment to refund")
         if paid:
+            captured = uow.ledger.get(booking.payment_intent_id or "")
+            refundable = captured.refundable if captured is not None else booking.price.amount
             if cmd.refund_amount is not None:
+                if cmd.refund_amount > refundable:
+                    raise RefundExceedsCapture(
+                        f"booking {booking.id}: at most {refundable} can still be refunded"
+                    )
                 amount = Money(cmd.refund_amount, booking.price.currency)
             else:
                 amount = rules.refund_for_cancellation(booking, now, override=cmd.refund_override)
+                if refundable < amount.amount:
+                    # Part was refunded at the provider already (charge.refunded): the rest only.
+                    amount = Money(max(refundable, 0), amount.currency)
             if amount.amount > 0:
                 decide_refund(
                     booking, amount, uow, now, reason="cancelled", run_at=now + timedelta(minutes=1)
@@ -152,7 +264,7 @@ def cancel_booking(
         if booking.calendar_uid:
             uow.outbox.add(JobKind.CALENDAR_CANCEL, {**payload, "uid": booking.calendar_uid}, now)
         if was is BookingStatus.CONFIRMED:
-            uow.outbox.add(JobKind.EMAIL, {**payload, "template": "cancelled"}, now)
+            enqueue_notification(uow, NotificationKind.CANCELLED, booking, now)
         uow.bookings.save(booking)
         if actor is not None:
             admin.record(
@@ -228,9 +340,8 @@ def reschedule_booking(
                 now,
             )
         if booking.status is BookingStatus.CONFIRMED:
-            uow.outbox.add(
-                JobKind.EMAIL, {"booking_id": booking.id, "template": "rescheduled"}, now
-            )
+            enqueue_notification(uow, NotificationKind.RESCHEDULED, booking, now)
+            enqueue_reminder(uow, booking, now, rules.reminder_hours_before)
         uow.commit()
     calendar.invalidate(booking.practitioner_id)
     return booking

@@ -353,6 +353,8 @@ def _settle_one_expired(
 ) -> str:
     session_id = hold.checkout_session_id
     if session_id:
+        if _awaiting_until(uow, hold) > now:
+            return "skipped"  # a delayed payment method: its async event is awaited, not polled
         try:
             state = payments.expire_checkout(session_id)
         except CheckoutNotFound:
@@ -385,8 +387,41 @@ def _settle_one_expired(
             info = _retrieve(payments, session_id, now)
             if info is not None and _confirm_if_paid(hold, info, uow, calendar, clock, rules):
                 return "confirmed"
+            if info is not None:
+                _await_async_payment(uow, hold, now)
             return "skipped"  # complete but not paid yet: async_payment_* decides
     return "released" if _release(uow, calendar, clock, _id(hold), "hold expired") else "skipped"
+
+
+# A checkout completed with a delayed payment method (a bank debit: days, not minutes) is
+# looked at again after these waits, doubling, until async_payment_succeeded/failed arrives
+# (the webhook, or the missed-event recovery above) settles it.
+AWAIT_FIRST = timedelta(minutes=5)
+AWAIT_CAP = timedelta(hours=6)
+
+
+def _awaiting_key(hold: Booking) -> str:
+    return f"payments.awaiting:{hold.id}"
+
+
+def _awaiting_until(uow: UnitOfWork, hold: Booking) -> datetime:
+    """When the reconciler may ask the provider about this hold again (the distant past when
+    it has never found it waiting). Shared by every worker: kept in the cursor store."""
+    with uow:
+        stored = uow.cursors.get(_awaiting_key(hold))
+    if not stored:
+        return datetime.min.replace(tzinfo=UTC)
+    return datetime.fromisoformat(stored.split("|", 1)[1])
+
+
+def _await_async_payment(uow: UnitOfWork, hold: Booking, now: datetime) -> None:
+    with uow:
+        stored = uow.cursors.get(_awaiting_key(hold))
+        checks = int(stored.split("|", 1)[0]) + 1 if stored else 1
+        wait = min(AWAIT_CAP, AWAIT_FIRST * 2 ** (checks - 1))
+        uow.cursors.set(_awaiting_key(hold), f"{checks}|{(now + wait).isoformat()}")
+        uow.commit()
+    log.info("booking %s: payment is on its way (delayed method); next look in %s", hold.id, wait)
 
 
 def _release(

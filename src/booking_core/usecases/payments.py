@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from booking_core.errors import (
     PaymentFailed,
@@ -19,6 +19,7 @@ from booking_core.model import (
     Refund,
     RefundStatus,
 )
+from booking_core.notifications import NotificationKind, enqueue_notification, enqueue_reminder
 from booking_core.policy import BookingRules
 from booking_core.ports import (
     CalendarGateway,
@@ -245,16 +246,49 @@ def _after_confirmation(
 ) -> None:
     payload = {"booking_id": booking.id}
     uow.outbox.add(JobKind.CALENDAR_CREATE, payload, now)
-    uow.outbox.add(JobKind.EMAIL, {**payload, "template": "confirmed"}, now)
-    remind_at = booking.start - timedelta(hours=rules.reminder_hours_before)
-    if remind_at > now:
-        uow.outbox.add(JobKind.EMAIL, {**payload, "template": "reminder"}, remind_at)
+    enqueue_notification(uow, NotificationKind.CONFIRMED, booking, now)
+    enqueue_reminder(uow, booking, now, rules.reminder_hours_before)
+
+
+def _apply_charge_refunded(
+    event: PaymentEvent, booking: Booking, uow: UnitOfWork, now: datetime
+) -> str:
+    """charge.refunded says how much of the charge is refunded in all (``event.refunded``),
+    ours or made at the provider (its dashboard): the ledger counts what it did not know of, so
+    a partial refund is recorded as partial; the booking's own refund decision is marked
+    succeeded only once the charge's refunds cover it."""
+    intent = event.payment_intent_id or ""
+    total = event.refunded
+    changed = False
+    entry = uow.ledger.get(intent)
+    if total is not None and entry is not None and total.amount > entry.refunded:
+        extra = Money(total.amount - entry.refunded, total.currency)
+        try:
+            uow.ledger.add_refund(intent, extra, now)
+            changed = True
+            log.info(
+                "booking %s: %s %s refunded at the provider",
+                booking.id,
+                extra.amount,
+                extra.currency,
+            )
+        except RefundExceedsCapture as exc:
+            log.error("booking %s: a refund at the provider is not counted: %s", booking.id, exc)
+    refund = booking.refund
+    covered = total is None or (refund is not None and total.amount >= refund.amount.amount)
+    if refund is not None and covered and refund.status is not RefundStatus.SUCCEEDED:
+        booking.update_refund(at=now, status=RefundStatus.SUCCEEDED, provider_id=event.refund_id)
+        uow.bookings.save(booking)
+        changed = True
+    return PaymentOutcome.REFUND_UPDATED if changed else PaymentOutcome.IGNORED
 
 
 def _apply_refund_event(event: PaymentEvent, uow: UnitOfWork, now: datetime) -> str:
     if not event.payment_intent_id:
         return PaymentOutcome.IGNORED
     booking = uow.bookings.get_by_payment_intent(event.payment_intent_id)
+    if booking is not None and event.type == PaymentEventType.CHARGE_REFUNDED:
+        return _apply_charge_refunded(event, booking, uow, now)
     if booking is None or booking.refund is None:
         return PaymentOutcome.IGNORED
     status = {
@@ -262,8 +296,6 @@ def _apply_refund_event(event: PaymentEvent, uow: UnitOfWork, now: datetime) -> 
         "failed": RefundStatus.FAILED,
         "canceled": RefundStatus.FAILED,
     }.get(event.refund_status or "")
-    if event.type == PaymentEventType.CHARGE_REFUNDED:
-        status = RefundStatus.SUCCEEDED
     if event.type == PaymentEventType.REFUND_FAILED:
         status = RefundStatus.FAILED
     if status is None or booking.refund.status is status:

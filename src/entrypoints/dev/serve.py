@@ -53,7 +53,7 @@ def serve(settings: Settings, *, host: str, port: int, worker: bool = True) -> N
     from entrypoints.flask_app import create_app
     from entrypoints.web.headers import QuietRequestHandler
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     if settings.base_url == "http://localhost:3000" and port != 3000:
         # BASE_URL left at its default: links (checkout, success page) must point at this port.
         settings = attrs.evolve(settings, base_url=f"http://localhost:{port}")

@@ -248,6 +248,29 @@ def _created(body: dict[str, Any]) -> Response:
     return response
 
 
+@bp.post("/api/bookings/recover")
+@operation(
+    "Mail me my booking links again",
+    body=sc.RecoverRequest,
+    description="Always 202, whether or not the address has bookings: the links of its upcoming "
+    "bookings go out by mail (at most once an hour per address).",
+    responses={
+        202: ("accepted; mail follows if the address has upcoming bookings", sc.Accepted),
+        400: problem("bad_request: malformed JSON"),
+        422: problem("validation_error"),
+        429: problem("rate_limited"),
+    },
+)
+def recover_links() -> Response:
+    body = sc.parse(sc.RecoverRequest, json_body(), detail="invalid recovery request")
+    d = deps()
+    uc.request_manage_links(body.email, uow=d.uow(), clock=d.clock)
+    response = jsonify(sc.Accepted(accepted=True).body())
+    response.status_code = 202
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _authorized_booking(booking_id: int) -> tuple[Booking, bool]:
     """The booking and whether the caller is an admin; 401 without a token, 404 for a wrong one."""
     token = bearer_token()
@@ -256,7 +279,7 @@ def _authorized_booking(booking_id: int) -> tuple[Booking, bool]:
     d = deps()
     if is_admin_token(token):
         return uc.get_booking(booking_id, uow=d.uow()), True
-    return uc.authorize_booking(booking_id, token, uow=d.uow()), False
+    return uc.authorize_booking(booking_id, token, uow=d.uow(), rules=d.rules), False
 
 
 _BOOKING_ERRORS = {

@@ -1,4 +1,5 @@
-"""Inbound Cal.com webhook: a practitioner who cancels in Cal.com cancels (and refunds) ours."""
+"""Inbound Cal.com webhook: a practitioner who cancels in Cal.com cancels (and refunds) ours;
+a move there moves ours."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ bp = Blueprint("calendar", __name__)
 log = logging.getLogger(__name__)
 
 _CANCELLED = "BOOKING_CANCELLED"
+_RESCHEDULED = "BOOKING_RESCHEDULED"
 SIGNATURE_HEADER = "X-Cal-Signature-256"  # Cal.com's name for the body's HMAC-SHA256
 
 
 @bp.post("/api/webhooks/calcom")
 @operation(
-    "Cal.com webhook (X-Cal-Signature-256); BOOKING_CANCELLED cancels ours",
+    "Cal.com webhook (X-Cal-Signature-256); BOOKING_CANCELLED cancels ours, "
+    "BOOKING_RESCHEDULED moves it (or parks the move for an admin when the time is taken)",
     raw_body=True,
     headers=(
         Header(
@@ -43,6 +46,22 @@ def calcom_webhook() -> Response:
     if event.trigger_event == _CANCELLED and event.uid:
         outcome = uc.handle_calendar_cancellation(
             event.dedup_id, event.uid, uow=d.uow(), calendar=d.calendar, clock=d.clock
+        )
+    elif (
+        event.trigger_event == _RESCHEDULED
+        and event.uid
+        and event.reschedule_uid
+        and event.start is not None
+    ):
+        outcome = uc.handle_calendar_reschedule(
+            event.dedup_id,
+            event.reschedule_uid,
+            event.uid,
+            event.start,
+            uow=d.uow(),
+            calendar=d.calendar,
+            clock=d.clock,
+            rules=d.rules,
         )
     else:
         outcome = uc.PaymentOutcome.IGNORED

@@ -16,6 +16,8 @@ from entrypoints.web.common import silent_json
 
 # The views these limits guard; both count only booking creation, not reads.
 LIMITED_ENDPOINT = "api.create_booking"
+# Link recovery mails a client: limited per IP (the core adds one mailing per address an hour).
+RECOVER_ENDPOINT = "api.recover_links"
 
 # Set on ``flask.g`` (by mark_replayed) when an answer is a stored Idempotency-Key replay.
 _REPLAYED = "booking_idempotent_replay"
@@ -75,7 +77,8 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
     429 with Retry-After; no other answer carries rate-limit headers.
     """
     per_ip, per_email = settings.ratelimit_bookings_per_ip, settings.ratelimit_bookings_per_email
-    if _off(per_ip) and _off(per_email):
+    per_ip_recover = settings.ratelimit_recover_per_ip
+    if _off(per_ip) and _off(per_email) and _off(per_ip_recover):
         return None
     limiter = Limiter(
         key_func=get_remote_address,
@@ -98,5 +101,10 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
             deduct_when=_created_a_hold,
         )(view)
     app.view_functions[LIMITED_ENDPOINT] = view
+    recover: Any = app.view_functions.get(RECOVER_ENDPOINT)
+    if recover is not None and not _off(per_ip_recover):
+        app.view_functions[RECOVER_ENDPOINT] = limiter.limit(
+            per_ip_recover, scope="recover-per-ip"
+        )(recover)
     app.extensions["booking_limiter"] = limiter
     return limiter

@@ -368,7 +368,9 @@ def _authorised(booking_id: int, token: str | None) -> Booking | None:
     if not token:
         return None
     try:
-        return uc.authorize_booking(booking_id, token, uow=deps().uow())
+        # The manage token of the booking answer, or the signed token of the link in its mails.
+        d = deps()
+        return uc.authorize_booking(booking_id, token, uow=d.uow(), rules=d.rules)
     except BookingNotFound:
         return None
 

@@ -7,6 +7,8 @@ import logging
 from flask import Blueprint, Response, jsonify, request
 
 from booking_core import usecases as uc
+from booking_core.errors import BookingError
+from entrypoints.metrics import WEBHOOK_EVENTS
 from entrypoints.web.common import check_webhook_body, deps
 from entrypoints.web.openapi import WEBHOOK_RESPONSES, Header, operation
 
@@ -37,7 +39,14 @@ def stripe_webhook() -> Response:
     d = deps()
     payload = request.get_data(cache=False)
     signature = request.headers.get("Stripe-Signature")
-    check_webhook_body(payload, signature)
-    event = d.payments.parse_event(payload, signature)
-    uc.handle_payment_event(event, uow=d.uow(), calendar=d.calendar, clock=d.clock, rules=d.rules)
+    try:
+        check_webhook_body(payload, signature)
+        event = d.payments.parse_event(payload, signature)
+    except BookingError as refused:  # a bad signature or payload: counted, then a problem
+        WEBHOOK_EVENTS.labels(type="unverified", outcome=refused.code).inc()
+        raise
+    outcome = uc.handle_payment_event(
+        event, uow=d.uow(), calendar=d.calendar, clock=d.clock, rules=d.rules
+    )
+    WEBHOOK_EVENTS.labels(type=event.type, outcome=outcome).inc()
     return jsonify(received=True)

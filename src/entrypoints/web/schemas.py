@@ -8,8 +8,10 @@ learn about JSON: the ``*_json`` functions below map them onto these models.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+import zoneinfo
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
@@ -238,6 +240,34 @@ Phone = Annotated[
     AfterValidator(_phone),
     WithJsonSchema({"type": "string", "pattern": PHONE_PATTERN, "maxLength": 32}),
 ]
+TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
+
+
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _timezone(value: str) -> str:
+    if not re.fullmatch(TIMEZONE_PATTERN, value) or value not in _known_zones():
+        raise _fail("must be an IANA time zone such as Europe/London")
+    return value
+
+
+TimeZoneName = Annotated[
+    str,
+    Field(strict=True, min_length=1, max_length=64),
+    AfterValidator(_timezone),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "pattern": TIMEZONE_PATTERN,
+            "description": "IANA time zone, e.g. Europe/London",
+        }
+    ),
+]
 Notes = Annotated[
     str,
     Field(strict=True, max_length=2000),
@@ -297,9 +327,17 @@ class ClientIn(Request):
     name: Name
     email: Email
     phone: Phone | None = None
+    timezone: Annotated[
+        TimeZoneName | None,
+        Field(description="the client's IANA time zone: their mails tell times in it"),
+    ] = None
 
     def to_domain(self) -> Client:
-        return Client(name=self.name, email=self.email, phone=self.phone)
+        return Client(name=self.name, email=self.email, phone=self.phone, timezone=self.timezone)
+
+
+class RecoverRequest(Request):
+    email: Email
 
 
 class BookingRequest(Request):
@@ -527,6 +565,7 @@ class ClientOut(Response):
     name: str
     email: str
     phone: str | None
+    timezone: str | None
 
 
 class RefundOut(Response):
@@ -603,6 +642,10 @@ class Received(Response):
     received: Literal[True]
 
 
+class Accepted(Response):
+    accepted: Literal[True]
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details with our stable ``code``."""
 
@@ -672,7 +715,10 @@ def booking_out(booking: Booking) -> BookingOut:
         start=booking.start,
         end=booking.end,
         client=ClientOut(
-            name=booking.client.name, email=booking.client.email, phone=booking.client.phone
+            name=booking.client.name,
+            email=booking.client.email,
+            phone=booking.client.phone,
+            timezone=booking.client.timezone,
         ),
         price=money(booking.price),
         hold_expires_at=booking.hold_expires_at,

@@ -1,15 +1,16 @@
-"""Email notifiers: SMTP for real mail, a logging one for development (addresses masked)."""
+"""Senders: SMTP for real mail, a logging one for development (addresses masked)."""
 
 from __future__ import annotations
 
 import logging
 import smtplib
 import ssl
-from email.message import EmailMessage
+from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
+from adapters.email.render import MailRenderer, RenderedMail
 from booking_core.errors import ExternalServiceError
-from booking_core.ports import Message
+from booking_core.notifications import Notification
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,17 @@ def mask_email(address: str) -> str:
 
 
 class LoggingNotifier:
-    """Writes a line per message instead of sending it (no SMTP_URL configured)."""
+    """Renders each mail (so a template error shows in development) and writes a line instead
+    of sending it (no SMTP_URL configured)."""
 
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
+    def __init__(self, renderer: MailRenderer | None = None) -> None:
+        self.renderer = renderer or MailRenderer(base_url="http://localhost:3000")
+        self.sent: list[RenderedMail] = []
 
-    def send(self, message: Message) -> None:
-        self.sent.append(message)
-        log.info("email (not sent, no SMTP_URL) to %s: %s", mask_email(message.to), message.subject)
+    def notify(self, notification: Notification) -> None:
+        for mail in self.renderer.render(notification, stamp=datetime.now(UTC)):
+            self.sent.append(mail)
+            log.info("email (not sent, no SMTP_URL) to %s: %s", mask_email(mail.to), mail.subject)
 
 
 class SmtpNotifier:
@@ -44,6 +48,7 @@ class SmtpNotifier:
         host: str,
         port: int,
         mail_from: str,
+        renderer: MailRenderer,
         username: str | None = None,
         password: str | None = None,
         implicit_tls: bool = False,
@@ -52,13 +57,14 @@ class SmtpNotifier:
         self.host = host
         self.port = port
         self.mail_from = mail_from
+        self.renderer = renderer
         self._username = username
         self._password = password
         self._implicit_tls = implicit_tls
         self._timeout = timeout
 
     @classmethod
-    def from_url(cls, url: str, *, mail_from: str) -> SmtpNotifier:
+    def from_url(cls, url: str, *, mail_from: str, renderer: MailRenderer) -> SmtpNotifier:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("SMTP_URL must look like smtp://user:password@host:587")
@@ -67,17 +73,18 @@ class SmtpNotifier:
             host=parts.hostname,
             port=parts.port or (465 if implicit else 587),
             mail_from=mail_from,
+            renderer=renderer,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             implicit_tls=implicit,
         )
 
-    def send(self, message: Message) -> None:
-        email = EmailMessage()
-        email["From"] = self.mail_from
-        email["To"] = message.to
-        email["Subject"] = message.subject
-        email.set_content(message.body)
+    def notify(self, notification: Notification) -> None:
+        for mail in self.renderer.render(notification, stamp=datetime.now(UTC)):
+            self._send(mail)
+
+    def _send(self, mail: RenderedMail) -> None:
+        message = mail.to_message(self.mail_from)
         try:
             if self._implicit_tls:
                 context = ssl.create_default_context()
@@ -91,9 +98,9 @@ class SmtpNotifier:
                     smtp.starttls(context=ssl.create_default_context())
                 if self._username:
                     smtp.login(self._username, self._password or "")
-                smtp.send_message(email)
+                smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise ExternalServiceError(
                 f"could not send mail through {self.host}:{self.port}: {type(exc).__name__}"
             ) from exc
-        log.info("email sent to %s: %s", mask_email(message.to), message.subject)
+        log.info("email sent to %s: %s", mask_email(mail.to), mail.subject)
