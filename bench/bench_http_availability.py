@@ -1,9 +1,11 @@
-"""Load: GET /api/practitioners/{id}/availability under gunicorn vs a bare Flask endpoint.
+"""Load: GET /api/practitioners/{id}/availability and the page GET /p/{id} under gunicorn, vs a
+bare Flask endpoint.
 
 Both run under the same gunicorn settings on the same database (DATABASE_URL, or an embedded
 PostgreSQL), seeded with the sample practitioners and a few hundred bookings, and are loaded by
 wrk (50 connections) when it is installed, else by a Python client. Prints requests/s, p50/p99
-latency for each, and the ratio (goal: >= 0.5, with our p99 under 50 ms).
+latency for each, and the ratio (goal: >= 0.5, with our p99 under 50 ms, the page's too: the
+page renders the same availability use case for a week, plus the HTML).
 
     python bench/bench_http_availability.py [--seconds 10] [--connections 50] [--workers 2]
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+AVAILABILITY = "/api/practitioners/2/availability"
 
 
 def free_port() -> int:
@@ -207,14 +210,16 @@ def main() -> None:
             f"{args.workers} workers x {args.threads} threads"
         )
         results = {}
-        for name, app in (
-            ("bare Flask + 1 query", "bare_app:create_app()"),
-            ("our availability", "entrypoints.flask_app:create_app()"),
+        ours_app = "entrypoints.flask_app:create_app()"
+        for name, app, path in (
+            ("bare Flask + 1 query", "bare_app:create_app()", AVAILABILITY),
+            ("our availability", ours_app, AVAILABILITY),
+            ("our page GET /p/2", ours_app, "/p/2"),
         ):
             port = free_port()
             process = start_gunicorn(app, port, env, args.workers, args.threads, ROOT / "bench")
             try:
-                target = f"http://127.0.0.1:{port}/api/practitioners/2/availability"
+                target = f"http://127.0.0.1:{port}{path}"
                 load(target, 2, args.connections)  # warm-up
                 results[name] = load(target, args.seconds, args.connections)
             finally:
@@ -229,6 +234,11 @@ def main() -> None:
         print(
             f"ratio (ours / bare): {ours['rps'] / bare['rps']:.2f}  (goal >= 0.50); "
             f"our p99 {ours['p99']:.1f} ms (goal < 50 ms)"
+        )
+        page = results["our page GET /p/2"]
+        print(
+            f"page / JSON availability: {page['rps'] / ours['rps']:.2f}; "
+            f"page p99 {page['p99']:.1f} ms (goal < 50 ms)"
         )
     finally:
         if server is not None:

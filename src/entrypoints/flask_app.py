@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from entrypoints.bootstrap import Deps, bootstrap
 from entrypoints.logs import REQUEST_ID, configure_logging
 from entrypoints.settings import Settings, SettingsError
-from entrypoints.web import admin, api, calendar, monitoring, openapi, pages, payments
+from entrypoints.web import admin, admin_pages, api, calendar, monitoring, openapi, pages, payments
 from entrypoints.web.auth import init_auth
 from entrypoints.web.common import refuse_unsafe_text
 from entrypoints.web.headers import install_security_headers
@@ -66,6 +66,7 @@ def create_app(deps: Deps | None = None, *, settings: Settings | None = None) ->
     app.register_blueprint(payments.bp)
     app.register_blueprint(calendar.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(admin_pages.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(monitoring.bp)
     init_auth(app, deps)

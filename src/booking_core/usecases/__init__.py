@@ -73,12 +73,14 @@ from booking_core.usecases.booking import (
 )
 from booking_core.usecases.cancellation import (
     CancelBooking,
+    CancellationQuote,
     Cancelled,
     RescheduleBooking,
     apply_calendar_move,
     cancel_booking,
     handle_calendar_cancellation,
     handle_calendar_reschedule,
+    quote_cancellation,
     reschedule_booking,
 )
 from booking_core.usecases.catalogue import get_practitioner, list_practitioners
@@ -116,6 +118,7 @@ __all__ = [
     "BookingPage",
     "BookingRequested",
     "CancelBooking",
+    "CancellationQuote",
     "Cancelled",
     "IdempotencyClaim",
     "IssuedToken",
@@ -166,6 +169,7 @@ __all__ = [
     "list_users",
     "mark_no_show",
     "operational_counts",
+    "quote_cancellation",
     "rank_candidates",
     "reconcile_payments",
     "release_idempotency_key",

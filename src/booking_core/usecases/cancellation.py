@@ -359,3 +359,27 @@ def reschedule_booking(
         uow.commit()
     calendar.invalidate(booking.practitioner_id)
     return booking
+
+
+@frozen
+class CancellationQuote:
+    """What cancelling a booking now would do, shown to the client before they confirm.
+
+    ``refund`` is None when nothing was paid (a pending hold is simply released), else the
+    amount the policy gives back (zero inside the cancellation window).
+    """
+
+    cancellable: bool
+    refund: Money | None
+    window_hours: int
+
+
+def quote_cancellation(booking: Booking, *, clock: Clock, rules: BookingRules) -> CancellationQuote:
+    """The client's cancellation of ``booking`` priced by the same rule ``cancel_booking`` uses."""
+    window = rules.cancellation_window_hours
+    if not booking.occupies_calendar:
+        return CancellationQuote(cancellable=False, refund=None, window_hours=window)
+    if booking.status is not BookingStatus.CONFIRMED or not booking.payment_intent_id:
+        return CancellationQuote(cancellable=True, refund=None, window_hours=window)
+    refund = rules.refund_for_cancellation(booking, clock.now())
+    return CancellationQuote(cancellable=True, refund=refund, window_hours=window)

@@ -23,10 +23,16 @@ def list_practitioners(*, uow: UnitOfWork) -> list[Practitioner]:
         return uow.practitioners.list(active_only=True)
 
 
-def get_practitioner(practitioner_id: int, *, uow: UnitOfWork) -> Practitioner:
-    """Raises PractitionerNotFound for an unknown or inactive practitioner."""
+def get_practitioner(
+    practitioner_id: int, *, uow: UnitOfWork, max_age: float = 0.0
+) -> Practitioner:
+    """Raises PractitionerNotFound for an unknown or inactive practitioner.
+
+    ``max_age`` > 0 accepts a copy that old (a display next to availability, which reads the
+    schedule with the same allowance); 0 reads the current state.
+    """
     with uow:
-        practitioner = uow.practitioners.get(practitioner_id)
+        practitioner = uow.practitioners.get(practitioner_id, max_age=max_age)
     if practitioner is None or not practitioner.active:
         raise PractitionerNotFound(f"no practitioner with id {practitioner_id}")
     return practitioner

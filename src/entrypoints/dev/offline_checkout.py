@@ -496,6 +496,7 @@ def _gateway() -> OfflineCheckoutGateway:
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Offline checkout</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/pages.css"></head>
 <body><h1>Offline checkout</h1>
 <div class="card">

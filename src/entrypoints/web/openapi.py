@@ -29,8 +29,11 @@ bp = Blueprint("docs", __name__)
 _STATIC = Path(__file__).parent / "static"
 
 HTML: Literal["html"] = "html"
+# A page's refusal: its own HTML page, or the app's problem when the request never reaches the
+# view (an id the converter refuses: 404; a control character in the query: 422).
+HTML_OR_PROBLEM: Literal["html-or-problem"] = "html-or-problem"
 # A response body: a model, an HTML page, (media type, schema) for anything else, or none.
-Body = type[BaseModel] | Literal["html"] | tuple[str, Mapping[str, Any]] | None
+Body = type[BaseModel] | Literal["html", "html-or-problem"] | tuple[str, Mapping[str, Any]] | None
 F = TypeVar("F", bound=Callable[..., Any])
 
 _REF = "#/components/schemas/{model}"
@@ -229,6 +232,11 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             answer: dict[str, Any] = {"description": description}
             if shape == HTML:
                 answer["content"] = _content("text/html", {"type": "string"})
+            elif shape == HTML_OR_PROBLEM:
+                answer["content"] = {
+                    **_content("text/html", {"type": "string"}),
+                    **_content("application/problem+json", ref(schemas.Problem, "serialization")),
+                }
             elif shape is schemas.Problem:
                 answer["content"] = _content(
                     "application/problem+json", ref(schemas.Problem, "serialization")

@@ -207,6 +207,7 @@ def _query_count(value: object) -> object:
 
 
 _ID_SCHEMA = {"type": "integer", "minimum": MIN_ID, "maximum": MAX_ID}
+ID_SCHEMA = _ID_SCHEMA  # for query models declared next to their pages
 _DATETIME_SCHEMA = {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN}
 
 # An id in a JSON body: an integer, never a string, float or boolean.
