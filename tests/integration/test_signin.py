@@ -522,6 +522,18 @@ def test_without_oauth_settings_login_is_a_clear_503_and_the_admin_token_works(
     assert ok.status_code == 200
 
 
+def test_sign_in_not_configured_logs_one_warning_line_not_a_traceback(
+    store: InMemoryStore, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _app(_settings(None), store.unit_of_work, clock).test_client()
+    with caplog.at_level("WARNING", logger="entrypoints.web.problems"):
+        assert_problem(client.get("/auth/login"), 503, "signin_not_configured")
+    (line,) = [r for r in caplog.records if r.name == "entrypoints.web.problems"]
+    assert line.levelname == "WARNING"
+    assert line.exc_info is None
+    assert "signin_not_configured" in line.getMessage()
+
+
 def test_an_unreachable_provider_is_a_503(store: InMemoryStore, clock: FixedClock) -> None:
     client = _app(_settings("http://127.0.0.1:9/realms/x"), store.unit_of_work, clock).test_client()
     body = assert_problem(client.get("/auth/login"), 503, "signin_unavailable")

@@ -142,13 +142,12 @@ def _server_side(error: Exception, status: int) -> Response:
     and fixed title; anything else is a 500 ``internal_error``.
     """
     code = error.code if isinstance(error, BookingError) else type(error).__name__
-    log.error(
-        "request failed with %s: %s",
-        status,
-        code,
-        exc_info=error,
-        extra={"request_id": g.get("request_id"), "error_code": code},
-    )
+    extra = {"request_id": g.get("request_id"), "error_code": code}
+    if isinstance(error, BookingError) and error.public_detail and status != 500:
+        # A state we described ourselves (sign-in not configured): one line, no traceback.
+        log.warning("request answered %s: %s: %s", status, code, error.detail, extra=extra)
+    else:
+        log.error("request failed with %s: %s", status, code, exc_info=error, extra=extra)
     if status == 500 or not isinstance(error, BookingError):
         return problem(500, "internal_error", "Internal server error", _INTERNAL_DETAIL)
     detail = error.detail if error.public_detail else _OUTAGE_DETAIL
