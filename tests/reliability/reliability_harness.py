@@ -37,10 +37,16 @@ __all__ = ["API_KEY", "WEBHOOK_SECRET", "FakeCalcom", "FakeStripe"]
 
 
 def report(test: str, injected: str, found: list[str]) -> None:
-    """One block per test in the CI log (run with -s to see it)."""
-    print(f"\n== {test}\n   injected: {injected}")
-    for line in found:
-        print(f"   found:    {line}")
+    """One block per test: printed (run with -s to see it) and, when BOOKING_RELIABILITY_REPORT
+    names a file, appended to it (CI prints that file after the suite, xdist workers included)."""
+    block = f"\n== {test}\n   injected: {injected}\n" + "".join(
+        f"   found:    {line}\n" for line in found
+    )
+    print(block, end="")
+    target = os.environ.get("BOOKING_RELIABILITY_REPORT")
+    if target:
+        with open(target, "a", encoding="utf-8") as out:
+            out.write(block)
 
 
 class OwnPostgres:
