@@ -142,3 +142,34 @@ def test_a_webhook_signature_a_little_ahead_is_accepted(
         body, stripe_fixtures.WEBHOOK_SECRET, timestamp=int(time.time()) + 240
     )
     assert gateway.parse_event(body, signed).type == "checkout.session.expired"
+
+
+def test_a_connection_lost_inside_a_transaction_is_an_outage_not_a_bug(
+    database_url: str,
+) -> None:
+    """A server restart kills the connection mid-transaction; SQLAlchemy then refuses the unit's
+    commit with PendingRollbackError ("Can't reconnect until invalid transaction is rolled
+    back"). That is the database being away (503 database_unavailable), never a 500."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from adapters.postgres.errors import DatabaseError, DatabaseUnavailable
+
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    killer = sa.create_engine(
+        database_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+    )
+    try:
+        with Session(engine) as session:
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with killer.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            with pytest.raises(DatabaseUnavailable), translated("the database"):
+                session.execute(text("SELECT 1"))
+            with pytest.raises(DatabaseUnavailable) as lost, translated("the database"):
+                session.commit()
+            assert not isinstance(lost.value, DatabaseError)
+            assert isinstance(lost.value.__cause__, sa.exc.PendingRollbackError)
+    finally:
+        engine.dispose()
+        killer.dispose()

@@ -35,6 +35,8 @@ CHECK_VIOLATION = "23514"
 NOT_NULL_VIOLATION = "23502"
 SERIALIZATION_FAILURE = "40001"
 DEADLOCK_DETECTED = "40P01"
+# SQLAlchemy's code for "Can't reconnect until invalid transaction is rolled back".
+_INVALIDATED_IN_TRANSACTION = "8s2b"
 QUERY_CANCELED = "57014"  # statement_timeout (or a cancel): the server is too slow right now
 
 
@@ -119,6 +121,12 @@ def translate(error: Exception, *, where: str = "the database") -> Exception:
         return DatabaseError(f"{where} refused a statement: {_first_line(error)}")
     if isinstance(error, sa_exc.TimeoutError):
         return DatabaseUnavailable(f"{where}: no free connection in the pool in time")
+    if isinstance(error, sa_exc.PendingRollbackError) and error.code == _INVALIDATED_IN_TRANSACTION:
+        # The server went away inside a transaction (a restart, a failover): SQLAlchemy refuses
+        # the unit's next statement instead of reconnecting. An outage, not a bug.
+        return DatabaseUnavailable(
+            f"{where} is unavailable: the connection was lost mid-transaction"
+        )
     if isinstance(error, sa_exc.SQLAlchemyError | psycopg.Error):
         return DatabaseError(f"{where}: {_first_line(error)}")
     return error
