@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §13): the names, the counting slot cache, and one exposition.
+"""Prometheus metrics: the names, the counting slot cache, and one exposition.
 
 Counters and histograms live in prometheus-client's default registry, or, when
 ``PROMETHEUS_MULTIPROC_DIR`` is set before the process starts (gunicorn with several workers),

@@ -1,4 +1,4 @@
-"""Observability: /metrics (DESIGN §13), the request id in every log line, Sentry's scrubber."""
+"""Observability: /metrics, the request id in every log line, Sentry's scrubber."""
 
 from __future__ import annotations
 

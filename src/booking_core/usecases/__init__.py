@@ -83,7 +83,7 @@ from booking_core.usecases.cancellation import (
     quote_cancellation,
     reschedule_booking,
 )
-from booking_core.usecases.catalogue import get_practitioner, list_practitioners
+from booking_core.usecases.catalogue import find_practitioner, get_practitioner, list_practitioners
 from booking_core.usecases.housekeeping import (
     Reconciled,
     complete_finished_bookings,
@@ -147,6 +147,7 @@ __all__ = [
     "expire_stale_holds",
     "expire_unapproved",
     "find_booking_by_checkout",
+    "find_practitioner",
     "get_admin_booking",
     "get_admin_practitioner",
     "get_availability",

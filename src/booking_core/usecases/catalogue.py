@@ -23,6 +23,14 @@ def list_practitioners(*, uow: UnitOfWork) -> list[Practitioner]:
         return uow.practitioners.list(active_only=True)
 
 
+def find_practitioner(
+    practitioner_id: int, *, uow: UnitOfWork, max_age: float = 0.0
+) -> Practitioner | None:
+    """The practitioner, active or not (a booking's page names whoever it is with), or None."""
+    with uow:
+        return uow.practitioners.get(practitioner_id, max_age=max_age)
+
+
 def get_practitioner(
     practitioner_id: int, *, uow: UnitOfWork, max_age: float = 0.0
 ) -> Practitioner:

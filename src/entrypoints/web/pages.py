@@ -298,8 +298,7 @@ def _find() -> Booking | None:
 
 def _described(booking: Booking) -> dict[str, Any]:
     """The practitioner, service and times of ``booking`` in the visitor's zone."""
-    with deps().uow() as uow:
-        practitioner = uow.practitioners.get(booking.practitioner_id, max_age=60)
+    practitioner = uc.find_practitioner(booking.practitioner_id, uow=deps().uow(), max_age=60)
     own_zone = practitioner.zone if practitioner is not None else ZoneInfo("UTC")
     zone, chosen = visitor_zone(own_zone, request.args.get("tz"))
     service = practitioner.service(booking.service_id) if practitioner is not None else None
