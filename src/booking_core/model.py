@@ -37,6 +37,14 @@ def _lower(text: str) -> str:
 # -- values --------------------------------------------------------------------------------------
 
 
+# Currencies whose minor unit is not a hundredth, as Stripe counts amounts (Stripe's table differs
+# from ISO 4217 for a few: UGX counts whole units).
+_ZERO_DECIMAL = frozenset(
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()  # noqa: SIM905
+)
+_THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+
+
 @frozen
 class Money:
     """An amount in integer minor units (cents) of an ISO 4217 currency, as Stripe counts it."""
@@ -56,6 +64,11 @@ class Money:
 
     def zero(self) -> Money:
         return Money(0, self.currency)
+
+    @property
+    def minor_digits(self) -> int:
+        """Decimal places of the minor unit as Stripe counts it: 0 for JPY, 3 for KWD, else 2."""
+        return 0 if self.currency in _ZERO_DECIMAL else 3 if self.currency in _THREE_DECIMAL else 2
 
 
 @frozen

@@ -164,3 +164,8 @@ class TestPractitionerAndBooking:
         )
         assert booking.occupied == Interval(T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
         assert booking.period == Interval(T0, T0 + timedelta(minutes=50))
+
+
+@pytest.mark.parametrize(("currency", "digits"), [("usd", 2), ("GBP", 2), ("jpy", 0), ("kwd", 3)])
+def test_money_knows_its_minor_unit_as_stripe_counts_it(currency: str, digits: int) -> None:
+    assert Money(1500, currency).minor_digits == digits

@@ -24,30 +24,6 @@ from booking_core.notifications import (
     RecipientRole,
 )
 
-# How Stripe counts amounts (integer minor units): currencies whose minor unit is not a
-# hundredth. Stripe's own table, which differs from ISO 4217 for a few (UGX counts whole units).
-_ZERO_DECIMAL = frozenset(
-    [
-        "bif",
-        "clp",
-        "djf",
-        "gnf",
-        "jpy",
-        "kmf",
-        "krw",
-        "mga",
-        "pyg",
-        "rwf",
-        "ugx",
-        "vnd",
-        "vuv",
-        "xaf",
-        "xof",
-        "xpf",
-    ]
-)
-_THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
-
 SUBJECTS: dict[RecipientRole, dict[NotificationKind, str]] = {
     RecipientRole.CLIENT: {
         NotificationKind.CONFIRMED: "Your appointment is confirmed",
@@ -73,10 +49,8 @@ SUBJECTS: dict[RecipientRole, dict[NotificationKind, str]] = {
 
 def format_money(money: Money, locale: str) -> str:
     """``£90.00``, ``¥12,000`` (no decimals: JPY has none), ``KWD1.500``, in ``locale``."""
-    currency = money.currency.lower()
-    digits = 0 if currency in _ZERO_DECIMAL else 3 if currency in _THREE_DECIMAL else 2
-    value = Decimal(money.amount).scaleb(-digits)
-    return str(format_currency(value, currency.upper(), locale=locale))
+    value = Decimal(money.amount).scaleb(-money.minor_digits)
+    return str(format_currency(value, money.currency.upper(), locale=locale))
 
 
 def format_when(instant: datetime, zone: str, locale: str) -> str:

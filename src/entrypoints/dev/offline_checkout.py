@@ -66,44 +66,15 @@ from booking_core.ports import (
 )
 from entrypoints.web.common import deps
 from entrypoints.web.openapi import HTML, operation, problem
+from entrypoints.web.pages import money_text
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 CHECKOUT_PATH = "/dev/checkout"
 
-# ISO 4217 currencies whose minor unit is not a hundredth, as Stripe counts amounts.
-_ZERO_DECIMAL = frozenset(
-    [
-        "bif",
-        "clp",
-        "djf",
-        "gnf",
-        "jpy",
-        "kmf",
-        "krw",
-        "mga",
-        "pyg",
-        "rwf",
-        "ugx",
-        "vnd",
-        "vuv",
-        "xaf",
-        "xof",
-        "xpf",
-    ]
-)
-_THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
-
-
-def format_money(money: Money) -> str:
-    """``90.00 GBP``, ``1200 JPY``, ``1.500 KWD``: the amount in the currency's minor units."""
-    currency = money.currency.lower()
-    digits = 0 if currency in _ZERO_DECIMAL else 3 if currency in _THREE_DECIMAL else 2
-    if digits == 0:
-        return f"{money.amount} {currency.upper()}"
-    whole, fraction = divmod(money.amount, 10**digits)
-    return f"{whole}.{fraction:0{digits}d} {currency.upper()}"
+# ``90.00 GBP``, ``1200 JPY``, ``1.500 KWD``: the amount as the pages show it.
+format_money = money_text
 
 
 # -- sessions --------------------------------------------------------------------------------------

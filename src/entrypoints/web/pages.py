@@ -138,18 +138,11 @@ def when(moment: datetime, zone: ZoneInfo) -> str:
 
 def money_text(money: Money) -> str:
     """``90.00 GBP``: the amount in the currency's minor units (two decimals, ISO 4217 aside)."""
-    currency = money.currency.lower()
-    digits = 0 if currency in _ZERO_DECIMAL else 3 if currency in _THREE_DECIMAL else 2
+    digits, currency = money.minor_digits, money.currency.upper()
     if digits == 0:
-        return f"{money.amount} {currency.upper()}"
+        return f"{money.amount} {currency}"
     whole, fraction = divmod(money.amount, 10**digits)
-    return f"{whole}.{fraction:0{digits}d} {currency.upper()}"
-
-
-_ZERO_DECIMAL = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()  # noqa: SIM905
-)
-_THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+    return f"{whole}.{fraction:0{digits}d} {currency}"
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
