@@ -9,9 +9,9 @@ the change, so both commit or neither does; a refused request changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import attrs
 from attrs import frozen
@@ -381,6 +381,27 @@ def link_calendar(
 # -- services -------------------------------------------------------------------------------------
 
 
+class _HasId(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+_Child = TypeVar("_Child", bound=_HasId)
+
+
+def _saved_new(
+    uow: UnitOfWork,
+    practitioner: Practitioner,
+    children: Callable[[Practitioner], Sequence[_Child]],
+    known: set[int | None],
+) -> _Child:
+    """Save ``practitioner`` with one child added (a service, a time off) and return that child
+    as stored, with the id the repository gave it."""
+    uow.practitioners.save(practitioner)
+    stored = uow.practitioners.get(practitioner.id or 0)
+    return next(c for c in (children(stored) if stored else []) if c.id not in known)
+
+
 def add_service(
     practitioner_id: int,
     service: Service,
@@ -396,9 +417,7 @@ def add_service(
         practitioner = _practitioner(uow, actor, practitioner_id)
         known = {s.id for s in practitioner.services}
         practitioner.services.append(attrs.evolve(service, id=None))
-        uow.practitioners.save(practitioner)
-        stored = uow.practitioners.get(practitioner_id)
-        added = next(s for s in (stored.services if stored else []) if s.id not in known)
+        added = _saved_new(uow, practitioner, lambda p: p.services, known)
         record(
             uow,
             actor=actor,
@@ -479,9 +498,7 @@ def add_time_off(
         practitioner = _practitioner(uow, actor, practitioner_id)
         known = {t.id for t in practitioner.time_off}
         practitioner.time_off.append(TimeOff(period, reason))
-        uow.practitioners.save(practitioner)
-        stored = uow.practitioners.get(practitioner_id)
-        added = next(t for t in (stored.time_off if stored else []) if t.id not in known)
+        added = _saved_new(uow, practitioner, lambda p: p.time_off, known)
         record(
             uow,
             actor=actor,
