@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -209,6 +210,13 @@ def test_practitioner_cache_expires_and_hands_out_detached_copies() -> None:
     assert cache.get(7, max_age=30) is None
 
 
+def _until(seen: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 2.0  # the notification is on its way (well under 1 ms)
+    while not seen():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
 def test_a_schedule_edit_in_one_process_shows_at_once_in_another(
     clean_database: Database, database_url: str
 ) -> None:
@@ -226,13 +234,19 @@ def test_a_schedule_edit_in_one_process_shows_at_once_in_another(
             uow.commit()
         pid = p.id or 0
         reader = there.unit_of_work()
-        with reader:
-            assert (reader.practitioners.get(pid, max_age=3600) or p).weekly_hours == WeeklyHours()
         statements: list[str] = []
         sa.event.listen(there.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-        with reader:
-            assert reader.practitioners.get(pid, max_age=3600) is not None
-        assert not any("practitioners" in s for s in statements)  # served by the copy
+
+        def served_by_the_copy() -> bool:
+            # The insert's own notification may drop the first copy read: read until one is
+            # kept, then no query reaches the database while it is current.
+            statements.clear()
+            with reader:
+                found = reader.practitioners.get(pid, max_age=3600)
+            assert (found or p).weekly_hours == WeeklyHours()
+            return not any("practitioners" in s for s in statements)
+
+        _until(served_by_the_copy, "no copy was ever kept")
         with uow:
             stored = uow.practitioners.get(pid)
             assert stored is not None
@@ -250,6 +264,66 @@ def test_a_schedule_edit_in_one_process_shows_at_once_in_another(
             time.sleep(0.005)
     finally:
         there.dispose()
+
+
+def test_a_pooled_connection_whose_server_side_ended_is_replaced_before_use(
+    clean_database: Database, database_url: str
+) -> None:
+    """No ``SELECT 1`` on every checkout any more: a pooled connection whose backend is gone
+    (restart, pg_terminate_backend) has its socket readable, and is swapped for a new one
+    before the unit of work uses it, so no request fails for it."""
+    database = Database.connect(database_url, pool_size=1, max_overflow=0)
+    try:
+        with database.engine.connect() as connection:
+            first = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with clean_database.engine.begin() as connection:
+            connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        time.sleep(0.2)  # the backend's termination message reaches the pooled socket
+        uow = database.unit_of_work()
+        with uow:
+            assert uow.practitioners.list() == []
+        with database.engine.connect() as connection:
+            again = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        assert again != first
+    finally:
+        database.dispose()
+
+
+def test_a_change_made_outside_the_service_reaches_every_cache(
+    clean_database: Database, database_url: str
+) -> None:
+    """The practitioner tables' triggers announce any change, SQL by hand included: a price set
+    in psql is what the next booking charges, and a TRUNCATE drops every copy (before 0008
+    only the repository's save announced, and the old price stayed cached)."""
+    cached = Database.connect(database_url, pool_size=1)
+    try:
+        assert cached._practitioners.wait_listening()
+        uow = clean_database.unit_of_work()
+        with uow:
+            p = uow.practitioners.add(
+                Practitioner(
+                    name="Ada",
+                    services=[Service(name="S", duration_minutes=30, price=Money(100, "gbp"))],
+                )
+            )
+            uow.commit()
+        pid = p.id or 0
+        reader = cached.unit_of_work()
+
+        def price() -> int | None:
+            with reader:
+                found = reader.practitioners.get(pid, max_age=3600)
+            return found.services[0].price.amount if found is not None else None
+
+        assert price() == 100  # now a cached copy
+        with clean_database.engine.begin() as connection:
+            connection.execute(sa.text("UPDATE services SET price_amount = 250"))
+        _until(lambda: price() == 250, "a price set in SQL never reached the cache")
+        with clean_database.engine.begin() as connection:
+            connection.execute(sa.text("TRUNCATE practitioners, services CASCADE"))
+        _until(lambda: price() is None, "a TRUNCATE left the cached copy in place")
+    finally:
+        cached.dispose()
 
 
 def test_the_availability_statement_can_use_the_exclusion_index(clean_database: Database) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.postgres.database_events import check_on_checkout, note_writes
 from adapters.postgres.errors import DatabaseConfigError, DatabaseUnavailable, translated
 from adapters.postgres.practitioner_cache import PractitionerCache
 from adapters.postgres.uow import SqlAlchemyUnitOfWork
@@ -140,8 +141,9 @@ class Database:
         - TCP keepalives and ``tcp_user_timeout`` notice a peer that vanished (host down, network
           cut) on a connection that is idle or has unacknowledged data.
 
-        ``pool_pre_ping`` tests a pooled connection before handing it out, so a database restart
-        costs no failed request. Options already in the URL win over these.
+        A pooled connection is checked before it is handed out (database_events: its socket,
+        no round trip), so a database restart costs no failed request. Options already in the
+        URL win over these.
         """
         parsed = normalize_url(url)
         query = parsed.query
@@ -172,10 +174,13 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 pool_timeout=pool_timeout,
-                pool_pre_ping=True,
+                pool_pre_ping=False,  # check_on_checkout does it without a round trip
                 connect_args=connect_args,
                 **engine_options,
             )
+
+        note_writes(engine)
+        check_on_checkout(engine)
 
         @sa.event.listens_for(engine, "do_connect")
         def _connect(

@@ -277,41 +277,44 @@ def booking_from_row(row: BookingRow) -> Booking:
     )
 
 
-def booking_to_row(booking: Booking, row: BookingRow) -> None:
-    """Copy every field but id and version (the repository manages those) onto ``row``."""
-    row.practitioner_id = booking.practitioner_id
-    row.service_id = booking.service_id
-    row.client_name = booking.client.name
-    row.client_email = booking.client.email
-    row.client_phone = booking.client.phone
-    row.client_timezone = booking.client.timezone
-    row.starts_at = booking.start
-    row.ends_at = booking.end
-    row.buffer_before_minutes = booking.buffer_before_minutes
-    row.buffer_after_minutes = booking.buffer_after_minutes
-    row.occupied_start = booking.start - timedelta(minutes=booking.buffer_before_minutes)
-    row.occupied_end = booking.end + timedelta(minutes=booking.buffer_after_minutes)
-    row.price_amount = booking.price.amount
-    row.price_currency = booking.price.currency
-    row.status = booking.status
-    row.hold_expires_at = booking.hold_expires_at
-    row.checkout_session_id = booking.checkout_session_id
-    row.payment_intent_id = booking.payment_intent_id
+def booking_values(booking: Booking) -> dict[str, Any]:
+    """The column values of ``booking``: every field but id and version (the repository
+    manages those)."""
     refund = booking.refund
-    row.refund_status = refund.status if refund else None
-    row.refund_amount = refund.amount.amount if refund else None
-    row.refund_currency = refund.amount.currency if refund else None
-    row.refund_provider_id = refund.provider_id if refund else None
-    row.refund_attempts = refund.attempts if refund else 0
-    row.refund_reason = refund.reason if refund else ""
-    row.calendar_uid = booking.calendar_uid
-    row.notes = booking.notes
-    row.manage_token_hash = booking.manage_token_hash
-    row.cancel_reason = booking.cancel_reason
-    row.sequence = booking.sequence
-    row.approved_at = booking.approved_at
-    row.created_at = booking.created_at
-    row.updated_at = booking.updated_at
+    return {
+        "practitioner_id": booking.practitioner_id,
+        "service_id": booking.service_id,
+        "client_name": booking.client.name,
+        "client_email": booking.client.email,
+        "client_phone": booking.client.phone,
+        "client_timezone": booking.client.timezone,
+        "starts_at": booking.start,
+        "ends_at": booking.end,
+        "buffer_before_minutes": booking.buffer_before_minutes,
+        "buffer_after_minutes": booking.buffer_after_minutes,
+        "occupied_start": booking.start - timedelta(minutes=booking.buffer_before_minutes),
+        "occupied_end": booking.end + timedelta(minutes=booking.buffer_after_minutes),
+        "price_amount": booking.price.amount,
+        "price_currency": booking.price.currency,
+        "status": booking.status,
+        "hold_expires_at": booking.hold_expires_at,
+        "checkout_session_id": booking.checkout_session_id,
+        "payment_intent_id": booking.payment_intent_id,
+        "refund_status": refund.status if refund else None,
+        "refund_amount": refund.amount.amount if refund else None,
+        "refund_currency": refund.amount.currency if refund else None,
+        "refund_provider_id": refund.provider_id if refund else None,
+        "refund_attempts": refund.attempts if refund else 0,
+        "refund_reason": refund.reason if refund else "",
+        "calendar_uid": booking.calendar_uid,
+        "notes": booking.notes,
+        "manage_token_hash": booking.manage_token_hash,
+        "cancel_reason": booking.cancel_reason,
+        "sequence": booking.sequence,
+        "approved_at": booking.approved_at,
+        "created_at": booking.created_at,
+        "updated_at": booking.updated_at,
+    }
 
 
 # -- users, jobs ---------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Availability reads a practitioner's schedule on every request; a process keeps a copy, and
 every change to a practitioner (its services, hours, time off, link) sends
-``NOTIFY practitioner_changed, '<id>'`` in the change's transaction. PostgreSQL delivers it to
-every listening process when that transaction commits, and each drops its copy: an edit shows
-in availability in every process at once, with no query added to the hot path.
+``NOTIFY practitioner_changed, '<id>'`` in the change's transaction, from triggers on those
+tables (migration 0008), whoever makes the change; a TRUNCATE sends ``'*'``. PostgreSQL
+delivers it to every listening process when that transaction commits, and each drops its copy
+(every copy for ``'*'``): an edit shows in availability and bookings in every process at once,
+with no query added to the hot path.
 
 A copy is used only while this process is listening: before LISTEN is in place, or after the
 listening connection broke (until it is back), every read goes to the database. Each entry is
@@ -85,6 +87,12 @@ class PractitionerCache:
             self._entries.pop(practitioner_id, None)
             self._generations[practitioner_id] = self._generations.get(practitioner_id, 0) + 1
 
+    def drop_all(self) -> None:
+        """Forget every copy; reads already under way are not kept either."""
+        with self._lock:
+            self._entries.clear()
+            self._epoch += 1
+
     def _set_listening(self, listening: bool) -> None:
         with self._lock:
             self._listening = listening
@@ -114,7 +122,10 @@ class PractitionerCache:
                     self._set_listening(True)
                     while not self._stopped.is_set():
                         for note in connection.notifies(timeout=_POLL_SECONDS):
-                            self.drop(int(note.payload) if note.payload.isdigit() else None)
+                            if note.payload.isdigit():
+                                self.drop(int(note.payload))
+                            else:  # '*' (a table was truncated), or anything unexpected
+                                self.drop_all()
             except (psycopg.Error, OSError) as exc:
                 log.warning(
                     "practitioner cache off until the database answers: %s", type(exc).__name__

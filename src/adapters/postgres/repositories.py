@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import attrs
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from adapters.postgres.database_events import wrote_in_transaction
 from adapters.postgres.errors import (
     CHECK_VIOLATION,
     DEADLOCK_DETECTED,
@@ -29,7 +30,7 @@ from adapters.postgres.mapping import (
     api_token_from_row,
     audit_from_row,
     booking_from_row,
-    booking_to_row,
+    booking_values,
     idempotency_from_row,
     job_from_row,
     payment_from_row,
@@ -39,7 +40,7 @@ from adapters.postgres.mapping import (
     user_from_row,
     user_values,
 )
-from adapters.postgres.practitioner_cache import CHANNEL, PractitionerCache
+from adapters.postgres.practitioner_cache import PractitionerCache
 from adapters.postgres.rows import (
     OCCUPYING_SQL,
     REFUND_WITHIN_CAPTURE,
@@ -79,6 +80,15 @@ from booking_core.model import (
 from booking_core.ports import BookingFilter, IdempotencyRecord
 
 SessionSource = Callable[[], Session]
+T = TypeVar("T")
+
+_BOOKINGS = cast(sa.Table, BookingRow.__table__)
+# Built once: a statement object is compiled and cached by SQLAlchemy on first use; building
+# one per call (insert().values({...}) with thirty columns) cost more than running it.
+_INSERT_BOOKING = sa.insert(_BOOKINGS).returning(_BOOKINGS.c.id)
+_UPDATE_BOOKING = sa.update(_BOOKINGS).where(
+    _BOOKINGS.c.id == sa.bindparam("b_id"), _BOOKINGS.c.version == sa.bindparam("b_version")
+)
 
 _FRESH = {"populate_existing": True}
 
@@ -91,21 +101,44 @@ _FRESH = {"populate_existing": True}
 _DEADLOCK_ATTEMPTS = 2
 
 
-def _flush_in_savepoint(session: Session, apply: Callable[[], None]) -> None:
-    """Apply changes and flush them inside a SAVEPOINT, so a refused write leaves the
-    transaction usable (ports.BookingRepository.save promises it)."""
+def _in_savepoint(session: Session, apply: Callable[[], T]) -> T:
+    """Run ``apply`` (changes to the session, or statements on its connection) and flush, so
+    that a refused write leaves the transaction usable (ports.BookingRepository.save promises
+    it); returns what ``apply`` returned.
+
+    The write runs inside a SAVEPOINT when the transaction has something to lose: a write or a
+    lock before it, or changes waiting in the session. When it has nothing but plain reads
+    (``database.wrote_in_transaction``; the first write of a hold or of a checkout), rolling
+    back the whole transaction on a refusal leaves exactly what rolling back to a savepoint
+    would, and saves the SAVEPOINT and RELEASE round trips.
+    """
     for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+        protect = (
+            wrote_in_transaction(session.connection())
+            or bool(session.new)
+            or bool(session.deleted)
+            or bool(session.dirty)
+        )
         try:
-            with session.begin_nested():
-                apply()
-                session.flush()
-            return
+            if protect:
+                with session.begin_nested():
+                    result = apply()
+                    session.flush()
+            else:
+                try:
+                    result = apply()
+                    session.flush()
+                except BaseException:
+                    session.rollback()  # nothing was done before: the same as a savepoint's
+                    raise
+            return result
         except DBAPIError as exc:
             if sqlstate(exc) != DEADLOCK_DETECTED:
                 raise
             if attempt == _DEADLOCK_ATTEMPTS:
                 # Only overlapping writers of one practitioner wait on each other here.
                 raise SlotUnavailable("the time is being booked by someone else") from exc
+    raise AssertionError("unreachable")
 
 
 # Same predicate as occupying_statement, so the exclusion constraint's GiST index serves it. The
@@ -141,9 +174,6 @@ def occupying_statement(practitioner_id: int, window: Interval) -> sa.Select[Any
         )
         .order_by(BookingRow.starts_at, BookingRow.id)
     )
-
-
-_NOTIFY = sa.text("SELECT pg_notify(:channel, :id)")
 
 
 class SqlAlchemyPractitionerRepository:
@@ -213,7 +243,7 @@ class SqlAlchemyPractitionerRepository:
                 service_row = ServiceRow()
                 service_to_row(service, service_row, position=position)
                 row.services.append(service_row)
-            _flush_in_savepoint(session, lambda: session.add(row))
+            _in_savepoint(session, lambda: session.add(row))
             return practitioner_from_row(row)
 
     def save(self, practitioner: Practitioner) -> None:
@@ -252,9 +282,9 @@ class SqlAlchemyPractitionerRepository:
                         service_row.retired = True
                         service_row.active = False
 
-            _flush_in_savepoint(session, apply)
-            # Delivered to every process's cache when (and only if) this transaction commits.
-            session.execute(_NOTIFY, {"channel": CHANNEL, "id": str(practitioner.id)})
+            _in_savepoint(session, apply)
+            # Other processes drop theirs when the transaction commits (the tables' triggers
+            # send the notification); this one at once.
             self._cache.drop(practitioner.id)
 
 
@@ -264,17 +294,17 @@ class SqlAlchemyBookingRepository:
         self._where = where
 
     def add(self, booking: Booking) -> Booking:
+        # Core, not the ORM: one INSERT ... RETURNING id, no row object to build and flush.
+        values = {**booking_values(booking), "version": 1}
         with translated(self._where):
             session = self._session()
-            row = BookingRow()
-
-            def apply() -> None:
-                booking_to_row(booking, row)
-                row.version = 1
-                session.add(row)
-
-            _flush_in_savepoint(session, apply)
-            return booking_from_row(row)
+            new_id: int = _in_savepoint(
+                session,
+                lambda: session.connection().execute(_INSERT_BOOKING, values).scalar_one(),
+            )
+        added = booking.copy()
+        added.id, added.version = new_id, 1
+        return added
 
     def _one(self, *where: sa.ColumnElement[bool]) -> Booking | None:
         with translated(self._where):
@@ -295,24 +325,25 @@ class SqlAlchemyBookingRepository:
         return self._one(BookingRow.calendar_uid == uid)
 
     def save(self, booking: Booking) -> None:
+        """One UPDATE of the row at the booking's version (optimistic locking), no read first:
+        a row changed (or deleted) since the booking was read raises ConcurrentUpdate."""
         if booking.id is None:
             raise ValueError("save() needs a booking that was added")
+        values = {
+            **booking_values(booking),
+            "version": booking.version + 1,
+            "b_id": booking.id,
+            "b_version": booking.version,
+        }
         with translated(self._where):
             session = self._session()
-            row = session.get(BookingRow, booking.id)
-            if row is None:
-                raise ConcurrentUpdate(f"booking {booking.id} was changed concurrently")
 
             def apply() -> None:
-                # Read inside the savepoint: after a rolled-back attempt the row is expired and
-                # this reloads the committed version, which the UPDATE's WHERE then compares.
-                if row.version != booking.version:
+                if session.connection().execute(_UPDATE_BOOKING, values).rowcount != 1:
                     raise ConcurrentUpdate(f"booking {booking.id} was changed concurrently")
-                booking_to_row(booking, row)
-                row.version = booking.version + 1
 
-            _flush_in_savepoint(session, apply)
-            booking.version = row.version  # as the memory adapter does after a save
+            _in_savepoint(session, apply)
+        booking.version += 1  # as the memory adapter does after a save
 
     def _many(self, stmt: sa.Select[Any]) -> list[Booking]:
         with translated(self._where):

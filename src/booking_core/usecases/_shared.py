@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def _practitioner_and_service(
-    uow: UnitOfWork, practitioner_id: int, service_id: int
+    uow: UnitOfWork, practitioner_id: int, service_id: int, *, max_age: float = 0.0
 ) -> tuple[Practitioner, Service]:
-    practitioner = uow.practitioners.get(practitioner_id)
+    practitioner = uow.practitioners.get(practitioner_id, max_age=max_age)
     if practitioner is None or not practitioner.active:
         raise PractitionerNotFound(f"no practitioner with id {practitioner_id}")
     service = practitioner.service(service_id)

@@ -12,13 +12,13 @@ from attrs import field, frozen
 from booking_core.errors import (
     BookingError,
     BookingNotFound,
+    ConcurrentUpdate,
     DuplicateRequest,
     LimitReached,
     OutsideAvailability,
     PaymentFailed,
     PaymentUnavailable,
     RequestInProgress,
-    SlotUnavailable,
 )
 from booking_core.jobs import JobKind
 from booking_core.model import (
@@ -44,8 +44,6 @@ from booking_core.usecases._shared import _aware_utc, _get, _id, _practitioner_a
 from booking_core.usecases.availability import (
     _fill_busy,
     _is_offered,
-    _is_taken,
-    _occupied_around,
     _within_limits,
 )
 
@@ -230,7 +228,7 @@ def _request(
                 return answered
         try:
             practitioner, service = _practitioner_and_service(
-                uow, cmd.practitioner_id, cmd.service_id
+                uow, cmd.practitioner_id, cmd.service_id, max_age=rules.schedule_cache_seconds
             )
             busy = _fill_busy(uow, practitioner, service, start)
         finally:
@@ -260,9 +258,6 @@ def _request(
         awaiting_approval=approval,
     )
     with uow:
-        # Checked first for a clear message; the no-overlap rule of the insert has the last word.
-        if _is_taken(service, start, _occupied_around(uow, practitioner, service, start)):
-            raise SlotUnavailable(f"{start.isoformat()} is already taken")
         if practitioner.limits.any or service.limits.any:
             # Counted under the practitioner's lock: concurrent holds count one after another.
             uow.practitioners.lock(cmd.practitioner_id)
@@ -286,7 +281,7 @@ def _request(
         raise
 
     try:
-        return _store_checkout(booking_id, session, token, uow, clock, idempotency)
+        return _store_checkout(booking, session, token, uow, clock, idempotency)
     except Exception:
         # Storing failed (the database): give the slot back now if the database lets us; else
         # the reconciler does within a minute, and expires the session.
@@ -299,27 +294,37 @@ def _request(
 
 
 def _store_checkout(
-    booking_id: int,
+    held: Booking,
     session: CheckoutSession,
     token: str,
     uow: UnitOfWork,
     clock: Clock,
     idempotency: IdempotencyClaim | None,
 ) -> BookingRequested:
+    """Note the checkout on the hold: one write at the version the hold was stored with; only
+    when something changed the booking meanwhile is it read again."""
+    booking_id = _id(held)
+    stored = held.copy()
     with uow:
-        stored = _get(uow, booking_id)
-        if stored.status is not BookingStatus.PENDING:
-            # The reconciler released the hold while the provider kept us waiting: the session
-            # must not stay payable, and the client gets a clean failure to retry.
-            uow.outbox.add(
-                JobKind.EXPIRE_CHECKOUT,
-                {"booking_id": booking_id, "session_id": session.id},
-                clock.now(),
-            )
-            uow.commit()
-            raise PaymentUnavailable("the payment provider answered too late; please try again")
         stored.attach_checkout(session.id, at=clock.now())
-        uow.bookings.save(stored)
+        try:
+            uow.bookings.save(stored)
+        except ConcurrentUpdate:
+            stored = _get(uow, booking_id)
+            if stored.status is not BookingStatus.PENDING:
+                # The reconciler released the hold while the provider kept us waiting: the
+                # session must not stay payable, and the client gets a clean failure to retry.
+                uow.outbox.add(
+                    JobKind.EXPIRE_CHECKOUT,
+                    {"booking_id": booking_id, "session_id": session.id},
+                    clock.now(),
+                )
+                uow.commit()
+                raise PaymentUnavailable(
+                    "the payment provider answered too late; please try again"
+                ) from None
+            stored.attach_checkout(session.id, at=clock.now())
+            uow.bookings.save(stored)
         result = BookingRequested(booking=stored, checkout_url=session.url, manage_token=token)
         if idempotency is not None:
             response, sealed = idempotency.answer(result)

@@ -34,6 +34,7 @@ from flask import (
     render_template_string,
     request,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from adapters.postgres.rows import OfflineCheckoutRefundRow, OfflineCheckoutSessionRow
@@ -190,6 +191,11 @@ def _check_refund(paid: OfflineSession | None, amount: Money) -> OfflineSession:
 
 _SESSIONS = cast(sa.Table, OfflineCheckoutSessionRow.__table__)
 _REFUNDS = cast(sa.Table, OfflineCheckoutRefundRow.__table__)
+_ADD_SESSION = (
+    pg_insert(_SESSIONS)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(*_SESSIONS.c)
+)
 
 
 class PostgresOfflineSessions:
@@ -215,8 +221,6 @@ class PostgresOfflineSessions:
         )
 
     def add(self, session: OfflineSession) -> OfflineSession:
-        from sqlalchemy.dialects.postgresql import insert
-
         values = {
             "id": session.id,
             "form_secret": session.form_secret,
@@ -229,15 +233,16 @@ class PostgresOfflineSessions:
             "expires_at": session.expires_at,
             "state": session.state.value,
         }
-        with self._engine.begin() as connection:
-            connection.execute(
-                insert(_SESSIONS)
-                .values(values)
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            )
-            row = connection.execute(
-                sa.select(_SESSIONS).where(_SESSIONS.c.idempotency_key == session.idempotency_key)
-            ).one()
+        # One statement, atomic on its own: no BEGIN and COMMIT round trips around it.
+        with self._engine.connect() as plain:
+            connection = plain.execution_options(isolation_level="AUTOCOMMIT")
+            row = connection.execute(_ADD_SESSION, values).one_or_none()
+            if row is None:  # the key was used before: answer with its first session
+                row = connection.execute(
+                    sa.select(_SESSIONS).where(
+                        _SESSIONS.c.idempotency_key == session.idempotency_key
+                    )
+                ).one()
         return self._session(row)
 
     def get(self, session_id: str) -> OfflineSession | None:
