@@ -266,6 +266,48 @@ def test_a_schedule_edit_in_one_process_shows_at_once_in_another(
         there.dispose()
 
 
+def test_a_transaction_begins_at_the_first_write_and_only_then(clean_database: Database) -> None:
+    """Reads run outside a transaction (one round trip each, nothing to roll back); the first
+    write opens one, which commits or rolls back as a whole."""
+    from psycopg.pq import TransactionStatus
+
+    practitioner = _practitioner(clean_database)
+    service_id = practitioner.services[0].id or 0
+
+    def status(uow: object) -> TransactionStatus:
+        session = uow._current()  # type: ignore[attr-defined]
+        return session.connection().connection.driver_connection.info.transaction_status
+
+    uow = clean_database.unit_of_work()
+    with uow:
+        assert uow.practitioners.get(practitioner.id or 0) is not None
+        assert status(uow) is TransactionStatus.IDLE  # no BEGIN for a read
+        first = uow.bookings.add(_booking(practitioner.id or 0, service_id))
+        assert status(uow) is TransactionStatus.INTRANS
+        second = uow.bookings.add(
+            _booking(
+                practitioner.id or 0,
+                service_id,
+                start=T0 + timedelta(hours=1),
+                end=T0 + timedelta(hours=1, minutes=30),
+            )
+        )
+        # Not committed: both go with the block.
+    with uow:
+        assert uow.bookings.get(first.id or 0) is None
+        assert uow.bookings.get(second.id or 0) is None
+        kept = uow.bookings.add(_booking(practitioner.id or 0, service_id))
+        uow.commit()
+        assert status(uow) is TransactionStatus.IDLE
+    with uow:
+        assert uow.bookings.get(kept.id or 0) is not None
+    with clean_database.engine.connect() as connection:
+        each = connection.execution_options(autocommit_each=True)
+        each.execute(sa.text("UPDATE bookings SET notes = 'committed on its own'"))
+    with uow:
+        assert (uow.bookings.get(kept.id or 0) or kept).notes == "committed on its own"
+
+
 def test_a_pooled_connection_whose_server_side_ended_is_replaced_before_use(
     clean_database: Database, database_url: str
 ) -> None:

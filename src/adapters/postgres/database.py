@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.postgres.database_events import check_on_checkout, note_writes
+from adapters.postgres.database_events import begin_at_first_write, check_on_checkout
 from adapters.postgres.errors import DatabaseConfigError, DatabaseUnavailable, translated
 from adapters.postgres.practitioner_cache import PractitionerCache
 from adapters.postgres.uow import SqlAlchemyUnitOfWork
@@ -175,11 +175,12 @@ class Database:
                 max_overflow=max_overflow,
                 pool_timeout=pool_timeout,
                 pool_pre_ping=False,  # check_on_checkout does it without a round trip
+                isolation_level="AUTOCOMMIT",  # begin_at_first_write opens the transactions
                 connect_args=connect_args,
                 **engine_options,
             )
 
-        note_writes(engine)
+        begin_at_first_write(engine)
         check_on_checkout(engine)
 
         @sa.event.listens_for(engine, "do_connect")

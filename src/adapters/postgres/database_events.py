@@ -1,9 +1,18 @@
-"""What the engine notes about each connection: whether its transaction has written, and
-whether a pooled connection is still usable, without a round trip for either.
+"""What the engine does around each statement and each checkout, to spare round trips.
 
-``note_writes(engine)`` marks a transaction as written at its first statement that is not a
-plain read (an INSERT, an UPDATE, a locking SELECT, ``pg_notify``...): the repositories then
-guard a write with a SAVEPOINT only when there is something before it to keep.
+``begin_at_first_write(engine)``: the engine's connections are in autocommit, and a unit of
+work's transaction begins (``BEGIN``, on the same connection) just before its first statement
+that is not a plain read: an INSERT, an UPDATE, a locking SELECT, ``pg_notify``, a SAVEPOINT...
+Under READ COMMITTED every statement reads its own snapshot whether or not a transaction is
+open, so the reads before it see what they would have seen inside one; a unit that only reads
+(availability, a page) then costs one round trip per query instead of BEGIN, query, ROLLBACK,
+and ``Connection.commit``/``rollback`` send COMMIT or ROLLBACK only when a transaction is open.
+A connection given ``execution_options(autocommit_each=True)`` never begins one: each of its
+statements commits on its own (a single INSERT needs no BEGIN and COMMIT around it).
+
+``in_transaction(connection)`` then tells whether anything before a write would be lost by
+rolling back: the repositories guard a write with a SAVEPOINT only then.
+
 ``check_on_checkout(engine)`` replaces SQLAlchemy's ``pool_pre_ping`` (a ``SELECT 1`` round
 trip on every checkout): a pooled connection whose server went away (restart, shutdown, a
 killed backend) has its socket readable (end of file, or the server's termination message),
@@ -18,8 +27,9 @@ import select
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
 
-_WROTE = "booking_wrote"
+AUTOCOMMIT_EACH = "autocommit_each"
 
 # A SELECT that neither locks rows nor has a transactional side effect.
 _PLAIN_READ = re.compile(
@@ -27,27 +37,35 @@ _PLAIN_READ = re.compile(
     r"|pg_advisory\w*)\b)",
     re.IGNORECASE | re.DOTALL,
 )
+_IDLE = TransactionStatus.IDLE
 
 
 def is_plain_read(statement: str) -> bool:
     return _PLAIN_READ.match(statement) is not None
 
 
-def wrote_in_transaction(connection: sa.Connection) -> bool:
-    """Whether the connection's current transaction has run anything but plain reads (True
-    when unknown: a connection whose transaction began outside these events)."""
-    return bool(connection.info.get(_WROTE, True))
+def in_transaction(connection: sa.Connection) -> bool:
+    """Whether the connection has a transaction open: it has run something but plain reads."""
+    driver = connection.connection.driver_connection
+    return driver is None or driver.info.transaction_status != _IDLE
 
 
-def note_writes(engine: sa.Engine) -> None:
-    @sa.event.listens_for(engine, "begin")
-    def _begun(connection: sa.Connection) -> None:
-        connection.info[_WROTE] = False
-
+def begin_at_first_write(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "before_cursor_execute")
-    def _executing(connection: sa.Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not connection.info.get(_WROTE, True) and not is_plain_read(statement):
-            connection.info[_WROTE] = True
+    def _executing(
+        connection: sa.Connection,
+        cursor: Any,
+        statement: str,
+        _parameters: Any,
+        context: Any,
+        _executemany: bool,
+    ) -> None:
+        if (
+            cursor.connection.info.transaction_status == _IDLE
+            and not is_plain_read(statement)
+            and not connection.get_execution_options().get(AUTOCOMMIT_EACH, False)
+        ):
+            cursor.execute("BEGIN", prepare=False)
 
 
 def server_went_away(dbapi_connection: Any) -> bool:
@@ -56,7 +74,7 @@ def server_went_away(dbapi_connection: Any) -> bool:
         return True
     try:
         readable, _, _ = select.select([dbapi_connection.pgconn.socket], [], [], 0)
-    except (OSError, ValueError, AttributeError, Exception):  # psycopg raises on a dead pgconn
+    except Exception:  # psycopg raises on a dead pgconn; OSError, ValueError on a closed fd
         return True
     return bool(readable)
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from adapters.postgres.database_events import wrote_in_transaction
+from adapters.postgres.database_events import in_transaction
 from adapters.postgres.errors import (
     CHECK_VIOLATION,
     DEADLOCK_DETECTED,
@@ -107,14 +107,14 @@ def _in_savepoint(session: Session, apply: Callable[[], T]) -> T:
     it); returns what ``apply`` returned.
 
     The write runs inside a SAVEPOINT when the transaction has something to lose: a write or a
-    lock before it, or changes waiting in the session. When it has nothing but plain reads
-    (``database.wrote_in_transaction``; the first write of a hold or of a checkout), rolling
-    back the whole transaction on a refusal leaves exactly what rolling back to a savepoint
-    would, and saves the SAVEPOINT and RELEASE round trips.
+    lock before it, or changes waiting in the session. When none is open yet (only plain reads
+    ran, outside a transaction: database_events; the first write of a hold or of a checkout),
+    rolling back what the write began leaves exactly what rolling back to a savepoint would,
+    and saves the SAVEPOINT and RELEASE round trips.
     """
     for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
         protect = (
-            wrote_in_transaction(session.connection())
+            in_transaction(session.connection())
             or bool(session.new)
             or bool(session.deleted)
             or bool(session.dirty)

@@ -235,7 +235,7 @@ class PostgresOfflineSessions:
         }
         # One statement, atomic on its own: no BEGIN and COMMIT round trips around it.
         with self._engine.connect() as plain:
-            connection = plain.execution_options(isolation_level="AUTOCOMMIT")
+            connection = plain.execution_options(autocommit_each=True)
             row = connection.execute(_ADD_SESSION, values).one_or_none()
             if row is None:  # the key was used before: answer with its first session
                 row = connection.execute(

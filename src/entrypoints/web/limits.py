@@ -106,5 +106,9 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
         app.view_functions[RECOVER_ENDPOINT] = limiter.limit(
             per_ip_recover, scope="recover-per-ip"
         )(recover)
+    # Flask-Limiter also checks every request in a before_request hook, for application-wide
+    # and default limits. There are none here (the wrappers above check their own views), so
+    # that hook would only cost every other request its time.
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
     app.extensions["booking_limiter"] = limiter
     return limiter

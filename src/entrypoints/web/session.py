@@ -13,7 +13,8 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, cast
 
-from flask import Flask, current_app, g, request, session
+from flask import Flask, Request, current_app, g, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from booking_core.errors import Forbidden
 from booking_core.model import User
@@ -40,9 +41,23 @@ class CsrfFailed(Forbidden):
     title = "CSRF token missing or wrong"
 
 
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, minus the work for a request that sends no cookie.
+
+    Flask builds a signing serializer on every request before it looks for the cookie; most
+    requests (the JSON API, a client's pages) carry none, so they get their empty session first.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def configure_session(app: Flask, deps: Deps) -> None:
     """Cookie attributes and the absolute lifetime (the cookie's Max-Age)."""
     settings = deps.settings
+    app.session_interface = _CookieSessions()
     app.config.update(
         SESSION_COOKIE_NAME=SESSION_COOKIE,
         SESSION_COOKIE_HTTPONLY=True,
