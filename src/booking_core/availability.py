@@ -298,26 +298,49 @@ def free_slots(
     interval; ``fill`` also restarts after each busy block at the first free instant, rounded up
     (fill_step).
     """
-    zone = practitioner.zone
     gate = _Gate(practitioner, service, now, occupied, limits)
-    window = local_day_window(zone, first_day, last_day)
+    window = local_day_window(practitioner.zone, first_day, last_day)
+    clipped = (
+        s
+        for s in _candidates(practitioner, service, first_day, last_day, gate)
+        if window.start <= s < window.end
+    )
+    return _keep(clipped, gate, service.duration)
+
+
+def offers_start(
+    practitioner: Practitioner,
+    service: Service,
+    start: datetime,
+    *,
+    now: datetime,
+    occupied: Iterable[Interval],
+    limits: LimitCheck | None = None,
+) -> bool:
+    """Whether ``start`` is one of free_slots' starts for its local date: the same rules, but
+    it stops at the start (a booking request checks one start, not a day's list)."""
+    gate = _Gate(practitioner, service, now, occupied, limits)
+    if not gate.allows(start):
+        return False
+    day = start.astimezone(practitioner.zone).date()
+    return any(s == start for s in _candidates(practitioner, service, day, day, gate))
+
+
+def _candidates(
+    practitioner: Practitioner, service: Service, first_day: date, last_day: date, gate: _Gate
+) -> Iterator[datetime]:
+    """The starts the working ranges of ``first_day``..``last_day`` produce (before the gate,
+    except that ``fill`` starts restart after what the gate blocks), in range order."""
+    zone = practitioner.zone
     step, length = service.interval, service.duration
     ranges = working_ranges(practitioner, first_day, last_day)
     if service.alignment is SlotAlignment.FILL:
         granularity = fill_step(int(step.total_seconds()) // 60)
-        candidates = (
-            start
-            for day, lo, hi in ranges
-            for start in _fill_starts(day, lo, hi, zone, step, length, gate, granularity)
-        )
+        for day, lo, hi in ranges:
+            yield from _fill_starts(day, lo, hi, zone, step, length, gate, granularity)
     else:
-        candidates = (
-            start
-            for day, lo, hi in ranges
-            for start in _grid_starts(day, lo, hi, zone, step, length)
-        )
-    clipped = (s for s in candidates if window.start <= s < window.end)
-    return _keep(clipped, gate, length)
+        for day, lo, hi in ranges:
+            yield from _grid_starts(day, lo, hi, zone, step, length)
 
 
 def filter_slots(

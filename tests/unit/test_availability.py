@@ -6,17 +6,19 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from booking_core.availability import filter_slots, free_slots, local_day_window
+from booking_core.availability import filter_slots, free_slots, local_day_window, offers_start
 from booking_core.model import (
     DateOverride,
     Interval,
     Money,
     Practitioner,
     Service,
+    SlotAlignment,
     TimeOff,
     TimeRange,
     WeeklyHours,
@@ -529,3 +531,29 @@ def test_small_hours_on_dst_days(zone: str, day: date, duration: int, step: int 
         assert end_local.hour * 60 + end_local.minute <= 4 * 60
         assert slot.end - slot.start == s.duration
     assert slots, "four working hours always hold at least one slot"
+
+
+@PROPERTY
+@given(scenarios(), st.sampled_from(list(SlotAlignment)), st.data())
+def test_offers_start_says_what_the_day_list_says(
+    sc: dict[str, object], alignment: SlotAlignment, data: st.DataObject
+) -> None:
+    """A booking request checks one start with offers_start: it must agree with free_slots for
+    that start's date, for offered starts and for starts a little off them alike."""
+    p, s = sc["p"], sc["s"]
+    assert isinstance(p, Practitioner)
+    assert isinstance(s, Service)
+    s = attrs.evolve(s, alignment=alignment)
+    now, occupied = sc["now"], sc["occupied"]
+    day = sc["first"]
+    assert isinstance(day, date)
+    assert isinstance(now, datetime)
+    offered = free_slots(p, s, first_day=day, last_day=day, now=now, occupied=occupied)  # type: ignore[arg-type]
+    window = local_day_window(p.zone, day, day)
+    tried = [x.start for x in offered] + [
+        window.start + timedelta(minutes=data.draw(st.integers(0, 24 * 60 - 1)) // 5 * 5)
+        for _ in range(8)
+    ]
+    for start in tried:
+        expected = any(x.start == start for x in offered)
+        assert offers_start(p, s, start, now=now, occupied=occupied) is expected, start  # type: ignore[arg-type]

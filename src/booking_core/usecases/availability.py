@@ -269,6 +269,15 @@ def _is_offered(
     _, end = av.bookable_span(service, practitioner.zone, now)
     if not now <= start < end:
         return False  # also keeps dates like 9999-12-31 away from date arithmetic
+    if calendar.link_for(practitioner) is None:
+        # The working hours: check the one start rather than list the day.
+        if av.offers_start(practitioner, service, start, now=now, occupied=[]):
+            return True
+        return (
+            service.alignment is SlotAlignment.FILL
+            and bool(occupied)
+            and av.offers_start(practitioner, service, start, now=now, occupied=occupied or [])
+        )
     day = start.astimezone(practitioner.zone).date()
     window = av.local_day_window(practitioner.zone, day, day)
     slots, _ = _slots(practitioner, service, day, day, window, now, [], calendar)

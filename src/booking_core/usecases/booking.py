@@ -304,7 +304,7 @@ def _store_checkout(
     """Note the checkout on the hold: one write at the version the hold was stored with; only
     when something changed the booking meanwhile is it read again."""
     booking_id = _id(held)
-    stored = held.copy()
+    stored = held
     with uow:
         stored.attach_checkout(session.id, at=clock.now())
         try:
