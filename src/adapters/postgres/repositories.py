@@ -42,6 +42,7 @@ from adapters.postgres.mapping import (
 )
 from adapters.postgres.practitioner_cache import PractitionerCache
 from adapters.postgres.rows import (
+    NO_OVERLAP,
     OCCUPYING_SQL,
     REFUND_WITHIN_CAPTURE,
     ApiTokenRow,
@@ -85,19 +86,28 @@ T = TypeVar("T")
 _BOOKINGS = cast(sa.Table, BookingRow.__table__)
 # Built once: a statement object is compiled and cached by SQLAlchemy on first use; building
 # one per call (insert().values({...}) with thirty columns) cost more than running it.
-_INSERT_BOOKING = sa.insert(_BOOKINGS).returning(_BOOKINGS.c.id)
+# An overlap is answered by the exclusion constraint as the arbiter of ON CONFLICT DO NOTHING:
+# no row comes back, no error aborts the transaction, and PostgreSQL's speculative insertion
+# never leaves a refused row in the index for others to wait on. With a plain INSERT, 39 losers
+# of a race for one slot each left an uncommitted row there until they rolled back, and the
+# winner's next write (attaching its checkout re-checks the constraint) could deadlock with
+# them: the winner was then refused too, and nobody got the slot.
+_INSERT_BOOKING = (
+    pg_insert(_BOOKINGS).on_conflict_do_nothing(constraint=NO_OVERLAP).returning(_BOOKINGS.c.id)
+)
 _UPDATE_BOOKING = sa.update(_BOOKINGS).where(
     _BOOKINGS.c.id == sa.bindparam("b_id"), _BOOKINGS.c.version == sa.bindparam("b_version")
 )
 
 _FRESH = {"populate_existing": True}
 
-# Two transactions inserting overlapping bookings at the same moment can each find the other's
-# uncommitted row while checking the exclusion constraint and wait for each other; PostgreSQL
-# then aborts one with 40P01 (deadlock_detected) after deadlock_timeout (1 s by default). The
-# loser's savepoint is rolled back and the write tried once more: usually it now just waits for
-# the other transaction and gets a definite answer. If the cycle persists (each transaction
-# holds an earlier booking the other's new one overlaps), the slot is contended: SlotUnavailable.
+# Two transactions writing overlapping bookings at the same moment (a reschedule moving onto a
+# span another one is taking, say) can each find the other's uncommitted row while checking the
+# exclusion constraint and wait for each other; PostgreSQL then aborts one with 40P01
+# (deadlock_detected) after deadlock_timeout (1 s by default). The loser's write is rolled back
+# and tried once more: usually it now just waits for the other transaction and gets a definite
+# answer. If the cycle persists, the slot is contended: SlotUnavailable. (A new booking's INSERT
+# takes no part: ON CONFLICT DO NOTHING inserts speculatively, see _INSERT_BOOKING.)
 _DEADLOCK_ATTEMPTS = 2
 
 
@@ -298,10 +308,12 @@ class SqlAlchemyBookingRepository:
         values = {**booking_values(booking), "version": 1}
         with translated(self._where):
             session = self._session()
-            new_id: int = _in_savepoint(
+            new_id: int | None = _in_savepoint(
                 session,
-                lambda: session.connection().execute(_INSERT_BOOKING, values).scalar_one(),
+                lambda: session.connection().execute(_INSERT_BOOKING, values).scalar(),
             )
+        if new_id is None:
+            raise SlotUnavailable("the time overlaps another booking")
         added = booking.copy()
         added.id, added.version = new_id, 1
         return added
