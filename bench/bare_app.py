@@ -4,11 +4,17 @@ GET availability runs the same occupancy query the availability endpoint needs (
 practitioner's pending and confirmed bookings overlapping a window) and returns the rows as
 JSON; POST /api/bookings runs the same INSERT into the same ``bookings`` table, whose exclusion
 constraint refuses an overlap (409). None of our layers, no validation, no payment provider.
+
+POST /api/bookings/three-writes is a second, informative floor: the writes a booking takes by
+design (DESIGN.md: the hold committed before the payment provider is called, the provider's
+session, the session noted on the hold), bare: the INSERT committed, the offline checkout's
+INSERT, the UPDATE committed, on one pooled connection.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -27,6 +33,19 @@ _INSERT = sa.text(
     " hold_expires_at, created_at, updated_at, version)"
     " VALUES (:practitioner_id, :service_id, :name, :email, :start, :end, :start, :end, 5500,"
     " 'gbp', 'pending', :hold, :now, :now, 1) RETURNING id"
+)
+
+
+_INSERT_SESSION = sa.text(
+    "INSERT INTO offline_checkout_sessions (id, form_secret, idempotency_key, booking_id, amount,"
+    " currency, description, customer_email, expires_at, state)"
+    " VALUES (:sid, :secret, :key, :booking_id, 5500, 'gbp', 'Bench session', :email, :hold,"
+    " 'open')"
+)
+
+_ATTACH = sa.text(
+    "UPDATE bookings SET checkout_session_id = :sid, updated_at = :now, version = version + 1"
+    " WHERE id = :booking_id AND version = 1"
 )
 
 
@@ -72,5 +91,40 @@ def create_app() -> Flask:
         except sa.exc.IntegrityError:
             return jsonify(error="slot_unavailable"), 409
         return jsonify(booking={"id": booking_id}), 201
+
+    @app.post("/api/bookings/three-writes")
+    def book_in_three_writes():  # type: ignore[no-untyped-def]
+        body = request.get_json()
+        start = datetime.fromisoformat(body["start"])
+        now = datetime.now(UTC)
+        params = {
+            "practitioner_id": body["practitioner_id"],
+            "service_id": body["service_id"],
+            "name": body["client"]["name"],
+            "email": body["client"]["email"],
+            "start": start,
+            "end": start + timedelta(minutes=30),
+            "hold": now + timedelta(minutes=30),
+            "now": now,
+        }
+        with engine.connect() as connection:
+            try:
+                booking_id = connection.execute(_INSERT, params).scalar_one()
+                connection.commit()
+            except sa.exc.IntegrityError:
+                return jsonify(error="slot_unavailable"), 409
+            sid = f"cs_bare_{secrets.token_hex(16)}"
+            session = {
+                "sid": sid,
+                "secret": secrets.token_urlsafe(32),
+                "key": f"checkout:{booking_id}",
+                "booking_id": booking_id,
+                **params,
+            }
+            connection.execute(_INSERT_SESSION, session)
+            connection.commit()
+            connection.execute(_ATTACH, {"sid": sid, "now": now, "booking_id": booking_id})
+            connection.commit()
+        return jsonify(booking={"id": booking_id}, checkout_url=f"/checkout/{sid}"), 201
 
     return app

@@ -344,9 +344,9 @@ def http(seconds: int, connections: int, workers: int, threads: int, rounds: int
             if page:
                 load_get(f"{ours_base}/p/2", 2, connections)
 
-            def post(base: str) -> dict[str, float]:
+            def post(base: str, path: str = "/api/bookings") -> dict[str, float]:
                 reset_bookings(url, practitioners)
-                target = f"{base}/api/bookings"
+                target = base + path
                 if shutil.which("wrk"):
                     return load_post_wrk(target, bodies_file, seconds, connections)
                 return load_post_python(target, bodies, seconds, connections)
@@ -360,6 +360,9 @@ def http(seconds: int, connections: int, workers: int, threads: int, rounds: int
                     runs.setdefault(f"get_{name}", []).append(measured)
                 for name, (_, base) in servers.items():
                     runs.setdefault(f"post_{name}", []).append(post(base))
+                floor_base = servers["floor"][1]
+                three = post(floor_base, "/api/bookings/three-writes")
+                runs.setdefault("post_three_writes", []).append(three)
                 if page:
                     runs.setdefault("page", []).append(
                         load_get(f"{ours_base}/p/2", seconds, connections)
@@ -373,6 +376,18 @@ def http(seconds: int, connections: int, workers: int, threads: int, rounds: int
                 ]
                 results[f"{kind}_ratio_rounds"] = per_round
                 results[f"{kind}_ratio"] = _median(per_round)
+            results["post_three_writes_ratio"] = _median(
+                [
+                    t["rps"] / f["rps"] if f["rps"] else 0.0
+                    for t, f in zip(runs["post_three_writes"], runs["post_floor"], strict=True)
+                ]
+            )
+            results["post_vs_three_writes"] = _median(
+                [
+                    o["rps"] / t["rps"] if t["rps"] else 0.0
+                    for o, t in zip(runs["post_ours"], runs["post_three_writes"], strict=True)
+                ]
+            )
             if page:
                 results["page_vs_json"] = _median(
                     [
@@ -515,6 +530,18 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             rows.append((f"{label}, ratio to the floor",
                          f"{ratio:.2f} (median of rounds: {rounds})",
                          f">= {target}", _verdict(ratio >= target)))  # fmt: skip
+        three = web.get("post_three_writes")
+        if three:
+            rows.append(
+                (
+                    "POST, bare Flask running the booking's three writes (hold, session, attach)",
+                    f"{three['rps']:.0f} req/s, p50 {three['p50']:.1f} ms, p99 "
+                    f"{three['p99']:.1f} ms; {web['post_three_writes_ratio']:.2f} of the "
+                    f"one-INSERT floor; ours is {web['post_vs_three_writes']:.2f} of it",
+                    "-",
+                    "-",
+                )
+            )
         page = web.get("page")
         rows.append(
             (
