@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, jsonify, request
@@ -49,6 +50,21 @@ _ATTACH = sa.text(
 )
 
 
+def _insert_params(body: dict[str, Any]) -> dict[str, Any]:
+    start = datetime.fromisoformat(body["start"])
+    now = datetime.now(UTC)
+    return {
+        "practitioner_id": body["practitioner_id"],
+        "service_id": body["service_id"],
+        "name": body["client"]["name"],
+        "email": body["client"]["email"],
+        "start": start,
+        "end": start + timedelta(minutes=30),
+        "hold": now + timedelta(minutes=30),
+        "now": now,
+    }
+
+
 def create_app() -> Flask:
     url = os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
     engine = sa.create_engine(url, pool_size=5, pool_pre_ping=True)
@@ -72,19 +88,7 @@ def create_app() -> Flask:
 
     @app.post("/api/bookings")
     def book():  # type: ignore[no-untyped-def]
-        body = request.get_json()
-        start = datetime.fromisoformat(body["start"])
-        now = datetime.now(UTC)
-        params = {
-            "practitioner_id": body["practitioner_id"],
-            "service_id": body["service_id"],
-            "name": body["client"]["name"],
-            "email": body["client"]["email"],
-            "start": start,
-            "end": start + timedelta(minutes=30),
-            "hold": now + timedelta(minutes=30),
-            "now": now,
-        }
+        params = _insert_params(request.get_json())
         try:
             with engine.begin() as connection:
                 booking_id = connection.execute(_INSERT, params).scalar_one()
@@ -94,19 +98,8 @@ def create_app() -> Flask:
 
     @app.post("/api/bookings/three-writes")
     def book_in_three_writes():  # type: ignore[no-untyped-def]
-        body = request.get_json()
-        start = datetime.fromisoformat(body["start"])
-        now = datetime.now(UTC)
-        params = {
-            "practitioner_id": body["practitioner_id"],
-            "service_id": body["service_id"],
-            "name": body["client"]["name"],
-            "email": body["client"]["email"],
-            "start": start,
-            "end": start + timedelta(minutes=30),
-            "hold": now + timedelta(minutes=30),
-            "now": now,
-        }
+        params = _insert_params(request.get_json())
+        now = params["now"]
         with engine.connect() as connection:
             try:
                 booking_id = connection.execute(_INSERT, params).scalar_one()

@@ -340,16 +340,7 @@ def test_a_change_made_outside_the_service_reaches_every_cache(
     cached = Database.connect(database_url, pool_size=1)
     try:
         assert cached._practitioners.wait_listening()
-        uow = clean_database.unit_of_work()
-        with uow:
-            p = uow.practitioners.add(
-                Practitioner(
-                    name="Ada",
-                    services=[Service(name="S", duration_minutes=30, price=Money(100, "gbp"))],
-                )
-            )
-            uow.commit()
-        pid = p.id or 0
+        pid = _practitioner(clean_database).id or 0  # its service costs 100
         reader = cached.unit_of_work()
 
         def price() -> int | None:
