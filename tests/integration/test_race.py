@@ -153,9 +153,8 @@ def test_exactly_one_client_wins_every_round(
         assert won[0].booking.status is BookingStatus.PENDING
         assert won[0].booking.checkout_session_id is not None
         assert _occupying(new_uow, practitioner, day) == 1
-        # Losers that passed the use case's availability check before the winner committed
-        # were stopped by the adapter (on PostgreSQL, by the exclusion constraint; the memory
-        # adapter's threads mostly queue on its lock and fail the check instead).
+        # Losers are stopped by the adapter's write (on PostgreSQL, by the exclusion constraint
+        # as the arbiter of the INSERT's ON CONFLICT DO NOTHING); none may be refused otherwise.
         refused_on_write += sum(1 for e in lost if "already taken" not in str(e))
     if request.node.callspec.params["new_uow"] == "postgres":
         assert refused_on_write > 0, "no client reached the insert: the race never happened"
