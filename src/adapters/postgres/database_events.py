@@ -57,7 +57,7 @@ def begin_at_first_write(engine: sa.Engine) -> None:
         cursor: Any,
         statement: str,
         _parameters: Any,
-        context: Any,
+        _context: Any,
         _executemany: bool,
     ) -> None:
         if (

@@ -271,12 +271,11 @@ def _is_offered(
         return False  # also keeps dates like 9999-12-31 away from date arithmetic
     if calendar.link_for(practitioner) is None:
         # The working hours: check the one start rather than list the day.
-        if av.offers_start(practitioner, service, start, now=now, occupied=[]):
-            return True
-        return (
+        busy = occupied or []
+        return av.offers_start(practitioner, service, start, now=now, occupied=[]) or (
             service.alignment is SlotAlignment.FILL
-            and bool(occupied)
-            and av.offers_start(practitioner, service, start, now=now, occupied=occupied or [])
+            and bool(busy)
+            and av.offers_start(practitioner, service, start, now=now, occupied=busy)
         )
     day = start.astimezone(practitioner.zone).date()
     window = av.local_day_window(practitioner.zone, day, day)

@@ -304,11 +304,11 @@ def _store_checkout(
     """Note the checkout on the hold: one write at the version the hold was stored with; only
     when something changed the booking meanwhile is it read again."""
     booking_id = _id(held)
-    stored = held
     with uow:
-        stored.attach_checkout(session.id, at=clock.now())
+        held.attach_checkout(session.id, at=clock.now())
         try:
-            uow.bookings.save(stored)
+            uow.bookings.save(held)
+            stored = held
         except ConcurrentUpdate:
             stored = _get(uow, booking_id)
             if stored.status is not BookingStatus.PENDING:
