@@ -93,11 +93,14 @@ class BookingFilter:
 
 
 class BookingRepository(Protocol):
-    def add(self, booking: Booking) -> Booking:
+    def add(self, booking: Booking, *, commit: bool = False) -> Booking:
         """Insert a new booking; returns it with its id set.
 
         Raises SlotUnavailable if it occupies the calendar and overlaps (buffers included) another
         occupying booking of the same practitioner, whether or not that one is committed yet.
+        ``commit=True``: this is the unit of work's last write, committed with it (the same as
+        UnitOfWork.commit() after it; PostgreSQL: when nothing was written before it, one
+        statement that commits itself).
         """
 
     def get(self, booking_id: int) -> Booking | None:
@@ -112,12 +115,13 @@ class BookingRepository(Protocol):
     def get_by_calendar_uid(self, uid: str) -> Booking | None:
         """The booking synced to this external calendar booking uid, or None."""
 
-    def save(self, booking: Booking) -> None:
+    def save(self, booking: Booking, *, commit: bool = False) -> None:
         """Write back a booking read in this unit of work; bumps its version.
 
         Raises ConcurrentUpdate if someone else saved it since it was read, SlotUnavailable if it
         now occupies a span another occupying booking holds (a late payment, a reschedule). After
         either error the unit of work is still usable (PostgreSQL: the save runs in a savepoint).
+        ``commit=True`` commits the unit of work with this write, as for add.
         """
 
     def list_occupying(self, practitioner_id: int, window: Interval) -> list[Booking]:

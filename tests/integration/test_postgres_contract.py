@@ -298,6 +298,55 @@ def test_save_bumps_the_version_and_persists(new_uow: UowFactory) -> None:
     assert _fields(stored) == _fields(loaded)
 
 
+def test_a_last_write_commits_the_unit_with_it(new_uow: UowFactory) -> None:
+    """``add``/``save`` with commit=True: committed at once, as with commit() after them, and
+    with whatever the unit wrote before."""
+    (p,) = _setup(new_uow)
+    uow, reader = new_uow(), new_uow()
+    with uow:
+        held = uow.bookings.add(_booking(p), commit=True)
+        with reader:
+            assert reader.bookings.get(held.id or 0) is not None
+    with uow:
+        first = uow.bookings.add(_booking(p, T0 + timedelta(hours=2)))
+        second = uow.bookings.add(_booking(p, T0 + timedelta(hours=4)), commit=True)
+        uow.rollback()  # nothing left to roll back
+    with reader:
+        assert reader.bookings.get(first.id or 0) is not None
+        assert reader.bookings.get(second.id or 0) is not None
+    with uow:
+        loaded = uow.bookings.get(held.id or 0)
+        assert loaded is not None
+        loaded.notes = "noted"
+        uow.bookings.save(loaded, commit=True)
+        assert loaded.version == 2
+    with reader:
+        assert (reader.bookings.get(held.id or 0) or held).notes == "noted"
+
+
+def test_a_refused_last_write_commits_nothing_and_leaves_the_unit_usable(
+    new_uow: UowFactory,
+) -> None:
+    (p,) = _setup(new_uow)
+    (taken,) = _add(new_uow, _booking(p))
+    uow = new_uow()
+    with uow:
+        with pytest.raises(SlotUnavailable):
+            uow.bookings.add(_booking(p, T0 + timedelta(minutes=10)), commit=True)
+        stale = uow.bookings.get(taken.id or 0)
+        assert stale is not None
+        stale.version = 7
+        with pytest.raises(ConcurrentUpdate):
+            uow.bookings.save(stale, commit=True)
+        later = uow.bookings.add(_booking(p, T0 + timedelta(hours=3)), commit=True)
+    with uow:
+        occupying = uow.bookings.list_occupying(p.id or 0, Interval(T0, T0 + timedelta(days=1)))
+        assert [b.id for b in occupying] == [taken.id, later.id]
+        stored = uow.bookings.get(taken.id or 0)
+        assert stored is not None
+        assert stored.version == 1
+
+
 # -- bookings: the no-overlap rule ---------------------------------------------------------------
 
 

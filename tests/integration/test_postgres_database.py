@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -264,6 +265,58 @@ def test_a_schedule_edit_in_one_process_shows_at_once_in_another(
             time.sleep(0.005)
     finally:
         there.dispose()
+
+
+def test_a_last_write_with_nothing_before_it_is_one_statement(
+    clean_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hold (add, commit=True) and the checkout noted on it (save, commit=True): each one
+    self-committing statement, no BEGIN and no COMMIT round trips; after a lock, the same call
+    commits the lock's transaction with the write."""
+    import psycopg
+    from psycopg.pq import TransactionStatus
+
+    practitioner = _practitioner(clean_database)
+    service_id = practitioner.services[0].id or 0
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def recording(self: psycopg.Cursor[object], query: object, *args: object, **kw: object) -> Any:
+        sent.append(str(query).split()[0].upper())
+        return execute(self, query, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recording)
+
+    def status(uow: object) -> TransactionStatus:
+        session = uow._current()  # type: ignore[attr-defined]
+        return session.connection().connection.driver_connection.info.transaction_status
+
+    uow = clean_database.unit_of_work()
+    with uow:
+        held = uow.bookings.add(_booking(practitioner.id or 0, service_id), commit=True)
+        assert status(uow) is TransactionStatus.IDLE  # committed: nothing open
+        held.checkout_session_id = "cs_1"
+        uow.bookings.save(held, commit=True)
+        assert status(uow) is TransactionStatus.IDLE
+    assert sent == ["INSERT", "UPDATE"]
+    sent.clear()
+    with uow:
+        uow.practitioners.lock(practitioner.id or 0)
+        uow.bookings.add(
+            _booking(
+                practitioner.id or 0,
+                service_id,
+                start=T0 + timedelta(hours=1),
+                end=T0 + timedelta(hours=1, minutes=30),
+            ),
+            commit=True,
+        )
+        assert status(uow) is TransactionStatus.IDLE
+    assert sent[0] == "BEGIN"
+    assert "SAVEPOINT" in sent
+    with clean_database.engine.connect() as connection:
+        noted = sa.text("SELECT checkout_session_id FROM bookings ORDER BY id")
+        assert connection.execute(noted).scalars().all() == ["cs_1", None]
 
 
 def test_a_transaction_begins_at_the_first_write_and_only_then(clean_database: Database) -> None:

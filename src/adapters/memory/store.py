@@ -305,7 +305,7 @@ class _Bookings:
         if _clashes(booking, others) is not None:
             raise SlotUnavailable("the time overlaps another booking")
 
-    def add(self, booking: Booking) -> Booking:
+    def add(self, booking: Booking, *, commit: bool = False) -> Booking:
         self._uow._require_open()
         store = self._uow.store
         with store.lock:
@@ -316,6 +316,8 @@ class _Bookings:
             self._uow.staged_bookings[stored.id] = stored
             self._uow.base_versions[stored.id] = None
             store.inflight_bookings.setdefault(self._uow.token, {})[stored.id] = stored
+        if commit:
+            self._uow.commit()
         return stored.copy()
 
     def get(self, booking_id: int) -> Booking | None:
@@ -339,7 +341,7 @@ class _Bookings:
     def get_by_calendar_uid(self, uid: str) -> Booking | None:
         return self._find(lambda b: b.calendar_uid == uid)
 
-    def save(self, booking: Booking) -> None:
+    def save(self, booking: Booking, *, commit: bool = False) -> None:
         self._uow._require_open()
         if booking.id is None:
             raise ValueError("save() needs a booking that was added")
@@ -357,6 +359,8 @@ class _Bookings:
             if stored.occupies_calendar:
                 store.inflight_bookings.setdefault(self._uow.token, {})[booking.id] = stored
         booking.version = stored.version  # as SQLAlchemy bumps version_id_col on flush
+        if commit:
+            self._uow.commit()
 
     def list_occupying(self, practitioner_id: int, window: Interval) -> list[Booking]:
         self._uow._require_open()

@@ -7,8 +7,8 @@ Under READ COMMITTED every statement reads its own snapshot whether or not a tra
 open, so the reads before it see what they would have seen inside one; a unit that only reads
 (availability, a page) then costs one round trip per query instead of BEGIN, query, ROLLBACK,
 and ``Connection.commit``/``rollback`` send COMMIT or ROLLBACK only when a transaction is open.
-A connection given ``execution_options(autocommit_each=True)`` never begins one: each of its
-statements commits on its own (a single INSERT needs no BEGIN and COMMIT around it).
+A statement or a connection given ``execution_options(autocommit_each=True)`` never begins
+one: such a statement commits on its own (a single INSERT needs no BEGIN and COMMIT around it).
 
 ``in_transaction(connection)`` then tells whether anything before a write would be lost by
 rolling back: the repositories guard a write with a SAVEPOINT only then.
@@ -57,15 +57,20 @@ def begin_at_first_write(engine: sa.Engine) -> None:
         cursor: Any,
         statement: str,
         _parameters: Any,
-        _context: Any,
+        context: Any,
         _executemany: bool,
     ) -> None:
         if (
             cursor.connection.info.transaction_status == _IDLE
             and not is_plain_read(statement)
-            and not connection.get_execution_options().get(AUTOCOMMIT_EACH, False)
+            and not _options(connection, context).get(AUTOCOMMIT_EACH, False)
         ):
             cursor.execute("BEGIN", prepare=False)
+
+
+def _options(connection: sa.Connection, context: Any) -> Any:
+    """The statement's execution options (its own, its connection's, its engine's)."""
+    return connection.get_execution_options() if context is None else context.execution_options
 
 
 def server_went_away(dbapi_connection: Any) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from adapters.postgres.database_events import in_transaction
+from adapters.postgres.database_events import AUTOCOMMIT_EACH, in_transaction
 from adapters.postgres.errors import (
     CHECK_VIOLATION,
     DEADLOCK_DETECTED,
@@ -111,16 +111,22 @@ _FRESH = {"populate_existing": True}
 _DEADLOCK_ATTEMPTS = 2
 
 
-def _in_savepoint(session: Session, apply: Callable[[], T]) -> T:
+def _in_savepoint(
+    session: Session, apply: Callable[[Mapping[str, Any]], T], *, commit: bool = False
+) -> T:
     """Run ``apply`` (changes to the session, or statements on its connection) and flush, so
     that a refused write leaves the transaction usable (ports.BookingRepository.save promises
-    it); returns what ``apply`` returned.
+    it); returns what ``apply`` returned. ``apply`` gets the execution options its statements
+    run with.
 
     The write runs inside a SAVEPOINT when the transaction has something to lose: a write or a
     lock before it, or changes waiting in the session. When none is open yet (only plain reads
     ran, outside a transaction: database_events; the first write of a hold or of a checkout),
     rolling back what the write began leaves exactly what rolling back to a savepoint would,
     and saves the SAVEPOINT and RELEASE round trips.
+
+    ``commit``: the unit of work is committed with this write. When none is open, the write is
+    then a statement that commits itself (autocommit_each): no BEGIN, no COMMIT round trip.
     """
     for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
         protect = (
@@ -132,15 +138,17 @@ def _in_savepoint(session: Session, apply: Callable[[], T]) -> T:
         try:
             if protect:
                 with session.begin_nested():
-                    result = apply()
+                    result = apply(_IN_TRANSACTION)
                     session.flush()
             else:
                 try:
-                    result = apply()
+                    result = apply(_ON_ITS_OWN if commit else _IN_TRANSACTION)
                     session.flush()
                 except BaseException:
                     session.rollback()  # nothing was done before: the same as a savepoint's
                     raise
+            if commit:
+                session.commit()
             return result
         except DBAPIError as exc:
             if sqlstate(exc) != DEADLOCK_DETECTED:
@@ -149,6 +157,10 @@ def _in_savepoint(session: Session, apply: Callable[[], T]) -> T:
                 # Only overlapping writers of one practitioner wait on each other here.
                 raise SlotUnavailable("the time is being booked by someone else") from exc
     raise AssertionError("unreachable")
+
+
+_IN_TRANSACTION: Mapping[str, Any] = {}
+_ON_ITS_OWN: Mapping[str, Any] = {AUTOCOMMIT_EACH: True}
 
 
 # Same predicate as occupying_statement, so the exclusion constraint's GiST index serves it. The
@@ -253,7 +265,7 @@ class SqlAlchemyPractitionerRepository:
                 service_row = ServiceRow()
                 service_to_row(service, service_row, position=position)
                 row.services.append(service_row)
-            _in_savepoint(session, lambda: session.add(row))
+            _in_savepoint(session, lambda _options: session.add(row))
             return practitioner_from_row(row)
 
     def save(self, practitioner: Practitioner) -> None:
@@ -276,7 +288,7 @@ class SqlAlchemyPractitionerRepository:
                     f"practitioner {practitioner.id} has no service with id {unknown[0]}"
                 )
 
-            def apply() -> None:
+            def apply(_options: Mapping[str, Any]) -> None:
                 practitioner_fields_to_row(practitioner, row)
                 kept: set[int] = set()
                 for position, service in enumerate(practitioner.services):
@@ -303,14 +315,19 @@ class SqlAlchemyBookingRepository:
         self._session = session
         self._where = where
 
-    def add(self, booking: Booking) -> Booking:
+    def add(self, booking: Booking, *, commit: bool = False) -> Booking:
         # Core, not the ORM: one INSERT ... RETURNING id, no row object to build and flush.
         values = {**booking_values(booking), "version": 1}
         with translated(self._where):
             session = self._session()
             new_id: int | None = _in_savepoint(
                 session,
-                lambda: session.connection().execute(_INSERT_BOOKING, values).scalar(),
+                lambda options: (
+                    session.connection()
+                    .execute(_INSERT_BOOKING, values, execution_options=options)
+                    .scalar()
+                ),
+                commit=commit,
             )
         if new_id is None:
             raise SlotUnavailable("the time overlaps another booking")
@@ -336,7 +353,7 @@ class SqlAlchemyBookingRepository:
     def get_by_calendar_uid(self, uid: str) -> Booking | None:
         return self._one(BookingRow.calendar_uid == uid)
 
-    def save(self, booking: Booking) -> None:
+    def save(self, booking: Booking, *, commit: bool = False) -> None:
         """One UPDATE of the row at the booking's version (optimistic locking), no read first:
         a row changed (or deleted) since the booking was read raises ConcurrentUpdate."""
         if booking.id is None:
@@ -350,11 +367,14 @@ class SqlAlchemyBookingRepository:
         with translated(self._where):
             session = self._session()
 
-            def apply() -> None:
-                if session.connection().execute(_UPDATE_BOOKING, values).rowcount != 1:
+            def apply(options: Mapping[str, Any]) -> None:
+                written = session.connection().execute(
+                    _UPDATE_BOOKING, values, execution_options=options
+                )
+                if written.rowcount != 1:
                     raise ConcurrentUpdate(f"booking {booking.id} was changed concurrently")
 
-            _in_savepoint(session, apply)
+            _in_savepoint(session, apply, commit=commit)
         booking.version += 1  # as the memory adapter does after a save
 
     def _many(self, stmt: sa.Select[Any]) -> list[Booking]:

@@ -263,10 +263,12 @@ def _request(
             uow.practitioners.lock(cmd.practitioner_id)
             if not _within_limits(uow, practitioner, service, start):
                 raise LimitReached("the practitioner takes no more bookings that day or week")
-        booking = uow.bookings.add(booking)  # SlotUnavailable if someone was faster
+        # SlotUnavailable if someone was faster; the hold is the unit's last write unless the
+        # idempotency key's record notes it.
+        booking = uow.bookings.add(booking, commit=idempotency is None)
         if idempotency is not None:
             uow.idempotency.attach(idempotency.key, _id(booking))
-        uow.commit()
+            uow.commit()
     calendar.invalidate(cmd.practitioner_id)
     booking_id = _id(booking)
     if approval:
@@ -304,10 +306,11 @@ def _store_checkout(
     """Note the checkout on the hold: one write at the version the hold was stored with; only
     when something changed the booking meanwhile is it read again."""
     booking_id = _id(held)
+    last_write = idempotency is None  # else the key's record stores the answer after it
     with uow:
         held.attach_checkout(session.id, at=clock.now())
         try:
-            uow.bookings.save(held)
+            uow.bookings.save(held, commit=last_write)
             stored = held
         except ConcurrentUpdate:
             stored = _get(uow, booking_id)
@@ -324,12 +327,12 @@ def _store_checkout(
                     "the payment provider answered too late; please try again"
                 ) from None
             stored.attach_checkout(session.id, at=clock.now())
-            uow.bookings.save(stored)
+            uow.bookings.save(stored, commit=last_write)
         result = BookingRequested(booking=stored, checkout_url=session.url, manage_token=token)
         if idempotency is not None:
             response, sealed = idempotency.answer(result)
             uow.idempotency.complete(idempotency.key, 201, response, sealed)
-        uow.commit()
+            uow.commit()
     return result
 
 
