@@ -98,6 +98,9 @@ def _gap_end(naive: datetime, zone: ZoneInfo) -> datetime:
     return after
 
 
+_ZERO = timedelta(0)
+
+
 def _range_bounds(
     day: date, start_minute: int, end_minute: int, zone: ZoneInfo
 ) -> tuple[datetime, datetime, datetime, datetime, bool]:
@@ -323,7 +326,33 @@ def offers_start(
     if not gate.allows(start):
         return False
     day = start.astimezone(practitioner.zone).date()
+    if service.alignment is SlotAlignment.GRID:
+        step, length, zone = service.interval, service.duration, practitioner.zone
+        return any(
+            _on_grid(start, range_day, lo, hi, zone, step, length)
+            for range_day, lo, hi in working_ranges(practitioner, day, day)
+        )
     return any(s == start for s in _candidates(practitioner, service, day, day, gate))
+
+
+def _on_grid(
+    start: datetime,
+    day: date,
+    start_minute: int,
+    end_minute: int,
+    zone: ZoneInfo,
+    step: timedelta,
+    length: timedelta,
+) -> bool:
+    """Whether _grid_starts of this range yields ``start``: arithmetic when the range has no
+    offset change inside it (its starts are then every ``step`` of real time), else the walk."""
+    _, _, range_start, range_end, steady = _range_bounds(day, start_minute, end_minute, zone)
+    if not steady:
+        return any(
+            s == start for s in _grid_starts(day, start_minute, end_minute, zone, step, length)
+        )
+    offset = start - range_start
+    return offset >= _ZERO and start + length <= range_end and offset % step == _ZERO
 
 
 def _candidates(
