@@ -20,7 +20,8 @@ from adapters.postgres import (
     normalize_url,
 )
 from booking_core.errors import Conflict, NotFound
-from booking_core.model import Booking, Client, Money, Practitioner, Service
+from booking_core.jobs import JobKind
+from booking_core.model import Booking, Client, Interval, Money, Practitioner, Service
 
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 
@@ -265,6 +266,50 @@ def test_a_schedule_edit_in_one_process_shows_at_once_in_another(
             time.sleep(0.005)
     finally:
         there.dispose()
+
+
+def test_core_statements_need_no_session_and_share_the_transaction_with_one(
+    clean_database: Database,
+) -> None:
+    """A hold and the availability's spans run on the unit's connection, no ORM session made;
+    a session made later in the unit owns that same connection and transaction."""
+    practitioner = _practitioner(clean_database)
+    service_id = practitioner.services[0].id or 0
+    window = Interval(T0 - timedelta(days=1), T0 + timedelta(days=1))
+    uow = clean_database.unit_of_work()
+    with uow:
+        held = uow.bookings.add(_booking(practitioner.id or 0, service_id), commit=True)
+        assert uow.bookings.occupied_spans(practitioner.id or 0, window) == [held.occupied]
+        assert uow._session is None  # type: ignore[attr-defined]
+    with uow:
+        later = uow.bookings.add(
+            _booking(
+                practitioner.id or 0,
+                service_id,
+                start=T0 + timedelta(hours=1),
+                end=T0 + timedelta(hours=1, minutes=30),
+            )
+        )
+        seen = uow.bookings.get(later.id or 0)  # an ORM read: the session joins the write
+        assert seen is not None
+        assert uow._session is not None  # type: ignore[attr-defined]
+        uow.rollback()
+        assert uow.bookings.get(later.id or 0) is None
+        again = uow.bookings.add(
+            _booking(
+                practitioner.id or 0,
+                service_id,
+                start=T0 + timedelta(hours=2),
+                end=T0 + timedelta(hours=2, minutes=30),
+            )
+        )
+        uow.outbox.add(JobKind.EXPIRE_CHECKOUT, {"booking_id": again.id}, T0)
+        uow.commit()
+    with clean_database.engine.connect() as connection:
+        kept = connection.execute(sa.text("SELECT id FROM bookings ORDER BY id")).scalars().all()
+        jobs = connection.execute(sa.text("SELECT count(*) FROM outbox_jobs")).scalar_one()
+    assert kept == [held.id, again.id]
+    assert jobs == 1
 
 
 def test_a_last_write_with_nothing_before_it_is_one_statement(

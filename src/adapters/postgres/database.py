@@ -196,7 +196,10 @@ class Database:
     def unit_of_work(self) -> SqlAlchemyUnitOfWork:
         """A fresh unit of work (booking_core.ports.UnitOfWorkFactory)."""
         return SqlAlchemyUnitOfWork(
-            self._sessions, where=self._description, practitioner_cache=self._practitioners
+            self._sessions,
+            engine=self.engine,
+            where=self._description,
+            practitioner_cache=self._practitioners,
         )
 
     def ping(self, timeout: float = 1.5) -> None:

@@ -83,6 +83,39 @@ from booking_core.ports import BookingFilter, IdempotencyRecord
 SessionSource = Callable[[], Session]
 T = TypeVar("T")
 
+
+class Statements:
+    """Where a unit of work's Core statements run: its session, when it has one (the changes
+    waiting in it count as written), else its bare connection (no session is made for them)."""
+
+    def __init__(self, target: Session | sa.Connection) -> None:
+        self._target = target
+
+    def connection(self) -> sa.Connection:
+        target = self._target
+        return target.connection() if isinstance(target, Session) else target
+
+    def pending(self) -> bool:
+        """Whether ORM changes wait in the session, to be written at the next flush."""
+        target = self._target
+        return isinstance(target, Session) and bool(target.new or target.dirty or target.deleted)
+
+    def flush(self) -> None:
+        if isinstance(self._target, Session):
+            self._target.flush()
+
+    def begin_nested(self) -> Any:
+        return self._target.begin_nested()
+
+    def commit(self) -> None:
+        self._target.commit()
+
+    def rollback(self) -> None:
+        self._target.rollback()
+
+
+StatementsSource = Callable[[], Statements]
+
 _BOOKINGS = cast(sa.Table, BookingRow.__table__)
 # Built once: a statement object is compiled and cached by SQLAlchemy on first use; building
 # one per call (insert().values({...}) with thirty columns) cost more than running it.
@@ -112,7 +145,7 @@ _DEADLOCK_ATTEMPTS = 2
 
 
 def _in_savepoint(
-    session: Session, apply: Callable[[Mapping[str, Any]], T], *, commit: bool = False
+    target: Statements, apply: Callable[[Mapping[str, Any]], T], *, commit: bool = False
 ) -> T:
     """Run ``apply`` (changes to the session, or statements on its connection) and flush, so
     that a refused write leaves the transaction usable (ports.BookingRepository.save promises
@@ -129,26 +162,21 @@ def _in_savepoint(
     then a statement that commits itself (autocommit_each): no BEGIN, no COMMIT round trip.
     """
     for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
-        protect = (
-            in_transaction(session.connection())
-            or bool(session.new)
-            or bool(session.deleted)
-            or bool(session.dirty)
-        )
+        protect = in_transaction(target.connection()) or target.pending()
         try:
             if protect:
-                with session.begin_nested():
+                with target.begin_nested():
                     result = apply(_IN_TRANSACTION)
-                    session.flush()
+                    target.flush()
             else:
                 try:
                     result = apply(_ON_ITS_OWN if commit else _IN_TRANSACTION)
-                    session.flush()
+                    target.flush()
                 except BaseException:
-                    session.rollback()  # nothing was done before: the same as a savepoint's
+                    target.rollback()  # nothing was done before: the same as a savepoint's
                     raise
             if commit:
-                session.commit()
+                target.commit()
             return result
         except DBAPIError as exc:
             if sqlstate(exc) != DEADLOCK_DETECTED:
@@ -265,7 +293,7 @@ class SqlAlchemyPractitionerRepository:
                 service_row = ServiceRow()
                 service_to_row(service, service_row, position=position)
                 row.services.append(service_row)
-            _in_savepoint(session, lambda _options: session.add(row))
+            _in_savepoint(Statements(session), lambda _options: session.add(row))
             return practitioner_from_row(row)
 
     def save(self, practitioner: Practitioner) -> None:
@@ -304,26 +332,27 @@ class SqlAlchemyPractitionerRepository:
                         service_row.retired = True
                         service_row.active = False
 
-            _in_savepoint(session, apply)
+            _in_savepoint(Statements(session), apply)
             # Other processes drop theirs when the transaction commits (the tables' triggers
             # send the notification); this one at once.
             self._cache.drop(practitioner.id)
 
 
 class SqlAlchemyBookingRepository:
-    def __init__(self, session: SessionSource, where: str) -> None:
+    def __init__(self, session: SessionSource, where: str, statements: StatementsSource) -> None:
         self._session = session
         self._where = where
+        self._statements = statements
 
     def add(self, booking: Booking, *, commit: bool = False) -> Booking:
         # Core, not the ORM: one INSERT ... RETURNING id, no row object to build and flush.
         values = {**booking_values(booking), "version": 1}
         with translated(self._where):
-            session = self._session()
+            target = self._statements()
             new_id: int | None = _in_savepoint(
-                session,
+                target,
                 lambda options: (
-                    session.connection()
+                    target.connection()
                     .execute(_INSERT_BOOKING, values, execution_options=options)
                     .scalar()
                 ),
@@ -365,16 +394,16 @@ class SqlAlchemyBookingRepository:
             "b_version": booking.version,
         }
         with translated(self._where):
-            session = self._session()
+            target = self._statements()
 
             def apply(options: Mapping[str, Any]) -> None:
-                written = session.connection().execute(
+                written = target.connection().execute(
                     _UPDATE_BOOKING, values, execution_options=options
                 )
                 if written.rowcount != 1:
                     raise ConcurrentUpdate(f"booking {booking.id} was changed concurrently")
 
-            _in_savepoint(session, apply, commit=commit)
+            _in_savepoint(target, apply, commit=commit)
         booking.version += 1  # as the memory adapter does after a save
 
     def _many(self, stmt: sa.Select[Any]) -> list[Booking]:
@@ -390,7 +419,7 @@ class SqlAlchemyBookingRepository:
         # request cost more than running it), two columns, no ORM objects.
         params = {"practitioner_id": practitioner_id, "start": window.start, "end": window.end}
         with translated(self._where):
-            rows = self._session().connection().execute(_OCCUPIED_SPANS, params).all()
+            rows = self._statements().connection().execute(_OCCUPIED_SPANS, params).all()
         return [Interval(start, end) for start, end in rows]
 
     def list_expired_holds(

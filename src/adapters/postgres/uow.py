@@ -1,4 +1,4 @@
-"""The PostgreSQL unit of work: one SQLAlchemy session, hence one transaction, per ``with``."""
+"""The PostgreSQL unit of work: one connection, hence one transaction, per ``with``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,7 @@ from adapters.postgres.repositories import (
     SqlAlchemyPaymentLedger,
     SqlAlchemyPractitionerRepository,
     SqlAlchemyUserRepository,
+    Statements,
 )
 
 log = logging.getLogger(__name__)
@@ -31,26 +33,33 @@ log = logging.getLogger(__name__)
 class SqlAlchemyUnitOfWork:
     """booking_core.ports.UnitOfWork on PostgreSQL.
 
-    ``with uow:`` opens a new session (its connection is taken from the pool at the first
-    statement); leaving the block rolls back whatever was not committed and closes the session.
-    The object may be entered again afterwards, but never by two threads at once: build one per
-    request or job from ``Database.unit_of_work``.
+    ``with uow:`` opens a unit of work; its connection is taken from the pool at the first
+    statement, and leaving the block rolls back whatever was not committed and returns it.
+    The repositories' Core statements (a hold, the checkout noted on it, the availability's
+    spans) run on that connection directly; a SQLAlchemy session, for the ORM reads and
+    writes, is made only when one is needed, and then owns the same connection and its
+    transaction. The object may be entered again afterwards, but never by two threads at
+    once: build one per request or job from ``Database.unit_of_work``.
     """
 
     def __init__(
         self,
-        session_factory: Callable[[], Session],
+        session_factory: Callable[..., Session],
         *,
+        engine: Engine,
         where: str = "the database",
         practitioner_cache: PractitionerCache | None = None,
     ):
         self._session_factory = session_factory
+        self._engine = engine
         self._where = where
+        self._open = False
+        self._connection: Connection | None = None
         self._session: Session | None = None
         self.practitioners = SqlAlchemyPractitionerRepository(
             self._current, where, practitioner_cache
         )
-        self.bookings = SqlAlchemyBookingRepository(self._current, where)
+        self.bookings = SqlAlchemyBookingRepository(self._current, where, self._statements)
         self.users = SqlAlchemyUserRepository(self._current, where)
         self.payment_events = SqlAlchemyPaymentEventLog(self._current, where)
         self.ledger = SqlAlchemyPaymentLedger(self._current, where)
@@ -60,15 +69,31 @@ class SqlAlchemyUnitOfWork:
         self.audit = SqlAlchemyAuditLog(self._current, where)
         self.api_tokens = SqlAlchemyApiTokenRepository(self._current, where)
 
-    def _current(self) -> Session:
-        if self._session is None:
+    def _connected(self) -> Connection:
+        if not self._open:
             raise RuntimeError("use the unit of work inside a 'with' block")
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def _current(self) -> Session:
+        """The unit's session (made at the first ORM use), owning its connection."""
+        if self._session is None:
+            # control_fully: the session's commit, rollback and close act on the connection's
+            # transaction, begun or not by the Core statements before it.
+            self._session = self._session_factory(
+                bind=self._connected(), join_transaction_mode="control_fully"
+            )
         return self._session
 
+    def _statements(self) -> Statements:
+        """Where a Core statement runs: the session, once there is one, else the connection."""
+        return Statements(self._session if self._session is not None else self._connected())
+
     def __enter__(self) -> Self:
-        if self._session is not None:
+        if self._open:
             raise RuntimeError("unit of work is already open; build one per use")
-        self._session = self._session_factory()
+        self._open = True
         return self
 
     def __exit__(
@@ -77,22 +102,39 @@ class SqlAlchemyUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        session, self._session = self._session, None
-        if session is None:
+        session, connection = self._session, self._connection
+        self._session, self._connection, self._open = None, None, False
+        failed: SQLAlchemyError | None = None
+        # The session rolls back anything not committed; the connection too when no session
+        # was made, and goes back to the pool.
+        for closing in (session, connection):
+            if closing is not None:
+                try:
+                    closing.close()
+                except SQLAlchemyError as close_error:
+                    failed = failed or close_error
+        if failed is None:
             return
-        try:
-            session.close()  # rolls back anything not committed, returns the connection
-        except SQLAlchemyError as close_error:
-            if exc is not None:
-                # Keep the error that ended the block; a dead connection often causes both.
-                log.warning("could not close the database session cleanly: %s", close_error)
-                return
-            raise translate(close_error, where=self._where) from close_error
+        if exc is not None:
+            # Keep the error that ended the block; a dead connection often causes both.
+            log.warning("could not close the database session cleanly: %s", failed)
+            return
+        raise translate(failed, where=self._where) from failed
 
     def commit(self) -> None:
         with translated(self._where):
-            self._current().commit()
+            if self._session is not None:
+                self._session.commit()
+            elif self._connection is not None:
+                self._connection.commit()
+            elif not self._open:
+                raise RuntimeError("use the unit of work inside a 'with' block")
 
     def rollback(self) -> None:
         with translated(self._where):
-            self._current().rollback()
+            if self._session is not None:
+                self._session.rollback()
+            elif self._connection is not None:
+                self._connection.rollback()
+            elif not self._open:
+                raise RuntimeError("use the unit of work inside a 'with' block")
