@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import Any
+from collections.abc import Callable
+from functools import partial, wraps
+from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 
@@ -18,6 +20,8 @@ from entrypoints.web.common import silent_json
 LIMITED_ENDPOINT = "api.create_booking"
 # Link recovery mails a client: limited per IP (the core adds one mailing per address an hour).
 RECOVER_ENDPOINT = "api.recover_links"
+
+T = TypeVar("T")
 
 # Set on ``flask.g`` (by mark_replayed) when an answer is a stored Idempotency-Key replay.
 _REPLAYED = "booking_idempotent_replay"
@@ -110,5 +114,26 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
     # and default limits. There are none here (the wrappers above check their own views), so
     # that hook would only cost every other request its time.
     app.before_request_funcs[None].remove(limiter._check_request_limit)
+    _only_for_limited_views(app, limiter)
     app.extensions["booking_limiter"] = limiter
     return limiter
+
+
+def _only_for_limited_views(app: Flask, limiter: Limiter) -> None:
+    """Flask-Limiter's after-request hook (deductions, headers) and its teardown (its request
+    context) run for every request; only the limited views have anything for them to do."""
+    limited = {LIMITED_ENDPOINT, RECOVER_ENDPOINT}
+
+    def mine(hook: Any) -> bool:
+        owner = hook.args[0] if isinstance(hook, partial) and hook.args else None
+        return limiter in (owner, getattr(hook, "__self__", None))
+
+    def guarded(hook: Callable[[T], T]) -> Callable[[T], T]:
+        @wraps(hook)
+        def run(arg: T) -> T:
+            return hook(arg) if request.endpoint in limited else arg
+
+        return run
+
+    for hooks in (app.after_request_funcs[None], app.teardown_request_funcs[None]):
+        hooks[:] = [guarded(hook) if mine(hook) else hook for hook in hooks]
