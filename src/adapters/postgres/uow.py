@@ -121,20 +121,21 @@ class SqlAlchemyUnitOfWork:
             return
         raise translate(failed, where=self._where) from failed
 
+    def _owner(self) -> Session | Connection | None:
+        """What holds the unit's transaction: its session, else its connection (None before
+        the first statement)."""
+        if not self._open:
+            raise RuntimeError("use the unit of work inside a 'with' block")
+        return self._session if self._session is not None else self._connection
+
     def commit(self) -> None:
         with translated(self._where):
-            if self._session is not None:
-                self._session.commit()
-            elif self._connection is not None:
-                self._connection.commit()
-            elif not self._open:
-                raise RuntimeError("use the unit of work inside a 'with' block")
+            owner = self._owner()
+            if owner is not None:
+                owner.commit()
 
     def rollback(self) -> None:
         with translated(self._where):
-            if self._session is not None:
-                self._session.rollback()
-            elif self._connection is not None:
-                self._connection.rollback()
-            elif not self._open:
-                raise RuntimeError("use the unit of work inside a 'with' block")
+            owner = self._owner()
+            if owner is not None:
+                owner.rollback()
