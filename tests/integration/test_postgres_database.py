@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 
@@ -310,6 +311,37 @@ def test_core_statements_need_no_session_and_share_the_transaction_with_one(
         jobs = connection.execute(sa.text("SELECT count(*) FROM outbox_jobs")).scalar_one()
     assert kept == [held.id, again.id]
     assert jobs == 1
+
+
+def _fail_after(uow: object, work: Callable[[], object]) -> None:
+    with uow:  # type: ignore[attr-defined]
+        work()
+        raise RuntimeError("the request failed")
+
+
+def test_every_unit_gives_its_connection_back_however_it_ends(clean_database: Database) -> None:
+    """Committed, refused, raised through or left without a commit, with a session or with
+    only Core statements: no unit of work keeps a pooled connection."""
+    practitioner = _practitioner(clean_database)
+    service_id = practitioner.services[0].id or 0
+    uow = clean_database.unit_of_work()
+    for n in range(12):
+        start = T0 + timedelta(days=n)
+        booking = _booking(
+            practitioner.id or 0, service_id, start=start, end=start + timedelta(minutes=30)
+        )
+        with uow:
+            uow.bookings.add(booking, commit=True)
+        with uow, pytest.raises(Conflict):  # the slot is taken: SlotUnavailable
+            uow.bookings.add(booking, commit=True)
+        later = attrs.evolve(
+            booking, start=start + timedelta(hours=1), end=start + timedelta(hours=1, minutes=30)
+        )
+        with pytest.raises(RuntimeError):
+            _fail_after(uow, lambda later=later: uow.bookings.add(later))
+        with uow:
+            assert uow.bookings.get(0) is None  # a session this time
+        assert clean_database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 def test_a_last_write_with_nothing_before_it_is_one_statement(
