@@ -111,12 +111,14 @@ def make_gateway(
     sleep: Callable[[float], None] | None = None,
     **options: object,
 ) -> CalComCalendarGateway:
-    """A gateway tuned for tests: short timeouts, no real sleeping, an in-process slot cache on
-    the same clock unless ``cache`` is given."""
+    """A gateway tuned for tests: no real sleeping, an in-process slot cache on the same clock
+    unless ``cache`` is given, and a budget of 1.5 s per call. The timeouts are the budget: the
+    local fake answers in milliseconds, but a loaded CI machine once kept it past 0.5 s; the
+    tests of a hanging Cal.com set short ones."""
     clock = clock or ManualClock()
     settings: dict[str, object] = {
-        "connect_timeout": 0.5,
-        "read_timeout": 0.5,
+        "connect_timeout": 1.5,
+        "read_timeout": 1.5,
         "call_budget": 1.5,
         "cache": InMemorySlotCache(clock=clock),
         **options,
