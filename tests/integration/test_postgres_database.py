@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
 import pytest
 import sqlalchemy as sa
 
@@ -105,13 +104,16 @@ def _practitioner(database: Database) -> Practitioner:
     return practitioner
 
 
-def _booking(practitioner_id: int, service_id: int, **changes: object) -> Booking:
+def _booking(
+    practitioner_id: int, service_id: int, start: datetime = T0, **changes: object
+) -> Booking:
+    """A 30-minute booking from ``start``."""
     fields: dict[str, object] = {
         "practitioner_id": practitioner_id,
         "service_id": service_id,
         "client": Client("C", "c@example.com"),
-        "start": T0,
-        "end": T0 + timedelta(minutes=30),
+        "start": start,
+        "end": start + timedelta(minutes=30),
         "price": Money(100, "eur"),
         "created_at": T0,
         "updated_at": T0,
@@ -128,12 +130,7 @@ def test_constraint_violations_become_core_errors(clean_database: Database) -> N
             uow.bookings.add(_booking(999, service_id))
         first = uow.bookings.add(_booking(practitioner.id or 0, service_id))
         second = uow.bookings.add(
-            _booking(
-                practitioner.id or 0,
-                service_id,
-                start=T0 + timedelta(hours=1),
-                end=T0 + timedelta(hours=1, minutes=30),
-            )
+            _booking(practitioner.id or 0, service_id, T0 + timedelta(hours=1))
         )
         first.checkout_session_id = "cs_same"
         uow.bookings.save(first)
@@ -284,12 +281,7 @@ def test_core_statements_need_no_session_and_share_the_transaction_with_one(
         assert uow._session is None  # type: ignore[attr-defined]
     with uow:
         later = uow.bookings.add(
-            _booking(
-                practitioner.id or 0,
-                service_id,
-                start=T0 + timedelta(hours=1),
-                end=T0 + timedelta(hours=1, minutes=30),
-            )
+            _booking(practitioner.id or 0, service_id, T0 + timedelta(hours=1))
         )
         seen = uow.bookings.get(later.id or 0)  # an ORM read: the session joins the write
         assert seen is not None
@@ -297,12 +289,7 @@ def test_core_statements_need_no_session_and_share_the_transaction_with_one(
         uow.rollback()
         assert uow.bookings.get(later.id or 0) is None
         again = uow.bookings.add(
-            _booking(
-                practitioner.id or 0,
-                service_id,
-                start=T0 + timedelta(hours=2),
-                end=T0 + timedelta(hours=2, minutes=30),
-            )
+            _booking(practitioner.id or 0, service_id, T0 + timedelta(hours=2))
         )
         uow.outbox.add(JobKind.EXPIRE_CHECKOUT, {"booking_id": again.id}, T0)
         uow.commit()
@@ -327,16 +314,12 @@ def test_every_unit_gives_its_connection_back_however_it_ends(clean_database: Da
     uow = clean_database.unit_of_work()
     for n in range(12):
         start = T0 + timedelta(days=n)
-        booking = _booking(
-            practitioner.id or 0, service_id, start=start, end=start + timedelta(minutes=30)
-        )
+        booking = _booking(practitioner.id or 0, service_id, start)
         with uow:
             uow.bookings.add(booking, commit=True)
         with uow, pytest.raises(Conflict):  # the slot is taken: SlotUnavailable
             uow.bookings.add(booking, commit=True)
-        later = attrs.evolve(
-            booking, start=start + timedelta(hours=1), end=start + timedelta(hours=1, minutes=30)
-        )
+        later = _booking(practitioner.id or 0, service_id, start + timedelta(hours=1))
         with pytest.raises(RuntimeError):
             _fail_after(uow, lambda later=later: uow.bookings.add(later))
         with uow:
@@ -380,12 +363,7 @@ def test_a_last_write_with_nothing_before_it_is_one_statement(
     with uow:
         uow.practitioners.lock(practitioner.id or 0)
         uow.bookings.add(
-            _booking(
-                practitioner.id or 0,
-                service_id,
-                start=T0 + timedelta(hours=1),
-                end=T0 + timedelta(hours=1, minutes=30),
-            ),
+            _booking(practitioner.id or 0, service_id, T0 + timedelta(hours=1)),
             commit=True,
         )
         assert status(uow) is TransactionStatus.IDLE
@@ -415,12 +393,7 @@ def test_a_transaction_begins_at_the_first_write_and_only_then(clean_database: D
         first = uow.bookings.add(_booking(practitioner.id or 0, service_id))
         assert status(uow) is TransactionStatus.INTRANS
         second = uow.bookings.add(
-            _booking(
-                practitioner.id or 0,
-                service_id,
-                start=T0 + timedelta(hours=1),
-                end=T0 + timedelta(hours=1, minutes=30),
-            )
+            _booking(practitioner.id or 0, service_id, T0 + timedelta(hours=1))
         )
         # Not committed: both go with the block.
     with uow:
