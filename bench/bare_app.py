@@ -5,11 +5,11 @@ practitioner's pending and confirmed bookings overlapping a window) and returns 
 JSON; POST /api/bookings runs the same INSERT into the same ``bookings`` table, whose exclusion
 constraint refuses an overlap (409). None of our layers, no validation, no payment provider.
 
-POST /api/bookings/three-writes is a second, informative floor: the writes a booking takes by
-design (DESIGN.md: the hold committed before the payment provider is called, the provider's
-session, the session noted on the hold), bare, as ours sends them: three statements that each
-commit on their own (the hold's INSERT, the offline checkout's INSERT, the UPDATE), on one
-pooled connection.
+POST /api/bookings/two-writes is a second, informative floor: the writes a booking takes by
+design (DESIGN.md: the hold committed before the payment provider is called, then the
+provider's session noted on the hold), bare, as ours sends them: two statements that each commit
+on their own (the hold's INSERT, the UPDATE), on one pooled connection. The provider's session
+is no write of ours: Stripe keeps it, and the offline checkout signs it into its id.
 
 No pre-ping on checkout (ours sends none either: a pooled connection is checked by its socket).
 """
@@ -39,13 +39,6 @@ _INSERT = sa.text(
     " 'gbp', 'pending', :hold, :now, :now, 1) RETURNING id"
 )
 
-
-_INSERT_SESSION = sa.text(
-    "INSERT INTO offline_checkout_sessions (id, form_secret, idempotency_key, booking_id, amount,"
-    " currency, description, customer_email, expires_at, state)"
-    " VALUES (:sid, :secret, :key, :booking_id, 5500, 'gbp', 'Bench session', :email, :hold,"
-    " 'open')"
-)
 
 _ATTACH = sa.text(
     "UPDATE bookings SET checkout_session_id = :sid, updated_at = :now, version = version + 1"
@@ -99,10 +92,9 @@ def create_app() -> Flask:
             return jsonify(error="slot_unavailable"), 409
         return jsonify(booking={"id": booking_id}), 201
 
-    @app.post("/api/bookings/three-writes")
-    def book_in_three_writes():  # type: ignore[no-untyped-def]
+    @app.post("/api/bookings/two-writes")
+    def book_in_two_writes():  # type: ignore[no-untyped-def]
         params = _insert_params(request.get_json())
-        now = params["now"]
         with engine.connect() as pooled:
             connection = pooled.execution_options(isolation_level="AUTOCOMMIT")
             try:
@@ -110,15 +102,8 @@ def create_app() -> Flask:
             except sa.exc.IntegrityError:
                 return jsonify(error="slot_unavailable"), 409
             sid = f"cs_bare_{secrets.token_hex(16)}"
-            session = {
-                "sid": sid,
-                "secret": secrets.token_urlsafe(32),
-                "key": f"checkout:{booking_id}",
-                "booking_id": booking_id,
-                **params,
-            }
-            connection.execute(_INSERT_SESSION, session)
-            connection.execute(_ATTACH, {"sid": sid, "now": now, "booking_id": booking_id})
+            attach = {"sid": sid, "now": params["now"], "booking_id": booking_id}
+            connection.execute(_ATTACH, attach)
         return jsonify(booking={"id": booking_id}, checkout_url=f"/checkout/{sid}"), 201
 
     return app

@@ -361,8 +361,8 @@ def http(seconds: int, connections: int, workers: int, threads: int, rounds: int
                 for name, (_, base) in servers.items():
                     runs.setdefault(f"post_{name}", []).append(post(base))
                 floor_base = servers["floor"][1]
-                three = post(floor_base, "/api/bookings/three-writes")
-                runs.setdefault("post_three_writes", []).append(three)
+                two = post(floor_base, "/api/bookings/two-writes")
+                runs.setdefault("post_two_writes", []).append(two)
                 if page:
                     runs.setdefault("page", []).append(
                         load_get(f"{ours_base}/p/2", seconds, connections)
@@ -376,16 +376,16 @@ def http(seconds: int, connections: int, workers: int, threads: int, rounds: int
                 ]
                 results[f"{kind}_ratio_rounds"] = per_round
                 results[f"{kind}_ratio"] = _median(per_round)
-            results["post_three_writes_ratio"] = _median(
+            results["post_two_writes_ratio"] = _median(
                 [
                     t["rps"] / f["rps"] if f["rps"] else 0.0
-                    for t, f in zip(runs["post_three_writes"], runs["post_floor"], strict=True)
+                    for t, f in zip(runs["post_two_writes"], runs["post_floor"], strict=True)
                 ]
             )
-            results["post_vs_three_writes"] = _median(
+            results["post_vs_two_writes"] = _median(
                 [
                     o["rps"] / t["rps"] if t["rps"] else 0.0
-                    for o, t in zip(runs["post_ours"], runs["post_three_writes"], strict=True)
+                    for o, t in zip(runs["post_ours"], runs["post_two_writes"], strict=True)
                 ]
             )
             if page:
@@ -530,14 +530,14 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             rows.append((f"{label}, ratio to the floor",
                          f"{ratio:.2f} (median of rounds: {rounds})",
                          f">= {target}", _verdict(ratio >= target)))  # fmt: skip
-        three = web.get("post_three_writes")
-        if three:
+        two = web.get("post_two_writes")
+        if two:
             rows.append(
                 (
-                    "POST, bare Flask running the booking's three writes (hold, session, attach)",
-                    f"{three['rps']:.0f} req/s, p50 {three['p50']:.1f} ms, p99 "
-                    f"{three['p99']:.1f} ms; {web['post_three_writes_ratio']:.2f} of the "
-                    f"one-INSERT floor; ours is {web['post_vs_three_writes']:.2f} of it",
+                    "POST, bare Flask running the booking's two writes (hold, attach)",
+                    f"{two['rps']:.0f} req/s, p50 {two['p50']:.1f} ms, p99 "
+                    f"{two['p99']:.1f} ms; {web['post_two_writes_ratio']:.2f} of the "
+                    f"one-INSERT floor; ours is {web['post_vs_two_writes']:.2f} of it",
                     "-",
                     "-",
                 )

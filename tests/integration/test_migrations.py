@@ -41,7 +41,7 @@ TABLES = {
     "audit_log",
     "api_tokens",
 }
-HEAD = "0008_practitioner_notify"  # the newest migration shipped
+HEAD = "0009_offline_sessions_signed"  # the newest migration shipped
 ENUMS = {"user_role", "booking_status", "refund_status", "job_status"}
 
 

@@ -127,13 +127,22 @@ def test_another_sessions_secret_does_not_pay(web: Web) -> None:
     assert web.stored(second_id).status is BookingStatus.PENDING
 
 
-def test_session_ids_are_random_not_a_counter(web: Web) -> None:
-    first = web.session_of(web.booked()["booking"]["id"])
+def test_session_ids_are_signed_not_guessable(web: Web) -> None:
+    first_id = web.booked()["booking"]["id"]
+    first = web.session_of(first_id)
     second = web.session_of(web.booked(start=SLOT_2)["booking"]["id"])
     for session in (first, second):
-        assert re.fullmatch(r"cs_offline_[0-9a-f]{32}", session), session
+        # booking, amount, currency, expiry, the key's tag, then 128 bits of signature
+        assert re.fullmatch(
+            r"cs_offline_[0-9a-z]+_[0-9a-z]+_[a-z]{3}_[0-9a-z]+_[0-9a-f]{16}_[0-9a-f]{32}", session
+        ), session
     assert first != second
     assert _secret(web, first) != _secret(web, second)
+    # The next booking's id in a session id is no session: its signature is not the gateway's.
+    guessed = first.replace(f"cs_offline_{first_id:x}_", f"cs_offline_{first_id + 2:x}_", 1)
+    assert guessed != first
+    assert web.client.get(f"/dev/checkout/{guessed}").status_code == 404
+    assert _post(web, guessed, "pay", _secret(web, first)).status_code == 404
 
 
 def test_cancelling_expires_the_booking_and_frees_the_slot(web: Web) -> None:

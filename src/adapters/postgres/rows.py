@@ -479,23 +479,20 @@ class CalendarCacheRow(RowBase):
 
 
 class OfflineCheckoutSessionRow(RowBase):
-    """A session of the offline checkout, the development stand-in for Stripe Checkout.
+    """A session of the offline checkout (the development stand-in for Stripe Checkout) that
+    has moved: paid or expired (0009: a session as made is no row, its id says what it is).
 
-    ``state`` holds ports.CheckoutState values; ``form_secret`` is what Pay / Cancel post back.
+    ``state`` holds ports.CheckoutState values.
     """
 
     __tablename__ = "offline_checkout_sessions"
 
     id: Mapped[str] = mapped_column(primary_key=True)
-    form_secret: Mapped[str]
-    idempotency_key: Mapped[str] = mapped_column(unique=True)
     booking_id: Mapped[int] = mapped_column(sa.BigInteger)
     amount: Mapped[int]
     currency: Mapped[str]
-    description: Mapped[str]
-    customer_email: Mapped[str]
     expires_at: Mapped[datetime]
-    state: Mapped[str] = mapped_column(server_default="open")
+    state: Mapped[str]
     payment_intent_id: Mapped[str | None] = mapped_column(unique=True)
     refunded_amount: Mapped[int] = mapped_column(server_default="0")
     created_at: Mapped[datetime] = _created()

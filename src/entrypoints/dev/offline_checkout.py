@@ -3,9 +3,11 @@
 - ``OfflineCheckoutGateway`` is the PaymentGateway port with Stripe's semantics where the core
   relies on them (idempotency keys, expiring only an open session, refunds bounded by what was
   paid, signed webhook events with a 300 s tolerance either way).
-- Its sessions live in PostgreSQL (``PostgresOfflineSessions``) so that they survive a restart
-  and are seen by every worker process; ``InMemoryOfflineSessions`` has the same semantics for
-  the unit tests. Session ids are random (``secrets``), never a counter.
+- A session is made without a write: its id carries its booking, amount and expiry, signed
+  with a key derived from the webhook secret (unguessable, never a counter). From its first
+  move (paid, expired) it lives in PostgreSQL (``PostgresOfflineSessions``), so that it
+  survives a restart and is seen by every worker process; ``InMemoryOfflineSessions`` has the
+  same semantics for the unit tests. The page's client and service come from the booking.
 - ``register(app, gateway)`` adds the checkout page and its Pay / Cancel actions; the app factory
   calls it only when this gateway is the live one. Pay and Cancel post the session's own form
   secret, and drive the same payment-event use case as Stripe's webhook, with an event signed
@@ -19,7 +21,7 @@ import json
 import logging
 import secrets
 import threading
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 import attrs
@@ -84,12 +86,8 @@ format_money = money_text
 @define(kw_only=True)
 class OfflineSession:
     id: str
-    form_secret: str
-    idempotency_key: str
     booking_id: int
     amount: Money
-    description: str
-    customer_email: str
     expires_at: datetime
     state: CheckoutState = CheckoutState.OPEN
     payment_intent_id: str | None = None
@@ -97,23 +95,21 @@ class OfflineSession:
 
 
 class OfflineSessions(Protocol):
-    """Where offline sessions and refunds are kept; every method is atomic on its own."""
+    """What became of offline sessions; every method is atomic on its own.
 
-    def add(self, session: OfflineSession) -> OfflineSession:
-        """Store ``session``, or return the one already stored under its idempotency key."""
+    Making a session stores nothing: the gateway signs what a session is (its booking, amount
+    and expiry) into its id, as Stripe keeps a session on its side, not in our database. A
+    session is stored from its first move on (paid, or expired), with what was refunded of it.
+    """
 
-    def get(self, session_id: str) -> OfflineSession | None: ...
+    def find(self, session_id: str) -> OfflineSession | None:
+        """The session as it was moved, or None while it is as it was made."""
 
     def move(
-        self,
-        session_id: str,
-        *,
-        to: CheckoutState,
-        payment_intent_id: str | None = None,
-        open_at: datetime | None = None,
-    ) -> tuple[OfflineSession | None, bool]:
-        """Move an OPEN session to ``to`` (only if still open, and unexpired at ``open_at``
-        when given); returns the session as it is now and whether this call moved it."""
+        self, session: OfflineSession, *, to: CheckoutState, payment_intent_id: str | None = None
+    ) -> tuple[OfflineSession, bool]:
+        """Move ``session`` (as made: open) to ``to`` unless it was moved before; returns the
+        session as it is now and whether this call moved it."""
 
     def refund(
         self, key: str, payment_intent_id: str, amount: Money, refund_id: str
@@ -127,42 +123,25 @@ class InMemoryOfflineSessions:
     """Offline sessions in this process only (unit tests on memory adapters)."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str, OfflineSession] = {}
+        self._moved: dict[str, OfflineSession] = {}
         self._refunds: dict[str, tuple[str, Money, str]] = {}
         self._lock = threading.Lock()
 
-    def add(self, session: OfflineSession) -> OfflineSession:
+    def find(self, session_id: str) -> OfflineSession | None:
         with self._lock:
-            for stored in self._sessions.values():
-                if stored.idempotency_key == session.idempotency_key:
-                    return attrs.evolve(stored)
-            self._sessions[session.id] = attrs.evolve(session)
-            return attrs.evolve(session)
-
-    def get(self, session_id: str) -> OfflineSession | None:
-        with self._lock:
-            stored = self._sessions.get(session_id)
+            stored = self._moved.get(session_id)
             return attrs.evolve(stored) if stored is not None else None
 
     def move(
-        self,
-        session_id: str,
-        *,
-        to: CheckoutState,
-        payment_intent_id: str | None = None,
-        open_at: datetime | None = None,
-    ) -> tuple[OfflineSession | None, bool]:
+        self, session: OfflineSession, *, to: CheckoutState, payment_intent_id: str | None = None
+    ) -> tuple[OfflineSession, bool]:
         with self._lock:
-            stored = self._sessions.get(session_id)
-            if stored is None:
-                return None, False
-            moved = stored.state is CheckoutState.OPEN and (
-                open_at is None or open_at < stored.expires_at
-            )
-            if moved:
-                stored.state = to
-                stored.payment_intent_id = payment_intent_id or stored.payment_intent_id
-            return attrs.evolve(stored), moved
+            stored = self._moved.get(session.id)
+            if stored is not None:
+                return attrs.evolve(stored), False
+            moved = attrs.evolve(session, state=to, payment_intent_id=payment_intent_id)
+            self._moved[session.id] = moved
+            return attrs.evolve(moved), True
 
     def refund(
         self, key: str, payment_intent_id: str, amount: Money, refund_id: str
@@ -171,7 +150,7 @@ class InMemoryOfflineSessions:
             if key in self._refunds:
                 return self._refunds[key]
             paid = next(
-                (s for s in self._sessions.values() if s.payment_intent_id == payment_intent_id),
+                (s for s in self._moved.values() if s.payment_intent_id == payment_intent_id),
                 None,
             )
             _check_refund(paid, amount).refunded += amount.amount
@@ -191,15 +170,11 @@ def _check_refund(paid: OfflineSession | None, amount: Money) -> OfflineSession:
 
 _SESSIONS = cast(sa.Table, OfflineCheckoutSessionRow.__table__)
 _REFUNDS = cast(sa.Table, OfflineCheckoutRefundRow.__table__)
-_ADD_SESSION = (
-    pg_insert(_SESSIONS)
-    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-    .returning(*_SESSIONS.c)
-)
+_MOVE = pg_insert(_SESSIONS).on_conflict_do_nothing(index_elements=["id"]).returning(*_SESSIONS.c)
 
 
 class PostgresOfflineSessions:
-    """Offline sessions in the ``offline_checkout_sessions`` / ``_refunds`` tables (0002)."""
+    """Moved offline sessions in the ``offline_checkout_sessions`` / ``_refunds`` tables."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
@@ -208,44 +183,15 @@ class PostgresOfflineSessions:
     def _session(row: Any) -> OfflineSession:
         return OfflineSession(
             id=row.id,
-            form_secret=row.form_secret,
-            idempotency_key=row.idempotency_key,
             booking_id=row.booking_id,
             amount=Money(row.amount, row.currency),
-            description=row.description,
-            customer_email=row.customer_email,
             expires_at=row.expires_at,
             state=CheckoutState(row.state),
             payment_intent_id=row.payment_intent_id,
             refunded=row.refunded_amount,
         )
 
-    def add(self, session: OfflineSession) -> OfflineSession:
-        values = {
-            "id": session.id,
-            "form_secret": session.form_secret,
-            "idempotency_key": session.idempotency_key,
-            "booking_id": session.booking_id,
-            "amount": session.amount.amount,
-            "currency": session.amount.currency,
-            "description": session.description,
-            "customer_email": session.customer_email,
-            "expires_at": session.expires_at,
-            "state": session.state.value,
-        }
-        # One statement, atomic on its own: no BEGIN and COMMIT round trips around it.
-        with self._engine.connect() as plain:
-            connection = plain.execution_options(autocommit_each=True)
-            row = connection.execute(_ADD_SESSION, values).one_or_none()
-            if row is None:  # the key was used before: answer with its first session
-                row = connection.execute(
-                    sa.select(_SESSIONS).where(
-                        _SESSIONS.c.idempotency_key == session.idempotency_key
-                    )
-                ).one()
-        return self._session(row)
-
-    def get(self, session_id: str) -> OfflineSession | None:
+    def find(self, session_id: str) -> OfflineSession | None:
         with self._engine.connect() as connection:
             row = connection.execute(
                 sa.select(_SESSIONS).where(_SESSIONS.c.id == session_id)
@@ -253,29 +199,25 @@ class PostgresOfflineSessions:
         return self._session(row) if row is not None else None
 
     def move(
-        self,
-        session_id: str,
-        *,
-        to: CheckoutState,
-        payment_intent_id: str | None = None,
-        open_at: datetime | None = None,
-    ) -> tuple[OfflineSession | None, bool]:
-        condition = sa.and_(_SESSIONS.c.id == session_id, _SESSIONS.c.state == "open")
-        if open_at is not None:
-            condition = sa.and_(condition, _SESSIONS.c.expires_at > open_at)
-        values: dict[str, Any] = {"state": to.value}
-        if payment_intent_id is not None:
-            values["payment_intent_id"] = payment_intent_id
-        with self._engine.begin() as connection:
-            moved = connection.execute(
-                sa.update(_SESSIONS).where(condition).values(values).returning(_SESSIONS)
-            ).one_or_none()
-            if moved is not None:
-                return self._session(moved), True
-            row = connection.execute(
-                sa.select(_SESSIONS).where(_SESSIONS.c.id == session_id)
-            ).one_or_none()
-        return (self._session(row) if row is not None else None), False
+        self, session: OfflineSession, *, to: CheckoutState, payment_intent_id: str | None = None
+    ) -> tuple[OfflineSession, bool]:
+        values = {
+            "id": session.id,
+            "booking_id": session.booking_id,
+            "amount": session.amount.amount,
+            "currency": session.amount.currency,
+            "expires_at": session.expires_at,
+            "state": to.value,
+            "payment_intent_id": payment_intent_id,
+        }
+        # One statement, atomic on its own: of two moves at once, one inserts, one finds it.
+        with self._engine.connect() as plain:
+            connection = plain.execution_options(autocommit_each=True)
+            row = connection.execute(_MOVE, values).one_or_none()
+            if row is not None:
+                return self._session(row), True
+            row = connection.execute(sa.select(_SESSIONS).where(_SESSIONS.c.id == session.id)).one()
+        return self._session(row), False
 
     def refund(
         self, key: str, payment_intent_id: str, amount: Money, refund_id: str
@@ -321,8 +263,34 @@ def _random_id(prefix: str) -> str:
     return f"{prefix}_offline_{secrets.token_hex(16)}"
 
 
+SESSION_PREFIX = "cs_offline_"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(number: int) -> str:
+    if number < 0:
+        raise ValueError("no negative numbers in a session id")
+    digits = ""
+    while True:
+        number, digit = divmod(number, 36)
+        digits = _DIGITS[digit] + digits
+        if number == 0:
+            return digits
+
+
 class OfflineCheckoutGateway:
-    """The PaymentGateway port served by a local checkout page instead of Stripe."""
+    """The PaymentGateway port served by a local checkout page instead of Stripe.
+
+    A session id carries what the session is, signed: ``cs_offline_<booking>_<amount>_
+    <currency>_<expiry>_<key tag>_<signature>`` (numbers in base 36, the expiry in microseconds;
+    the tag is a MAC of the idempotency key, the signature an HMAC-SHA256 of all that under a
+    key derived from the webhook secret). Making a session is then no write at all, the same
+    idempotency key gives the same session, and an id nobody signed is no session. Only a key
+    reused with other parameters is not refused, as Stripe would: nothing was kept to compare
+    with (the core never does it: its key names the booking and the instant of its hold).
+    """
 
     def __init__(
         self,
@@ -336,46 +304,81 @@ class OfflineCheckoutGateway:
         self.checkout_base_url = checkout_base_url.rstrip("/")
         self.webhook_secret = webhook_secret
         self.clock = clock
+        self._signing_key = hmac.digest(
+            webhook_secret.encode(), b"offline checkout sessions", "sha256"
+        )
+
+    def _mac(self, text: str) -> str:
+        return hmac.new(self._signing_key, text.encode(), "sha256").hexdigest()
 
     def url_for(self, session_id: str) -> str:
         return f"{self.checkout_base_url}{CHECKOUT_PATH}/{session_id}"
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
-        wanted = OfflineSession(
-            id=_random_id("cs"),
-            form_secret=secrets.token_urlsafe(32),
-            idempotency_key=request.idempotency_key,
-            booking_id=request.booking_id,
-            amount=request.amount,
-            description=request.description,
-            customer_email=request.customer_email,
-            expires_at=request.expires_at,
-        )
-        stored = self.sessions.add(wanted)
-        same_request = (
-            stored.booking_id,
-            stored.amount,
-            stored.customer_email,
-            stored.expires_at,
-        ) == (request.booking_id, request.amount, request.customer_email, request.expires_at)
-        if not same_request:
-            raise DuplicateRequest(
-                f"idempotency key {request.idempotency_key!r} reused with other parameters"
+        expiry = (request.expires_at - _EPOCH) // _MICROSECOND
+        body = "_".join(
+            (
+                _base36(request.booking_id),
+                _base36(request.amount.amount),
+                request.amount.currency,
+                _base36(expiry),
+                self._mac(f"key|{request.idempotency_key}")[:16],
             )
+        )
+        session_id = f"{SESSION_PREFIX}{body}_{self._mac(body)[:32]}"
         return CheckoutSession(
-            id=stored.id, url=self.url_for(stored.id), expires_at=stored.expires_at
+            id=session_id, url=self.url_for(session_id), expires_at=_EPOCH + expiry * _MICROSECOND
         )
 
-    def expire_checkout(self, session_id: str) -> CheckoutState:
-        session, _ = self.sessions.move(session_id, to=CheckoutState.EXPIRED)
+    def session(self, session_id: str) -> OfflineSession | None:
+        """The session named by ``session_id`` as it is now; None for an id this gateway did
+        not sign."""
+        if len(session_id) > 100 or not session_id.startswith(SESSION_PREFIX):
+            return None
+        body, _, signature = session_id[len(SESSION_PREFIX) :].rpartition("_")
+        if not hmac.compare_digest(signature.encode(), self._mac(body)[:32].encode()):
+            return None
+        moved = self.sessions.find(session_id)
+        if moved is not None:
+            return moved
+        booking_id, amount, currency, expiry, _tag = body.split("_")
+        return OfflineSession(
+            id=session_id,
+            booking_id=int(booking_id, 36),
+            amount=Money(int(amount, 36), currency),
+            expires_at=_EPOCH + int(expiry, 36) * _MICROSECOND,
+        )
+
+    def form_secret(self, session_id: str) -> str:
+        """What the session's Pay / Cancel forms post back (derived, never stored)."""
+        return self._mac(f"form|{session_id}")
+
+    def _known(self, session_id: str) -> OfflineSession:
+        session = self.session(session_id)
         if session is None:
             raise CheckoutNotFound("no such offline checkout session")
+        return session
+
+    def _move(
+        self, session_id: str, to: CheckoutState, *, open_at: datetime | None = None
+    ) -> tuple[OfflineSession | None, bool]:
+        """Move an open session to ``to`` (only if unexpired at ``open_at`` when given)."""
+        session = self.session(session_id)
+        if session is None or session.state is not CheckoutState.OPEN:
+            return session, False
+        if open_at is not None and open_at >= session.expires_at:
+            return session, False
+        intent = _random_id("pi") if to is CheckoutState.COMPLETE else None
+        return self.sessions.move(session, to=to, payment_intent_id=intent)
+
+    def expire_checkout(self, session_id: str) -> CheckoutState:
+        self._known(session_id)
+        session, _ = self._move(session_id, CheckoutState.EXPIRED)
+        assert session is not None
         return session.state
 
     def retrieve_checkout(self, session_id: str) -> CheckoutInfo:
-        session = self.sessions.get(session_id)
-        if session is None:
-            raise CheckoutNotFound("no such offline checkout session")
+        session = self._known(session_id)
         paid = session.state is CheckoutState.COMPLETE
         return CheckoutInfo(
             id=session.id,
@@ -412,33 +415,28 @@ class OfflineCheckoutGateway:
 
     def authorised(self, session_id: str, form_secret: str) -> OfflineSession | None:
         """The session when ``form_secret`` is its own (compared in constant time)."""
-        if len(session_id) > 100 or not form_secret:
+        if not form_secret:
             return None
-        session = self.sessions.get(session_id)
+        session = self.session(session_id)
         if session is None or not hmac.compare_digest(
-            session.form_secret.encode(), form_secret.encode("utf-8", "replace")
+            self.form_secret(session_id).encode(), form_secret.encode("utf-8", "replace")
         ):
             return None
         return session
 
     def pay(self, session_id: str) -> bool:
         """The customer pays an open, unexpired session; True when this call paid it."""
-        _, paid = self.sessions.move(
-            session_id,
-            to=CheckoutState.COMPLETE,
-            payment_intent_id=_random_id("pi"),
-            open_at=self.clock.now(),
-        )
+        _, paid = self._move(session_id, CheckoutState.COMPLETE, open_at=self.clock.now())
         return paid
 
     def cancel(self, session_id: str) -> bool:
         """The customer leaves the checkout: an open session expires; True when this call did."""
-        _, expired = self.sessions.move(session_id, to=CheckoutState.EXPIRED)
+        _, expired = self._move(session_id, CheckoutState.EXPIRED)
         return expired
 
     def signed_event(self, session_id: str, event_type: str) -> tuple[bytes, str]:
         """The event Stripe would send for the session now, and its signature header."""
-        session = self.sessions.get(session_id)
+        session = self.session(session_id)
         if session is None:
             raise PaymentUnavailable("no such offline checkout session")
         payload = checkout_session_event(
@@ -480,14 +478,14 @@ _PAGE = """<!doctype html>
 </strong></p>
 <p>When: <strong id="when">{{ when }}</strong></p>
 <p>Amount: <strong id="amount">{{ amount }}</strong></p>
-<p>Email: {{ session.customer_email }}</p>
+<p>Email: {{ email }}</p>
 <p>Status: <strong id="state">{{ session.state.value }}</strong></p>
 {% if session.state.value == "open" %}
 <form method="post" action="{{ url_for('offline_checkout.pay', session_id=session.id) }}">
-<input type="hidden" name="secret" value="{{ session.form_secret }}">
+<input type="hidden" name="secret" value="{{ secret }}">
 <button class="pay" type="submit">Pay</button></form>
 <form method="post" action="{{ url_for('offline_checkout.cancel', session_id=session.id) }}">
-<input type="hidden" name="secret" value="{{ session.form_secret }}">
+<input type="hidden" name="secret" value="{{ secret }}">
 <button type="submit">Cancel</button></form>
 {% endif %}
 </div>
@@ -499,10 +497,16 @@ _PAGE = """<!doctype html>
 def _details(session: OfflineSession) -> dict[str, str]:
     """What is being paid for and when: the start in the practitioner's own time zone."""
     d = deps()
-    details = {"service": session.description, "practitioner": "", "when": ""}
+    details = {
+        "service": f"Booking {session.booking_id}",
+        "practitioner": "",
+        "when": "",
+        "email": "",
+    }
     booking = uc.find_booking_by_checkout(session.id, uow=d.uow())
     if booking is None:
         return details
+    details["email"] = booking.client.email
     try:
         practitioner = uc.get_practitioner(booking.practitioner_id, uow=d.uow())
     except BookingError:
@@ -510,7 +514,7 @@ def _details(session: OfflineSession) -> dict[str, str]:
     service = practitioner.service(booking.service_id)
     local = booking.start.astimezone(practitioner.zone)
     details.update(
-        service=service.name if service is not None else session.description,
+        service=service.name if service is not None else details["service"],
         practitioner=practitioner.name,
         when=f"{local:%A %d %B %Y, %H:%M} ({practitioner.zone.key})",
     )
@@ -532,11 +536,16 @@ _SECRET_FORM = {
     responses={200: ("the checkout page", HTML), **_UNKNOWN},
 )
 def page(session_id: str) -> str:
-    session = _gateway().sessions.get(session_id) if len(session_id) <= 100 else None
+    gateway = _gateway()
+    session = gateway.session(session_id)
     if session is None:
         abort(404)
     return render_template_string(
-        _PAGE, session=session, amount=format_money(session.amount), **_details(session)
+        _PAGE,
+        session=session,
+        secret=gateway.form_secret(session_id),
+        amount=format_money(session.amount),
+        **_details(session),
     )
 
 
