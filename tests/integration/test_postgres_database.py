@@ -19,9 +19,17 @@ from adapters.postgres import (
     describe_url,
     normalize_url,
 )
-from booking_core.errors import Conflict, NotFound
+from booking_core.errors import ConcurrentUpdate, Conflict, NotFound, SlotUnavailable
 from booking_core.jobs import JobKind
-from booking_core.model import Booking, Client, Interval, Money, Practitioner, Service
+from booking_core.model import (
+    Booking,
+    BookingStatus,
+    Client,
+    Interval,
+    Money,
+    Practitioner,
+    Service,
+)
 
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 
@@ -138,6 +146,65 @@ def test_constraint_violations_become_core_errors(clean_database: Database) -> N
         with pytest.raises(Conflict):
             uow.bookings.save(second)
         uow.commit()  # the refused writes left the transaction usable
+
+
+def test_writes_on_their_own_are_refused_as_in_a_transaction(clean_database: Database) -> None:
+    """A last write with nothing before it goes straight through psycopg (adapters/postgres/
+    driver.py): the same core errors as through SQLAlchemy, the values stored as the ORM reads
+    them, and no value of the client's in the error."""
+    practitioner = _practitioner(clean_database)
+    pid, service_id = practitioner.id or 0, practitioner.services[0].id or 0
+    uow = clean_database.unit_of_work()
+    with uow, pytest.raises(NotFound) as refused:  # no practitioner 999: a foreign key
+        uow.bookings.add(
+            _booking(999, service_id, client=Client("C", "private@example.com")), commit=True
+        )
+    chain = [refused.value, refused.value.__cause__, refused.value.__cause__.__cause__]  # type: ignore[union-attr]
+    assert not any("private@example.com" in str(error) for error in chain)
+    with uow:
+        held = uow.bookings.add(_booking(pid, service_id), commit=True)
+    with uow, pytest.raises(SlotUnavailable):
+        uow.bookings.add(_booking(pid, service_id, T0 + timedelta(minutes=15)), commit=True)
+    stale = held.copy()
+    with uow:
+        held.checkout_session_id = "cs_1"
+        uow.bookings.save(held, commit=True)
+    stale.checkout_session_id = "cs_2"
+    with uow, pytest.raises(ConcurrentUpdate):
+        uow.bookings.save(stale, commit=True)
+    with uow:
+        other = uow.bookings.add(_booking(pid, service_id, T0 + timedelta(hours=1)), commit=True)
+    other.checkout_session_id = "cs_1"
+    with uow, pytest.raises(Conflict):  # checkout session ids are unique
+        uow.bookings.save(other, commit=True)
+    with uow:
+        stored = uow.bookings.get(held.id or 0)
+    assert stored is not None
+    assert (stored.status, stored.checkout_session_id, stored.version) == (
+        BookingStatus.PENDING,
+        "cs_1",
+        2,
+    )
+    assert clean_database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_connection_lost_under_a_write_on_its_own_is_not_pooled_again(
+    clean_database: Database,
+) -> None:
+    practitioner = _practitioner(clean_database)
+    pid, service_id = practitioner.id or 0, practitioner.services[0].id or 0
+    uow = clean_database.unit_of_work()
+    with uow:
+        uow.bookings.occupied_spans(pid, Interval(T0, T0 + timedelta(days=1)))  # its connection
+        connection = uow._connected()  # type: ignore[attr-defined]
+        backend = connection.connection.driver_connection.info.backend_pid
+        with clean_database.engine.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with pytest.raises(DatabaseUnavailable):
+            uow.bookings.add(_booking(pid, service_id), commit=True)
+        assert connection.invalidated
+    with uow:  # a new connection, and the write goes through
+        assert uow.bookings.add(_booking(pid, service_id), commit=True).id is not None
 
 
 def test_units_of_work_in_threads_do_not_share_sessions(clean_database: Database) -> None:

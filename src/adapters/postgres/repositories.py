@@ -17,7 +17,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from adapters.postgres.database_events import AUTOCOMMIT_EACH, in_transaction
+from adapters.postgres.database_events import in_transaction
+from adapters.postgres.driver import DriverStatement
 from adapters.postgres.errors import (
     CHECK_VIOLATION,
     DEADLOCK_DETECTED,
@@ -125,11 +126,13 @@ _BOOKINGS = cast(sa.Table, BookingRow.__table__)
 # of a race for one slot each left an uncommitted row there until they rolled back, and the
 # winner's next write (attaching its checkout re-checks the constraint) could deadlock with
 # them: the winner was then refused too, and nobody got the slot.
-_INSERT_BOOKING = (
+_INSERT_BOOKING = DriverStatement(
     pg_insert(_BOOKINGS).on_conflict_do_nothing(constraint=NO_OVERLAP).returning(_BOOKINGS.c.id)
 )
-_UPDATE_BOOKING = sa.update(_BOOKINGS).where(
-    _BOOKINGS.c.id == sa.bindparam("b_id"), _BOOKINGS.c.version == sa.bindparam("b_version")
+_UPDATE_BOOKING = DriverStatement(
+    sa.update(_BOOKINGS).where(
+        _BOOKINGS.c.id == sa.bindparam("b_id"), _BOOKINGS.c.version == sa.bindparam("b_version")
+    )
 )
 
 _FRESH = {"populate_existing": True}
@@ -144,13 +147,11 @@ _FRESH = {"populate_existing": True}
 _DEADLOCK_ATTEMPTS = 2
 
 
-def _in_savepoint(
-    target: Statements, apply: Callable[[Mapping[str, Any]], T], *, commit: bool = False
-) -> T:
+def _in_savepoint(target: Statements, apply: Callable[[bool], T], *, commit: bool = False) -> T:
     """Run ``apply`` (changes to the session, or statements on its connection) and flush, so
     that a refused write leaves the transaction usable (ports.BookingRepository.save promises
-    it); returns what ``apply`` returned. ``apply`` gets the execution options its statements
-    run with.
+    it); returns what ``apply`` returned. ``apply`` is told whether its statement runs on its
+    own, outside a transaction (then ``_write`` sends it through the driver).
 
     The write runs inside a SAVEPOINT when the transaction has something to lose: a write or a
     lock before it, or changes waiting in the session. When none is open yet (only plain reads
@@ -159,18 +160,18 @@ def _in_savepoint(
     and saves the SAVEPOINT and RELEASE round trips.
 
     ``commit``: the unit of work is committed with this write. When none is open, the write is
-    then a statement that commits itself (autocommit_each): no BEGIN, no COMMIT round trip.
+    then a statement that commits itself: no BEGIN, no COMMIT round trip.
     """
     for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
         protect = in_transaction(target.connection()) or target.pending()
         try:
             if protect:
                 with target.begin_nested():
-                    result = apply(_IN_TRANSACTION)
+                    result = apply(False)
                     target.flush()
             else:
                 try:
-                    result = apply(_ON_ITS_OWN if commit else _IN_TRANSACTION)
+                    result = apply(commit)
                     target.flush()
                 except BaseException:
                     target.rollback()  # nothing was done before: the same as a savepoint's
@@ -187,8 +188,18 @@ def _in_savepoint(
     raise AssertionError("unreachable")
 
 
-_IN_TRANSACTION: Mapping[str, Any] = {}
-_ON_ITS_OWN: Mapping[str, Any] = {AUTOCOMMIT_EACH: True}
+def _write(
+    target: Statements, statement: DriverStatement, values: Mapping[str, Any], *, on_its_own: bool
+) -> tuple[int, Any]:
+    """Run a Core write; returns its row count and the first row it returned (or None). On its
+    own (no transaction open, nothing to write after it) it goes straight through psycopg and
+    commits itself; else through SQLAlchemy, in the unit's transaction."""
+    connection = target.connection()
+    if on_its_own:
+        cursor = statement.send(connection, values)
+        return cursor.rowcount, cursor.fetchone() if cursor.description else None
+    result = connection.execute(statement.core, values)
+    return result.rowcount, result.first() if result.returns_rows else None
 
 
 # Same predicate as occupying_statement, so the exclusion constraint's GiST index serves it. The
@@ -293,7 +304,7 @@ class SqlAlchemyPractitionerRepository:
                 service_row = ServiceRow()
                 service_to_row(service, service_row, position=position)
                 row.services.append(service_row)
-            _in_savepoint(Statements(session), lambda _options: session.add(row))
+            _in_savepoint(Statements(session), lambda _on_its_own: session.add(row))
             return practitioner_from_row(row)
 
     def save(self, practitioner: Practitioner) -> None:
@@ -316,7 +327,7 @@ class SqlAlchemyPractitionerRepository:
                     f"practitioner {practitioner.id} has no service with id {unknown[0]}"
                 )
 
-            def apply(_options: Mapping[str, Any]) -> None:
+            def apply(_on_its_own: bool) -> None:
                 practitioner_fields_to_row(practitioner, row)
                 kept: set[int] = set()
                 for position, service in enumerate(practitioner.services):
@@ -349,19 +360,15 @@ class SqlAlchemyBookingRepository:
         values = {**booking_values(booking), "version": 1}
         with translated(self._where):
             target = self._statements()
-            new_id: int | None = _in_savepoint(
+            _, row = _in_savepoint(
                 target,
-                lambda options: (
-                    target.connection()
-                    .execute(_INSERT_BOOKING, values, execution_options=options)
-                    .scalar()
-                ),
+                lambda on_its_own: _write(target, _INSERT_BOOKING, values, on_its_own=on_its_own),
                 commit=commit,
             )
-        if new_id is None:
+        if row is None:
             raise SlotUnavailable("the time overlaps another booking")
         added = booking.copy()
-        added.id, added.version = new_id, 1
+        added.id, added.version = row[0], 1
         return added
 
     def _one(self, *where: sa.ColumnElement[bool]) -> Booking | None:
@@ -396,11 +403,9 @@ class SqlAlchemyBookingRepository:
         with translated(self._where):
             target = self._statements()
 
-            def apply(options: Mapping[str, Any]) -> None:
-                written = target.connection().execute(
-                    _UPDATE_BOOKING, values, execution_options=options
-                )
-                if written.rowcount != 1:
+            def apply(on_its_own: bool) -> None:
+                written, _ = _write(target, _UPDATE_BOOKING, values, on_its_own=on_its_own)
+                if written != 1:
                     raise ConcurrentUpdate(f"booking {booking.id} was changed concurrently")
 
             _in_savepoint(target, apply, commit=commit)
