@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import flask
 import pytest
 
 from booking_core import usecases as uc
@@ -174,6 +175,36 @@ def test_zero_turns_the_limits_off(web: Web) -> None:
     for _ in range(6):
         assert web.book(start="nope").status_code == 422
     assert "booking_limiter" not in web.app.extensions
+
+
+def test_with_the_booking_limits_off_booking_requests_skip_the_limiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The link-recovery limit keeps a limiter; a booking request, which no limit wraps, then
+    leaves it alone (its hooks once ran for every booking request all the same)."""
+    import flask_limiter
+
+    web = Web(
+        settings={
+            "ratelimit_bookings_per_ip": "0",
+            "ratelimit_bookings_per_email": "0",
+            "ratelimit_recover_per_ip": "3 per hour",
+        }
+    )
+    assert "booking_limiter" in web.app.extensions
+    used: list[str] = []
+    context = flask_limiter.Limiter.context
+
+    def counted(limiter: flask_limiter.Limiter) -> object:
+        used.append(flask.request.endpoint or "")
+        return context.fget(limiter)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(flask_limiter.Limiter, "context", property(counted))
+    assert web.book(start=SLOT).status_code == 201
+    assert used == []
+    recover = web.client.post("/api/bookings/recover", json={"email": "ada@example.com"})
+    assert recover.status_code == 202
+    assert "api.recover_links" in used
 
 
 def test_one_limit_on_and_the_other_off() -> None:

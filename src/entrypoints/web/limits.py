@@ -95,6 +95,9 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
     view: Any = app.view_functions.get(LIMITED_ENDPOINT)
     if view is None:
         raise RuntimeError(f"rate-limited view {LIMITED_ENDPOINT} is not registered yet")
+    limited: set[str] = set()
+    if not (_off(per_ip) and _off(per_email)):
+        limited.add(LIMITED_ENDPOINT)
     if not _off(per_ip):
         view = limiter.limit(per_ip, scope="bookings-per-ip")(view)
     if not _off(per_email):
@@ -110,19 +113,20 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
         app.view_functions[RECOVER_ENDPOINT] = limiter.limit(
             per_ip_recover, scope="recover-per-ip"
         )(recover)
+        limited.add(RECOVER_ENDPOINT)
     # Flask-Limiter also checks every request in a before_request hook, for application-wide
     # and default limits. There are none here (the wrappers above check their own views), so
     # that hook would only cost every other request its time.
     app.before_request_funcs[None].remove(limiter._check_request_limit)
-    _only_for_limited_views(app, limiter)
+    _only_for_limited_views(app, limiter, limited)
     app.extensions["booking_limiter"] = limiter
     return limiter
 
 
-def _only_for_limited_views(app: Flask, limiter: Limiter) -> None:
+def _only_for_limited_views(app: Flask, limiter: Limiter, limited: set[str]) -> None:
     """Flask-Limiter's after-request hook (deductions, headers) and its teardown (its request
-    context) run for every request; only the limited views have anything for them to do."""
-    limited = {LIMITED_ENDPOINT, RECOVER_ENDPOINT}
+    context) run for every request; only the ``limited`` views (those a limit wraps) have
+    anything for them to do."""
 
     def mine(hook: Any) -> bool:
         owner = hook.args[0] if isinstance(hook, partial) and hook.args else None
