@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import cached_property
 from types import TracebackType
 from typing import Self
 
@@ -56,18 +57,51 @@ class SqlAlchemyUnitOfWork:
         self._open = False
         self._connection: Connection | None = None
         self._session: Session | None = None
-        self.practitioners = SqlAlchemyPractitionerRepository(
-            self._current, where, practitioner_cache
+        self._practitioner_cache = practitioner_cache
+
+    # The repositories, each made at its first use: a request touches two or three of them.
+
+    @cached_property
+    def practitioners(self) -> SqlAlchemyPractitionerRepository:
+        return SqlAlchemyPractitionerRepository(
+            self._current, self._where, self._practitioner_cache
         )
-        self.bookings = SqlAlchemyBookingRepository(self._current, where, self._statements)
-        self.users = SqlAlchemyUserRepository(self._current, where)
-        self.payment_events = SqlAlchemyPaymentEventLog(self._current, where)
-        self.ledger = SqlAlchemyPaymentLedger(self._current, where)
-        self.cursors = SqlAlchemyCursorStore(self._current, where)
-        self.outbox = SqlAlchemyOutbox(self._current, where)
-        self.idempotency = SqlAlchemyIdempotencyStore(self._current, where)
-        self.audit = SqlAlchemyAuditLog(self._current, where)
-        self.api_tokens = SqlAlchemyApiTokenRepository(self._current, where)
+
+    @cached_property
+    def bookings(self) -> SqlAlchemyBookingRepository:
+        return SqlAlchemyBookingRepository(self._current, self._where, self._statements)
+
+    @cached_property
+    def users(self) -> SqlAlchemyUserRepository:
+        return SqlAlchemyUserRepository(self._current, self._where)
+
+    @cached_property
+    def payment_events(self) -> SqlAlchemyPaymentEventLog:
+        return SqlAlchemyPaymentEventLog(self._current, self._where)
+
+    @cached_property
+    def ledger(self) -> SqlAlchemyPaymentLedger:
+        return SqlAlchemyPaymentLedger(self._current, self._where)
+
+    @cached_property
+    def cursors(self) -> SqlAlchemyCursorStore:
+        return SqlAlchemyCursorStore(self._current, self._where)
+
+    @cached_property
+    def outbox(self) -> SqlAlchemyOutbox:
+        return SqlAlchemyOutbox(self._current, self._where)
+
+    @cached_property
+    def idempotency(self) -> SqlAlchemyIdempotencyStore:
+        return SqlAlchemyIdempotencyStore(self._current, self._where)
+
+    @cached_property
+    def audit(self) -> SqlAlchemyAuditLog:
+        return SqlAlchemyAuditLog(self._current, self._where)
+
+    @cached_property
+    def api_tokens(self) -> SqlAlchemyApiTokenRepository:
+        return SqlAlchemyApiTokenRepository(self._current, self._where)
 
     def _connected(self) -> Connection:
         if not self._open:
