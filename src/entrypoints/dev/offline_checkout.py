@@ -353,12 +353,6 @@ class OfflineCheckoutGateway:
         """What the session's Pay / Cancel forms post back (derived, never stored)."""
         return self._mac(f"form|{session_id}")
 
-    def _known(self, session_id: str) -> OfflineSession:
-        session = self.session(session_id)
-        if session is None:
-            raise CheckoutNotFound("no such offline checkout session")
-        return session
-
     def _move(
         self, session_id: str, to: CheckoutState, *, open_at: datetime | None = None
     ) -> tuple[OfflineSession | None, bool]:
@@ -372,13 +366,15 @@ class OfflineCheckoutGateway:
         return self.sessions.move(session, to=to, payment_intent_id=intent)
 
     def expire_checkout(self, session_id: str) -> CheckoutState:
-        self._known(session_id)
         session, _ = self._move(session_id, CheckoutState.EXPIRED)
-        assert session is not None
+        if session is None:
+            raise CheckoutNotFound("no such offline checkout session")
         return session.state
 
     def retrieve_checkout(self, session_id: str) -> CheckoutInfo:
-        session = self._known(session_id)
+        session = self.session(session_id)
+        if session is None:
+            raise CheckoutNotFound("no such offline checkout session")
         paid = session.state is CheckoutState.COMPLETE
         return CheckoutInfo(
             id=session.id,
