@@ -60,48 +60,28 @@ class SqlAlchemyUnitOfWork:
         self._practitioner_cache = practitioner_cache
 
     # The repositories, each made at its first use: a request touches two or three of them.
-
-    @cached_property
-    def practitioners(self) -> SqlAlchemyPractitionerRepository:
-        return SqlAlchemyPractitionerRepository(
+    practitioners = cached_property(
+        lambda self: SqlAlchemyPractitionerRepository(
             self._current, self._where, self._practitioner_cache
         )
-
-    @cached_property
-    def bookings(self) -> SqlAlchemyBookingRepository:
-        return SqlAlchemyBookingRepository(self._current, self._where, self._statements)
-
-    @cached_property
-    def users(self) -> SqlAlchemyUserRepository:
-        return SqlAlchemyUserRepository(self._current, self._where)
-
-    @cached_property
-    def payment_events(self) -> SqlAlchemyPaymentEventLog:
-        return SqlAlchemyPaymentEventLog(self._current, self._where)
-
-    @cached_property
-    def ledger(self) -> SqlAlchemyPaymentLedger:
-        return SqlAlchemyPaymentLedger(self._current, self._where)
-
-    @cached_property
-    def cursors(self) -> SqlAlchemyCursorStore:
-        return SqlAlchemyCursorStore(self._current, self._where)
-
-    @cached_property
-    def outbox(self) -> SqlAlchemyOutbox:
-        return SqlAlchemyOutbox(self._current, self._where)
-
-    @cached_property
-    def idempotency(self) -> SqlAlchemyIdempotencyStore:
-        return SqlAlchemyIdempotencyStore(self._current, self._where)
-
-    @cached_property
-    def audit(self) -> SqlAlchemyAuditLog:
-        return SqlAlchemyAuditLog(self._current, self._where)
-
-    @cached_property
-    def api_tokens(self) -> SqlAlchemyApiTokenRepository:
-        return SqlAlchemyApiTokenRepository(self._current, self._where)
+    )
+    bookings = cached_property(
+        lambda self: SqlAlchemyBookingRepository(self._current, self._where, self._statements)
+    )
+    users = cached_property(lambda self: SqlAlchemyUserRepository(self._current, self._where))
+    payment_events = cached_property(
+        lambda self: SqlAlchemyPaymentEventLog(self._current, self._where)
+    )
+    ledger = cached_property(lambda self: SqlAlchemyPaymentLedger(self._current, self._where))
+    cursors = cached_property(lambda self: SqlAlchemyCursorStore(self._current, self._where))
+    outbox = cached_property(lambda self: SqlAlchemyOutbox(self._current, self._where))
+    idempotency = cached_property(
+        lambda self: SqlAlchemyIdempotencyStore(self._current, self._where)
+    )
+    audit = cached_property(lambda self: SqlAlchemyAuditLog(self._current, self._where))
+    api_tokens = cached_property(
+        lambda self: SqlAlchemyApiTokenRepository(self._current, self._where)
+    )
 
     def _connected(self) -> Connection:
         if not self._open:
