@@ -188,6 +188,42 @@ def test_writes_on_their_own_are_refused_as_in_a_transaction(clean_database: Dat
     assert clean_database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
+def test_a_write_on_its_own_sends_what_sqlalchemy_would_send(clean_database: Database) -> None:
+    """The driver path's SQL text and values (enums as their values, None as NULL) are those
+    Connection.execute sends for the same statement."""
+    from adapters.postgres.mapping import booking_values
+    from adapters.postgres.repositories import _INSERT_BOOKING, _UPDATE_BOOKING
+
+    practitioner = _practitioner(clean_database)
+    booking = _booking(practitioner.id or 0, practitioner.services[0].id or 0, notes="n")
+    inserted = {**booking_values(booking), "version": 1}
+    updated = {**inserted, "version": 2, "b_id": 1, "b_version": 1}
+    engine = clean_database.engine
+    for statement, values in ((_INSERT_BOOKING, inserted), (_UPDATE_BOOKING, updated)):
+        sent: list[tuple[str, Any]] = []
+
+        def record(*args: Any, into: list[tuple[str, Any]] = sent) -> None:
+            into.append((args[2], args[3]))
+
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            with engine.connect() as connection:
+                connection.execute(statement.core, values)
+                connection.rollback()
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+        prepared = statement._for(engine.dialect, values)
+
+        def typed(parameters: Any) -> dict[str, tuple[type, Any]]:
+            return {name: (type(value), value) for name, value in parameters.items()}
+
+        [(sql, parameters)] = sent
+        assert prepared.sql == sql
+        # by type too: a status enum is a str, and would compare equal to its value
+        assert typed(prepared.parameters(values)) == typed(parameters)
+        assert type(prepared.parameters(values)["status"]) is str
+
+
 def test_a_connection_lost_under_a_write_on_its_own_is_not_pooled_again(
     clean_database: Database,
 ) -> None:

@@ -32,7 +32,7 @@ class _Prepared:
         self.sql = self.compiled.string
         self.processors: dict[str, Callable[[Any], Any]] = {}
         for name, bind in self.compiled.binds.items():
-            processor = bind.type.bind_processor(dialect)
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self.processors[name] = processor
 
