@@ -1,7 +1,7 @@
 """Core statements sent straight through psycopg: the writes that commit on their own.
 
 A booking request writes twice (the hold, then the checkout noted on it), each time one
-statement that commits itself (database_events: autocommit_each). Through
+statement that commits itself (the engine's connections are in autocommit). Through
 ``Connection.execute`` each cost SQLAlchemy an execution context, a result object and its
 events, about as much CPU as the statement's round trip. ``DriverStatement`` compiles its
 statement once per set of parameter names, for the engine's dialect, and sends it prepared on
@@ -37,7 +37,7 @@ class _Prepared:
                 self.processors[name] = processor
 
     def parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        parameters = dict(self.compiled.construct_params(dict(values)) or {})
+        parameters = dict(self.compiled.construct_params(values) or {})
         for name, processor in self.processors.items():
             if name in parameters:
                 parameters[name] = processor(parameters[name])

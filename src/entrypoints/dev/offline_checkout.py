@@ -269,6 +269,15 @@ _MICROSECOND = timedelta(microseconds=1)
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+def _micros(instant: datetime) -> int:
+    """Microseconds since the epoch, exactly (a float timestamp would round)."""
+    return (instant - _EPOCH) // _MICROSECOND
+
+
+def _instant(micros: int) -> datetime:
+    return _EPOCH + micros * _MICROSECOND
+
+
 def _base36(number: int) -> str:
     if number < 0:
         raise ValueError("no negative numbers in a session id")
@@ -315,7 +324,7 @@ class OfflineCheckoutGateway:
         return f"{self.checkout_base_url}{CHECKOUT_PATH}/{session_id}"
 
     def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
-        expiry = (request.expires_at - _EPOCH) // _MICROSECOND
+        expiry = _micros(request.expires_at)
         body = "_".join(
             (
                 _base36(request.booking_id),
@@ -327,7 +336,7 @@ class OfflineCheckoutGateway:
         )
         session_id = f"{SESSION_PREFIX}{body}_{self._mac(body)[:32]}"
         return CheckoutSession(
-            id=session_id, url=self.url_for(session_id), expires_at=_EPOCH + expiry * _MICROSECOND
+            id=session_id, url=self.url_for(session_id), expires_at=_instant(expiry)
         )
 
     def session(self, session_id: str) -> OfflineSession | None:
@@ -346,7 +355,7 @@ class OfflineCheckoutGateway:
             id=session_id,
             booking_id=int(booking_id, 36),
             amount=Money(int(amount, 36), currency),
-            expires_at=_EPOCH + int(expiry, 36) * _MICROSECOND,
+            expires_at=_instant(int(expiry, 36)),
         )
 
     def form_secret(self, session_id: str) -> str:

@@ -95,11 +95,10 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
     view: Any = app.view_functions.get(LIMITED_ENDPOINT)
     if view is None:
         raise RuntimeError(f"rate-limited view {LIMITED_ENDPOINT} is not registered yet")
-    limited: set[str] = set()
-    if not (_off(per_ip) and _off(per_email)):
-        limited.add(LIMITED_ENDPOINT)
+    limited: set[str] = set()  # the views a limit wraps
     if not _off(per_ip):
         view = limiter.limit(per_ip, scope="bookings-per-ip")(view)
+        limited.add(LIMITED_ENDPOINT)
     if not _off(per_email):
         view = limiter.limit(
             per_email,
@@ -107,6 +106,7 @@ def init_limiter(app: Flask, settings: Settings) -> Limiter | None:
             scope="bookings-per-email",
             deduct_when=_created_a_hold,
         )(view)
+        limited.add(LIMITED_ENDPOINT)
     app.view_functions[LIMITED_ENDPOINT] = view
     recover: Any = app.view_functions.get(RECOVER_ENDPOINT)
     if recover is not None and not _off(per_ip_recover):
